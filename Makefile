@@ -1,0 +1,142 @@
+# bulwark — GNU Makefile. `make` builds build/$(PROFILE)/libbulwark.{so,a}.
+# Targets: all check run install format lint bench clean deps
+
+PROFILE ?= default
+CC      ?= gcc
+CXX     ?= g++
+PREFIX  ?= /usr/local
+DESTDIR ?=
+
+POLICY := policy/$(PROFILE).h
+ifeq ($(wildcard $(POLICY)),)
+$(error unknown PROFILE '$(PROFILE)': no $(POLICY); choose one of: $(basename $(notdir $(wildcard policy/*.h))))
+endif
+
+BUILDROOT ?= build
+BUILD := $(BUILDROOT)/$(PROFILE)
+# A second tree per compiler so `make CC=clang` never mixes objects.
+ifneq ($(findstring clang,$(CC)),)
+BUILD := $(BUILDROOT)/$(PROFILE)-clang
+endif
+
+WARN := -Wall -Wextra -Werror -Wshadow -Wpointer-arith -Wcast-align \
+        -Wmissing-prototypes -Wstrict-prototypes -Wvla -Wformat=2
+# -fno-builtin-*: the compiler must not fold our own malloc calls (mimalloc #785).
+COMMON := -O2 -g -fPIC -fvisibility=hidden -ftls-model=initial-exec \
+          -fno-builtin-malloc -fno-builtin-free -fno-builtin-calloc \
+          -fno-builtin-realloc -fno-stack-protector -fno-plt \
+          -D_GNU_SOURCE -Iinclude -Isrc -include $(POLICY)
+CFLAGS_BW   := -std=c11 $(WARN) $(COMMON) $(CFLAGS)
+CXXFLAGS_BW := -std=c++17 -Wall -Wextra -Werror -O2 -g -fPIC -fvisibility=hidden \
+               -fno-builtin -D_GNU_SOURCE -Iinclude -Isrc -include $(POLICY) $(CXXFLAGS)
+
+SODIUM_LIBS := $(shell pkg-config --libs libsodium 2>/dev/null || echo -lsodium)
+LIBS := $(SODIUM_LIBS) -lpthread
+
+C_SRCS   := $(wildcard src/*.c)
+CXX_SRCS := $(wildcard src/*.cc)
+OBJS := $(patsubst src/%.c,$(BUILD)/obj/%.o,$(C_SRCS)) \
+        $(patsubst src/%.cc,$(BUILD)/obj/%.o,$(CXX_SRCS))
+HDRS := $(wildcard src/*.h) include/bulwark.h $(POLICY)
+
+SO := $(BUILD)/libbulwark.so
+AR_LIB := $(BUILD)/libbulwark.a
+
+.PHONY: all check run install format lint bench bench-icount clean deps tests
+
+all: deps $(SO) $(AR_LIB)
+
+# ---------------------------------------------------------------- dependencies
+APT_PKGS := libsodium-dev libcmocka-dev pkg-config
+deps:
+	@missing=""; \
+	[ -f /usr/include/sodium.h ] || missing="$$missing libsodium-dev"; \
+	[ -f /usr/include/cmocka.h ] || missing="$$missing libcmocka-dev"; \
+	command -v pkg-config >/dev/null || missing="$$missing pkg-config"; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing:$$missing"; apt-get update -qq && apt-get install -y -qq $$missing; \
+	  else echo "missing packages; run: sudo apt-get install -y$$missing"; exit 1; fi; \
+	fi
+
+# ---------------------------------------------------------------- library
+$(BUILD)/obj/%.o: src/%.c $(HDRS) | $(BUILD)/obj
+	$(CC) $(CFLAGS_BW) -c $< -o $@
+
+$(BUILD)/obj/%.o: src/%.cc $(HDRS) | $(BUILD)/obj
+	$(CXX) $(CXXFLAGS_BW) -c $< -o $@
+
+$(BUILD)/obj $(BUILD)/tests:
+	mkdir -p $@
+
+$(SO): $(OBJS)
+	$(CXX) -shared -o $@ $(OBJS) -Wl,-z,now -Wl,-z,relro -Wl,--no-undefined $(LIBS) $(LDFLAGS)
+
+$(AR_LIB): $(OBJS)
+	rm -f $@ && ar rcs $@ $(OBJS)
+
+# ---------------------------------------------------------------- tests
+# tests/{unit,api,stress}/test_*.c are cmocka programs linked statically with
+# libbulwark.a (so they also reach internal bw__ functions); every one is
+# also run again dynamically under LD_PRELOAD by tests/run.sh when it is
+# listed in tests/preload.list. tests/programs/*.sh run real programs.
+TEST_SRCS := $(wildcard tests/unit/test_*.c tests/api/test_*.c tests/stress/test_*.c)
+TEST_BINS := $(patsubst tests/%.c,$(BUILD)/tests/%,$(TEST_SRCS))
+TEST_DYN  := $(patsubst tests/%.c,$(BUILD)/tests/%.dyn,$(wildcard tests/api/test_*.c tests/stress/test_*.c))
+TEST_CFLAGS := -std=gnu11 -O1 -g -Wall -Wextra -Werror -Wno-unused-parameter \
+               -fno-builtin -D_GNU_SOURCE -Iinclude -Isrc -Itests/lib -include $(POLICY)
+TEST_LIBS := -lcmocka $(LIBS) -lstdc++ -lm
+TEST_LIB_SRCS := $(wildcard tests/lib/*.c)
+PROGRAM_SRCS := $(wildcard tests/programs/*.c tests/programs/*.cc)
+PROGRAM_BINS := $(patsubst tests/programs/%,$(BUILD)/tests/programs/%.bin,$(PROGRAM_SRCS))
+
+$(BUILD)/tests/%: tests/%.c $(AR_LIB) $(TEST_LIB_SRCS) $(wildcard tests/lib/*.h)
+	@mkdir -p $(dir $@)
+	$(CC) $(TEST_CFLAGS) $< $(TEST_LIB_SRCS) -o $@ $(AR_LIB) $(TEST_LIBS)
+
+# The same test dynamically linked with libbulwark.so (the pkg-config way);
+# tests/run.sh also runs it with LD_PRELOAD=libbulwark.so.
+$(BUILD)/tests/%.dyn: tests/%.c $(SO) $(TEST_LIB_SRCS) $(wildcard tests/lib/*.h)
+	@mkdir -p $(dir $@)
+	$(CC) $(TEST_CFLAGS) -DBW_TEST_PRELOAD $< $(TEST_LIB_SRCS) -o $@ \
+	  -L$(BUILD) -lbulwark -Wl,-rpath,$(abspath $(BUILD)) $(TEST_LIBS)
+
+$(BUILD)/tests/programs/%.c.bin: tests/programs/%.c
+	@mkdir -p $(dir $@)
+	$(CC) -std=gnu11 -O2 -g -Wall -Wextra -Werror -D_GNU_SOURCE $< -o $@ -lpthread
+
+$(BUILD)/tests/programs/%.cc.bin: tests/programs/%.cc
+	@mkdir -p $(dir $@)
+	$(CXX) -std=c++17 -O2 -g -Wall -Wextra -Werror $< -o $@ -lpthread
+
+tests: all $(TEST_BINS) $(TEST_DYN) $(PROGRAM_BINS)
+
+check: tests
+	@BULWARK_BUILD=$(BUILD) BULWARK_PROFILE=$(PROFILE) sh tests/run.sh $(TEST_BINS) $(TEST_DYN) $(wildcard tests/programs/*.sh)
+
+# ---------------------------------------------------------------- run
+run: all $(BUILD)/tests/programs/demo.c.bin
+	@BULWARK_BUILD=$(BUILD) sh tests/programs/demo-run.sh
+
+# ---------------------------------------------------------------- install
+install: all
+	install -d $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/lib/pkgconfig
+	install -m 755 $(SO) $(DESTDIR)$(PREFIX)/lib/libbulwark.so
+	install -m 644 $(AR_LIB) $(DESTDIR)$(PREFIX)/lib/libbulwark.a
+	install -m 644 include/bulwark.h $(DESTDIR)$(PREFIX)/include/bulwark.h
+	sed -e 's|@PREFIX@|$(PREFIX)|g' bulwark.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/bulwark.pc
+
+# ---------------------------------------------------------------- style
+FMT_FILES := $(wildcard src/*.c src/*.h src/*.cc include/*.h tests/*/*.c tests/*/*.h tests/*/*.cc bench/*.c fuzz/*.c policy/*.h)
+format:
+	clang-format -i $(FMT_FILES)
+
+lint: $(BUILD)/obj
+	clang-format --dry-run --Werror $(FMT_FILES)
+	clang-tidy --quiet $(C_SRCS) -- -std=c11 -D_GNU_SOURCE -Iinclude -Isrc -include $(POLICY)
+	cppcheck --quiet --error-exitcode=1 --enable=warning,portability,performance \
+	  --inline-suppr --suppress=missingIncludeSystem -D_GNU_SOURCE -Iinclude -Isrc \
+	  --include=$(POLICY) src
+
+clean:
+	rm -rf $(BUILDROOT)

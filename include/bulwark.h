@@ -1,0 +1,64 @@
+/* bulwark — a hardened, security-focused memory allocator.
+ *
+ * The libc names (malloc, free, ...) are exported by the library itself; this
+ * header declares the same operations under the bw_ prefix so programs can
+ * call bulwark explicitly, plus the few extensions that have no libc name. */
+#ifndef BULWARK_H
+#define BULWARK_H
+
+#include <stddef.h>
+#include <stdio.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(__GNUC__)
+#define BW_API __attribute__((visibility("default")))
+#else
+#define BW_API
+#endif
+
+BW_API void *bw_malloc(size_t size);
+BW_API void bw_free(void *ptr);
+BW_API void *bw_calloc(size_t count, size_t size);
+BW_API void *bw_realloc(void *ptr, size_t size);
+BW_API void *bw_reallocarray(void *ptr, size_t count, size_t size);
+BW_API int bw_posix_memalign(void **out, size_t alignment, size_t size);
+BW_API void *bw_aligned_alloc(size_t alignment, size_t size);
+BW_API void *bw_memalign(size_t alignment, size_t size);
+BW_API void *bw_valloc(size_t size);
+BW_API void *bw_pvalloc(size_t size);
+BW_API size_t bw_malloc_usable_size(const void *ptr);
+/* C23: free with the size (and alignment) the block was requested with; a
+ * size that cannot belong to the block is a fatal "free size mismatch". */
+BW_API void bw_free_sized(void *ptr, size_t size);
+BW_API void bw_free_aligned_sized(void *ptr, size_t alignment, size_t size);
+/* Returns every empty slab and cached mapping to the kernel; 1 if memory was
+ * released, 0 otherwise (glibc semantics). */
+BW_API int bw_malloc_trim(size_t pad);
+BW_API void bw_malloc_stats(void);
+BW_API int bw_malloc_info(int options, FILE *stream);
+
+/* A consistent-enough snapshot of the allocator's counters. */
+struct bw_stats {
+    size_t small_in_use_bytes;   /* bytes in small blocks handed out (class size) */
+    size_t small_committed_bytes; /* slab memory in use by live slabs */
+    size_t large_in_use_bytes;   /* bytes of live large mappings (whole mapping) */
+    size_t large_cached_bytes;   /* freed large mappings kept for reuse */
+    size_t large_count;          /* live large allocations */
+    size_t segments_in_use;      /* segments carved from the arena */
+    size_t slabs_in_use;         /* slabs serving a size class */
+    size_t slabs_abandoned;      /* slabs of exited threads not yet adopted */
+    size_t heaps_live;           /* thread heaps in use */
+    size_t numa_nodes;           /* NUMA nodes seen at start-up */
+};
+BW_API void bw_get_stats(struct bw_stats *out);
+/* Writes a human-readable statistics report to a file descriptor without
+ * allocating (safe from signal handlers and atexit). */
+BW_API void bw_print_stats(int fd);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* BULWARK_H */

@@ -1,0 +1,161 @@
+/* alloc.c — the checked slow paths around the fast ones in alloc.h: frees
+ * outside the arena, bad-pointer reports, sized and aligned frees, usable
+ * size, realloc and aligned allocation. */
+#include <errno.h>
+#include <string.h>
+
+#include "alloc.h"
+
+void *bw_malloc_class(unsigned size_class);
+
+/* A pointer into the arena that is not a live block start. A slot that
+ * served a class keeps its geometry after release, so a pointer on one of
+ * its old block boundaries is a block freed before: a double free. */
+void bw_report_bad_small(const void *ptr, const bw_slab_t *slab, const char *function) {
+    uintptr_t in_slab = ((uintptr_t)ptr - bw_layout.arena_base) & (BW_SLAB_SIZE - 1);
+    uint32_t size = slab->block_size;
+    if (slab->nblocks == 0 && size != 0 && in_slab % size == 0 &&
+        in_slab / size < BW_SLAB_SIZE / size)
+        bw_fatal("double free", ptr, BW_INFO_CLASS, size, function);
+    if (size)
+        bw_fatal("invalid free", ptr, BW_INFO_CLASS, size, function);
+    bw_fatal("invalid free", ptr, BW_INFO_NONE, 0, function);
+}
+
+void bw_free_outside_arena(void *ptr, size_t size, size_t alignment, const char *function) {
+    if (!ptr)
+        return;
+    int saved_errno = errno; /* free must not change errno (CONVENTIONS trap 6) */
+    if (atomic_load_explicit(&bw_init_state, memory_order_acquire) != 2 ||
+        !bw_large_free(ptr, size, alignment, function))
+        bw_fatal("invalid free", ptr, BW_INFO_NONE, 0, function);
+    errno = saved_errno;
+}
+
+/* free_sized, free_aligned_sized and the sized/aligned C++ deletes: the size
+ * must be one that could have produced this block (same class after the
+ * alignment rounding), the pointer must have the alignment. */
+void bw_free_checked(void *ptr, size_t size, size_t alignment, const char *function) {
+    uintptr_t offset = (uintptr_t)ptr - bw_layout.arena_base;
+    if (!ptr)
+        return;
+    if (offset >= bw_layout.arena_size) {
+        bw_free_outside_arena(ptr, size, alignment, function);
+        return;
+    }
+    bw_slab_t *slab = &bw_layout.slabs[offset >> BW_SLAB_SHIFT];
+    uintptr_t in_slab = offset & (BW_SLAB_SIZE - 1);
+    size_t index = bw_slab_block_index(slab, in_slab);
+    if (index * slab->block_size != in_slab || index >= slab->nblocks)
+        bw_report_bad_small(ptr, slab, function);
+    if (alignment && ((uintptr_t)ptr & (alignment - 1)))
+        bw_fatal("free alignment mismatch", ptr, BW_INFO_CLASS, slab->block_size, function);
+    if (size == 0 && alignment) { /* aligned delete without a size */
+        bw_free_inline(ptr, function);
+        return;
+    }
+    unsigned expected = size > BW_SMALL_MAX ? 0
+                        : alignment > 16    ? bw_size_class_aligned(size, alignment)
+                                            : bw_size_class(size);
+    if (expected != slab->size_class) {
+        /* The size alone fits: the alignment given is not the one used. */
+        bool size_fits = size <= slab->block_size &&
+                         (alignment <= 16 || bw_size_class(size) <= slab->size_class);
+        bw_fatal(size_fits && alignment > 16 ? "free alignment mismatch" : "free size mismatch",
+                 ptr, BW_INFO_CLASS, slab->block_size, function);
+    }
+    bw_free_inline(ptr, function);
+}
+
+/* Usable size of a live block; bad pointers are fatal with the report of
+ * the calling function. */
+size_t bw_usable_size_checked(const void *ptr, const char *function) {
+    uintptr_t offset = (uintptr_t)ptr - bw_layout.arena_base;
+    if (offset >= bw_layout.arena_size) {
+        if (atomic_load_explicit(&bw_init_state, memory_order_acquire) != 2)
+            bw_fatal("invalid pointer", ptr, BW_INFO_NONE, 0, function);
+        return bw_large_usable_size(ptr, function);
+    }
+    const bw_slab_t *slab = &bw_layout.slabs[offset >> BW_SLAB_SHIFT];
+    uintptr_t in_slab = offset & (BW_SLAB_SIZE - 1);
+    size_t index = bw_slab_block_index(slab, in_slab);
+    uint32_t size = slab->block_size;
+    if (index * size != in_slab || index >= slab->nblocks) {
+        if (slab->nblocks == 0 && size && in_slab % size == 0)
+            bw_fatal("use after free", ptr, BW_INFO_CLASS, size, function);
+        bw_fatal("invalid pointer", ptr, size ? BW_INFO_CLASS : BW_INFO_NONE, size, function);
+    }
+    uint64_t bit = 1ull << (index & 63);
+    _Atomic(uint64_t) *word = bw_slab_alloc_word(slab, index);
+    if (!(atomic_load_explicit(word, memory_order_relaxed) & bit) ||
+        (atomic_load_explicit(word + 1, memory_order_relaxed) & bit))
+        bw_fatal("use after free", ptr, BW_INFO_CLASS, size, function);
+    return size;
+}
+
+/* Like bw_usable_size_checked, but reports bad pointers as a free would:
+ * realloc frees the old block. */
+static size_t bw_realloc_old_size(void *ptr) {
+    uintptr_t offset = (uintptr_t)ptr - bw_layout.arena_base;
+    if (offset >= bw_layout.arena_size)
+        return 0; /* large: bw_large_realloc checks */
+    const bw_slab_t *slab = &bw_layout.slabs[offset >> BW_SLAB_SHIFT];
+    uintptr_t in_slab = offset & (BW_SLAB_SIZE - 1);
+    size_t index = bw_slab_block_index(slab, in_slab);
+    if (index * slab->block_size != in_slab || index >= slab->nblocks)
+        bw_report_bad_small(ptr, slab, "realloc");
+    uint64_t bit = 1ull << (index & 63);
+    _Atomic(uint64_t) *word = bw_slab_alloc_word(slab, index);
+    if (!(atomic_load_explicit(word, memory_order_relaxed) & bit) ||
+        (atomic_load_explicit(word + 1, memory_order_relaxed) & bit))
+        bw_fatal("double free", ptr, BW_INFO_CLASS, slab->block_size, "realloc");
+    return slab->block_size;
+}
+
+void *bw_realloc_impl(void *ptr, size_t size);
+void *bw_realloc_impl(void *ptr, size_t size) {
+    if (!ptr)
+        return bw_alloc_inline(size);
+    if (size == 0) { /* glibc: free and return NULL (CONVENTIONS trap 9) */
+        bw_free_inline(ptr, "realloc");
+        return NULL;
+    }
+    size_t old_size = bw_realloc_old_size(ptr);
+    if (old_size) {
+        /* Same class, or a shrink that keeps at least half the block. */
+        if (size <= old_size && (size > old_size / 2 || size <= 16))
+            return ptr;
+    } else {
+        if (atomic_load_explicit(&bw_init_state, memory_order_acquire) != 2)
+            bw_fatal("invalid free", ptr, BW_INFO_NONE, 0, "realloc");
+        if (bw_large_realloc(ptr, size))
+            return ptr;
+        old_size = bw_large_usable_size(ptr, "realloc");
+    }
+    void *moved = bw_alloc_inline(size);
+    if (!moved)
+        return NULL; /* errno is ENOMEM, the old block is intact */
+    memcpy(moved, ptr, old_size < size ? old_size : size);
+    bw_free_inline(ptr, "realloc");
+    return moved;
+}
+
+/* Aligned allocation; alignment is a power of two (callers check). Small
+ * classes serve it when a class is a multiple of the alignment (slabs start
+ * on 64 KiB boundaries); larger alignments get their own mapping. */
+void *bw_alloc_aligned(size_t alignment, size_t size) {
+    if (alignment <= 16)
+        return bw_alloc_inline(size);
+    if (!bw_ensure_init()) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    unsigned size_class = bw_size_class_aligned(size, alignment);
+    if (size_class) {
+        void *block = bw_malloc_class(size_class);
+        if (!block)
+            errno = ENOMEM;
+        return block;
+    }
+    return bw_large_alloc(size, alignment, false);
+}

@@ -1,0 +1,124 @@
+/* api.c — the public bw_* functions (DESIGN.md layer "api"). Argument
+ * checking and errno only; the allocator logic is in alloc.h/alloc.c and
+ * below. The libc names are in override.c. */
+#include <errno.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "alloc.h"
+#include "bulwark.h"
+
+void *bw_realloc_impl(void *ptr, size_t size);
+
+/* Requests above PTRDIFF_MAX can never be satisfied (pointer differences
+ * would overflow); refuse them up front like glibc. */
+static void *bw_enomem(void) {
+    errno = ENOMEM;
+    return NULL;
+}
+
+void *bw_malloc(size_t size) {
+    return bw_alloc_inline(size);
+}
+
+void bw_free(void *ptr) {
+    bw_free_inline(ptr, "free");
+}
+
+void *bw_calloc(size_t count, size_t size) {
+    size_t total;
+    if (__builtin_mul_overflow(count, size, &total) || total > PTRDIFF_MAX)
+        return bw_enomem();
+    if (total > BW_SMALL_MAX)
+        return bw_malloc_slow(total, true); /* fresh mappings are already zero */
+    void *block = bw_alloc_inline(total);
+    if (block)
+        memset(block, 0, total);
+    return block;
+}
+
+void *bw_realloc(void *ptr, size_t size) {
+    if (size > PTRDIFF_MAX)
+        return bw_enomem();
+    return bw_realloc_impl(ptr, size);
+}
+
+void *bw_reallocarray(void *ptr, size_t count, size_t size) {
+    size_t total;
+    if (__builtin_mul_overflow(count, size, &total) || total > PTRDIFF_MAX)
+        return bw_enomem();
+    return bw_realloc_impl(ptr, total);
+}
+
+static bool bw_is_pow2(size_t x) {
+    return x && !(x & (x - 1));
+}
+
+/* POSIX: EINVAL unless a power of two multiple of sizeof(void *); *out is
+ * left untouched on any error (CONVENTIONS trap 6). */
+int bw_posix_memalign(void **out, size_t alignment, size_t size) {
+    if (!bw_is_pow2(alignment) || alignment % sizeof(void *) != 0)
+        return EINVAL;
+    if (size > PTRDIFF_MAX)
+        return ENOMEM;
+    int saved_errno = errno;
+    void *block = bw_alloc_aligned(alignment, size);
+    if (!block) {
+        errno = saved_errno;
+        return ENOMEM;
+    }
+    *out = block;
+    return 0;
+}
+
+void *bw_aligned_alloc(size_t alignment, size_t size) {
+    if (!bw_is_pow2(alignment)) {
+        errno = EINVAL;
+        return NULL;
+    }
+    if (size > PTRDIFF_MAX)
+        return bw_enomem();
+    return bw_alloc_aligned(alignment, size);
+}
+
+void *bw_memalign(size_t alignment, size_t size) {
+    return bw_aligned_alloc(alignment, size);
+}
+
+void *bw_valloc(size_t size) {
+    return bw_aligned_alloc(BW_PAGE_SIZE, size);
+}
+
+void *bw_pvalloc(size_t size) {
+    size_t rounded;
+    if (__builtin_add_overflow(size, BW_PAGE_SIZE - 1, &rounded))
+        return bw_enomem();
+    rounded &= ~(size_t)(BW_PAGE_SIZE - 1);
+    return bw_aligned_alloc(BW_PAGE_SIZE, rounded ? rounded : BW_PAGE_SIZE);
+}
+
+size_t bw_malloc_usable_size(const void *ptr) {
+    if (!ptr)
+        return 0;
+    return bw_usable_size_checked(ptr, "malloc_usable_size");
+}
+
+void bw_free_sized(void *ptr, size_t size) {
+    bw_free_checked(ptr, size, 0, "free_sized");
+}
+
+void bw_free_aligned_sized(void *ptr, size_t alignment, size_t size) {
+    if (ptr && !bw_is_pow2(alignment))
+        bw_fatal("free alignment mismatch", ptr, BW_INFO_NONE, 0, "free_aligned_sized");
+    bw_free_checked(ptr, size, alignment, "free_aligned_sized");
+}
+
+int bw_malloc_trim(size_t pad) {
+    (void)pad;
+    if (atomic_load_explicit(&bw_init_state, memory_order_acquire) != 2)
+        return 0;
+    size_t released = bw_heap_trim_current();
+    released += bw_segments_purge(true);
+    released += bw_large_trim();
+    return released != 0;
+}

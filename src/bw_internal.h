@@ -1,0 +1,282 @@
+/* bw_internal.h — types and layout shared by every layer of bulwark.
+ *
+ * Address space (DESIGN.md "segments"): one arena reservation of
+ * 2^BW_ARENA_SHIFT bytes at a random base, cut into 2^BW_SEGMENT_SHIFT
+ * segments, each cut into 2^BW_SLAB_SHIFT slabs. A block's slab descriptor is
+ * found from its address by arithmetic: (addr - arena_base) >> BW_SLAB_SHIFT
+ * indexes an array of descriptors that lives in a separate metadata
+ * reservation (invariant 1). Nothing here is exported. */
+#ifndef BW_INTERNAL_H
+#define BW_INTERNAL_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define bw_likely(x) __builtin_expect(!!(x), 1)
+#define bw_unlikely(x) __builtin_expect(!!(x), 0)
+#define BW_HIDDEN __attribute__((visibility("hidden")))
+#define BW_NOINLINE __attribute__((noinline))
+#define BW_COLD __attribute__((cold, noinline))
+#define BW_INLINE static inline __attribute__((always_inline))
+
+#define BW_PAGE_SIZE 4096u
+#define BW_ARENA_SIZE ((uintptr_t)1 << BW_ARENA_SHIFT)
+#define BW_SEGMENT_SIZE ((uintptr_t)1 << BW_SEGMENT_SHIFT)
+#define BW_SLAB_SIZE ((uintptr_t)1 << BW_SLAB_SHIFT)
+#define BW_SLABS_PER_SEGMENT (1u << (BW_SEGMENT_SHIFT - BW_SLAB_SHIFT))
+#define BW_SEGMENT_COUNT (1u << (BW_ARENA_SHIFT - BW_SEGMENT_SHIFT))
+#define BW_SLAB_COUNT ((size_t)1 << (BW_ARENA_SHIFT - BW_SLAB_SHIFT))
+
+/* Size classes: see sizeclass.c for the table and its derivation. */
+#define BW_CLASS_COUNT 37 /* class 0 is "no class"; 1..36 are real */
+#define BW_SMALL_MAX 16384u
+#define BW_MIN_BLOCK 16u
+#define BW_MAX_BLOCKS_PER_SLAB (BW_SLAB_SIZE / BW_MIN_BLOCK)
+#define BW_BITMAP_WORDS (BW_MAX_BLOCKS_PER_SLAB / 64)
+
+#define BW_MAX_NUMA_NODES 64u
+
+_Static_assert(BW_SLABS_PER_SEGMENT <= 64, "segment slot bitmap is one word");
+_Static_assert(BW_SEGMENT_SHIFT > BW_SLAB_SHIFT, "a segment holds several slabs");
+_Static_assert(BW_SLAB_SIZE >= 4 * BW_SMALL_MAX, "a slab holds at least 4 of the largest class");
+
+/* ------------------------------------------------------------------ locks */
+/* A test-and-test-and-set lock that yields under contention. Never held on
+ * the fast path; fork-safe because the child simply stores 0. */
+typedef struct {
+    atomic_int held;
+} bw_lock_t;
+
+void bw_lock_acquire_slow(bw_lock_t *lock);
+BW_INLINE void bw_lock(bw_lock_t *lock) {
+    if (bw_likely(!atomic_exchange_explicit(&lock->held, 1, memory_order_acquire)))
+        return;
+    bw_lock_acquire_slow(lock);
+}
+BW_INLINE void bw_unlock(bw_lock_t *lock) {
+    atomic_store_explicit(&lock->held, 0, memory_order_release);
+}
+
+/* ------------------------------------------------------------------ slabs */
+struct bw_heap;
+
+/* Out-of-line slab descriptor, one per 64 KiB slot of the arena, 128 bytes
+ * (a power of two, so the lookup is a shift). Fields in the first cache line
+ * are the ones the fast paths touch. */
+typedef struct bw_slab {
+    /* --- owner-thread fields (fast path) --- */
+    void *free;              /* free-list head of blocks ready to hand out */
+    _Atomic(uint64_t) *bits; /* interleaved bitmap words: [2w] allocated, [2w+1] remote-pending */
+    uint32_t block_size;     /* bytes per block, 0 when the slot is unused */
+    uint32_t block_inv;      /* ceil(2^32 / block_size): offset -> index without division */
+    uint16_t nblocks;        /* blocks carved in this slab */
+    uint16_t used;           /* blocks allocated (owner's view; remote frees not yet collected count) */
+    uint8_t size_class;      /* 0 = slot not serving a class */
+    uint8_t in_full_list;    /* slab sits on its bin's full list */
+    uint8_t state;           /* bw_slab_state */
+    uint8_t node;            /* NUMA node of the segment */
+    _Atomic(struct bw_heap *) owner; /* NULL while abandoned or unused */
+    struct bw_slab *next, *prev;     /* bin lists, abandoned list, pool lists */
+    /* --- shared fields (cross-thread) --- */
+    _Atomic(void *) remote;  /* blocks freed by other threads, not yet collected */
+    _Atomic(struct bw_slab *) remote_next; /* link in the owner heap's remote-slab stack */
+    atomic_uchar queued;     /* on some heap's remote-slab stack */
+    uint8_t pad0[7];
+    uint64_t key;            /* per-slab secret, reserved for encoded links (hardening layer) */
+    uint64_t freed_at_ms;    /* when the slot became free (purge delay) */
+    uint8_t pad[32];
+} bw_slab_t;
+_Static_assert(sizeof(bw_slab_t) == 128, "slab descriptor lookup is a shift by 7");
+
+enum bw_slab_state {
+    BW_SLAB_UNUSED = 0,   /* slot free, memory decommitted or never touched */
+    BW_SLAB_DIRTY = 1,    /* slot free, memory still committed */
+    BW_SLAB_ACTIVE = 2,   /* owned by a heap */
+    BW_SLAB_ABANDONED = 3 /* owner thread exited; waits for adoption */
+};
+
+/* Out-of-line segment header. */
+typedef struct bw_segment {
+    uint64_t free_slots;    /* bit i: slab slot i is free */
+    uint64_t dirty_slots;   /* bit i: free and still committed */
+    uint32_t node;          /* NUMA node the segment is bound to */
+    uint32_t in_pool_list;  /* on its node's partial list */
+    struct bw_segment *next, *prev;
+    uint8_t pad[24];
+} bw_segment_t;
+_Static_assert(sizeof(bw_segment_t) == 64, "segment header lookup is a shift by 6");
+
+/* ------------------------------------------------------------------ heaps */
+typedef struct {
+    bw_slab_t *current;   /* slab the fast path allocates from; never NULL */
+    bw_slab_t *avail;     /* other slabs that may have free blocks (list head) */
+    bw_slab_t *full;      /* slabs that had no free block when last looked at */
+} bw_bin_t;
+
+typedef struct bw_heap {
+    bw_bin_t bins[BW_CLASS_COUNT];
+    _Atomic(bw_slab_t *) remote_slabs; /* slabs with remote frees to collect */
+    struct bw_heap *next_free;         /* heap pool free list */
+    uint32_t node;                     /* NUMA node of the thread at heap creation */
+    uint32_t live;                     /* 1 while a thread uses the heap */
+    uint64_t slow_calls;               /* slow-path entries, to pace maintenance */
+} bw_heap_t;
+
+/* ------------------------------------------------------------------ globals */
+typedef struct {
+    uintptr_t arena_base;     /* start of the small-object reservation */
+    uintptr_t arena_size;     /* 0 until initialised: makes every free take the slow path */
+    bw_slab_t *slabs;         /* descriptor array, one per slab slot */
+    bw_segment_t *segments;   /* header array, one per segment */
+    uint64_t *bitmaps;        /* 2 * BW_BITMAP_WORDS words per slab slot */
+} bw_layout_t;
+
+extern BW_HIDDEN bw_layout_t bw_layout;
+extern BW_HIDDEN __thread bw_heap_t *bw_tls_heap;
+extern BW_HIDDEN bw_heap_t bw_empty_heap;
+extern BW_HIDDEN bw_slab_t bw_sentinel_slab;
+extern BW_HIDDEN atomic_int bw_init_state; /* 0 = not started, 1 = running, 2 = done */
+
+/* size classes (sizeclass.c) */
+extern BW_HIDDEN const uint8_t bw_class_by_16[1024 / 16 + 1];
+extern BW_HIDDEN const uint8_t bw_class_by_128[BW_SMALL_MAX / 128 + 1];
+extern BW_HIDDEN const uint32_t bw_class_size[BW_CLASS_COUNT];
+
+/* Size → class without loops or division: two small tables. */
+BW_INLINE unsigned bw_size_class(size_t size) {
+    if (size <= 1024)
+        return bw_class_by_16[(size + 15) >> 4];
+    return bw_class_by_128[(size + 127) >> 7]; /* caller guarantees size <= BW_SMALL_MAX */
+}
+unsigned bw_size_class_aligned(size_t size, size_t alignment);
+
+/* os.c — every system call lives there */
+void *bw_os_reserve(size_t size, size_t alignment, bool random_base);
+bool bw_os_commit(void *addr, size_t size);
+void bw_os_decommit(void *addr, size_t size);
+void bw_os_release(void *addr, size_t size);
+bool bw_os_guard(void *addr, size_t size);
+void *bw_os_map(size_t size);
+void bw_os_bind_node(void *addr, size_t size, unsigned node);
+uint64_t bw_os_now_ms(void);
+void bw_os_random(void *buf, size_t size);
+bool bw_os_has_guard_madvise(void);
+void bw_os_init(void);
+
+typedef struct {
+    unsigned node_count;
+    unsigned (*current_node)(void);
+} bw_topology_t;
+extern BW_HIDDEN bw_topology_t bw_topology;
+unsigned bw_os_node_count_sysfs(void);
+unsigned bw_os_current_node_getcpu(void);
+
+/* report.c */
+typedef enum {
+    BW_INFO_NONE,     /* pointer not in any bulwark region */
+    BW_INFO_CLASS,    /* size is a small size class */
+    BW_INFO_MAPPING,  /* size is a large mapping */
+} bw_info_kind_t;
+__attribute__((noreturn, cold)) void bw_fatal(const char *bug_class, const void *ptr,
+                                              bw_info_kind_t kind, size_t size,
+                                              const char *function);
+__attribute__((noreturn, cold)) void bw_fatal_os(const char *what, int err);
+void bw_write_str(int fd, const char *s);
+size_t bw_fmt_u64(char *out, uint64_t v);
+size_t bw_fmt_hex(char *out, uint64_t v);
+
+/* segment.c */
+bool bw_segments_init(void);
+bw_slab_t *bw_slab_slot_acquire(unsigned node);
+void bw_slab_slot_release(bw_slab_t *slab);
+size_t bw_segments_purge(bool force);
+void bw_segments_fork_prepare(void);
+void bw_segments_fork_parent(void);
+void bw_segments_fork_child(void);
+size_t bw_segments_in_use(void);
+unsigned bw_pool_index_for_node(unsigned node);
+
+BW_INLINE size_t bw_slab_index(const bw_slab_t *slab) {
+    return (size_t)(slab - bw_layout.slabs);
+}
+BW_INLINE uintptr_t bw_slab_start(const bw_slab_t *slab) {
+    return bw_layout.arena_base + (bw_slab_index(slab) << BW_SLAB_SHIFT);
+}
+
+/* slab.c */
+void bw_slab_format(bw_slab_t *slab, unsigned size_class, bw_heap_t *owner);
+size_t bw_slab_collect_remote(bw_slab_t *slab);
+void bw_slab_remote_free(bw_slab_t *slab, void *block, size_t index, uint64_t bit,
+                         const char *function);
+
+BW_INLINE size_t bw_slab_block_index(const bw_slab_t *slab, uintptr_t offset_in_slab) {
+    return (size_t)((offset_in_slab * (uint64_t)slab->block_inv) >> 32);
+}
+
+/* Bitmap helpers: the owner thread is the only writer of the allocated
+ * words, so a relaxed load and store (plain moves on x86) suffice; remote
+ * freers only read them. The pending words are shared and use atomic RMW. */
+BW_INLINE _Atomic(uint64_t) *bw_slab_alloc_word(const bw_slab_t *slab, size_t index) {
+    return &slab->bits[2 * (index >> 6)];
+}
+BW_INLINE void bw_bits_set(_Atomic(uint64_t) *word, uint64_t bit) {
+    atomic_store_explicit(word, atomic_load_explicit(word, memory_order_relaxed) | bit,
+                          memory_order_relaxed);
+}
+BW_INLINE void bw_bits_clear(_Atomic(uint64_t) *word, uint64_t bit) {
+    atomic_store_explicit(word, atomic_load_explicit(word, memory_order_relaxed) & ~bit,
+                          memory_order_relaxed);
+}
+
+/* Hand out the head of a slab's free list (caller checked it is non-empty).
+ * The link is wiped so the program never sees a heap address it did not get
+ * from malloc. */
+BW_INLINE void *bw_slab_pop(bw_slab_t *slab) {
+    void *block = slab->free;
+    slab->free = *(void **)block;
+    *(void **)block = NULL;
+    slab->used++;
+    size_t index = bw_slab_block_index(slab, (uintptr_t)block & (BW_SLAB_SIZE - 1));
+    bw_bits_set(bw_slab_alloc_word(slab, index), 1ull << (index & 63));
+    return block;
+}
+
+/* large.c */
+void *bw_large_alloc(size_t size, size_t alignment, bool zero);
+bool bw_large_free(void *ptr, size_t size, size_t alignment, const char *function);
+size_t bw_large_usable_size(const void *ptr, const char *function);
+void *bw_large_realloc(void *ptr, size_t size);
+size_t bw_large_trim(void);
+void bw_large_fork_prepare(void);
+void bw_large_fork_parent(void);
+void bw_large_fork_child(void);
+void bw_large_stats(size_t *in_use, size_t *cached, size_t *count);
+
+/* heap.c */
+void *bw_malloc_slow(size_t size, bool zero);
+void bw_free_slow_local(bw_heap_t *heap, bw_slab_t *slab);
+bw_heap_t *bw_heap_get_or_create(void);
+void bw_heap_abandon(bw_heap_t *heap);
+size_t bw_heap_trim_current(void);
+size_t bw_abandoned_sweep(size_t max);
+void bw_heaps_fork_prepare(void);
+void bw_heaps_fork_parent(void);
+void bw_heaps_fork_child(void);
+void bw_heap_stats(size_t *heaps_live, size_t *abandoned);
+void bw_heap_thread_exit(void *arg);
+
+/* alloc.c — the fast paths and the checked free */
+void *bw_alloc_small_or_large(size_t size);
+void bw_free_checked(void *ptr, size_t size, size_t alignment, const char *function);
+size_t bw_usable_size_checked(const void *ptr, const char *function);
+void *bw_alloc_aligned(size_t alignment, size_t size);
+
+/* init.c */
+bool bw_ensure_init(void);
+
+/* stats.c */
+void bw_collect_stats(void *out_stats);
+
+#endif

@@ -1,0 +1,438 @@
+/* heap.c — one heap per thread (DESIGN.md layer "heap"): the bins, the
+ * refill slow path, collection of remote frees, and abandonment at thread
+ * exit with adoption by other threads.
+ *
+ * A bin holds the slab the fast path allocates from ("current"), a list of
+ * other slabs that may have free blocks ("avail") and a list of slabs that
+ * had none when last looked at ("full"). A thread freeing into one of its
+ * own full slabs moves it back to avail; a thread freeing into another
+ * thread's slab pushes the block on the slab's remote list and the slab on
+ * the owner's remote-slab stack, which the owner drains in its slow path. */
+#include <errno.h>
+#include <pthread.h>
+#include <string.h>
+
+#include "bw_internal.h"
+
+/* Until a thread allocates, its heap is this empty one: every bin's current
+ * slab is the sentinel, whose free list is empty, so the first malloc falls
+ * to the slow path without an extra branch on the fast path. */
+bw_slab_t bw_sentinel_slab;
+bw_heap_t bw_empty_heap = {
+    .bins = {[0 ... BW_CLASS_COUNT - 1] = {&bw_sentinel_slab, NULL, NULL}},
+};
+__thread bw_heap_t *bw_tls_heap = &bw_empty_heap;
+
+/* ---------------------------------------------------------------- heap pool
+ * Heaps live in their own reservation (metadata, never next to user memory)
+ * and are never unmapped, so a stale pointer to a dead heap still points at
+ * a heap-shaped object; dead heaps are recycled LIFO. */
+#define BW_MAX_HEAPS 65536u
+#define BW_HEAP_STRIDE ((sizeof(bw_heap_t) + 63) & ~(size_t)63)
+#define BW_HEAP_COMMIT_CHUNK (64u * 1024u)
+
+static bw_lock_t bw_heap_pool_lock;
+static char *bw_heap_region;        /* reservation start */
+static size_t bw_heap_region_used;  /* bytes handed out */
+static size_t bw_heap_region_committed;
+static bw_heap_t *bw_heap_free_list;
+static size_t bw_heaps_live;
+
+/* Abandoned slabs per class: LIFO stacks under one lock (slow path only). */
+static bw_lock_t bw_abandoned_lock;
+static bw_slab_t *bw_abandoned[BW_CLASS_COUNT];
+static size_t bw_abandoned_count;
+
+static pthread_key_t bw_thread_key;
+static bool bw_thread_key_ok;
+
+bool bw_heaps_init(void);
+bool bw_heaps_init(void) {
+    size_t size = (size_t)BW_MAX_HEAPS * BW_HEAP_STRIDE;
+    bw_heap_region = bw_os_reserve(size, BW_PAGE_SIZE, true);
+    if (!bw_heap_region)
+        return false;
+    /* pthread_key_create takes a slot in a static table: no allocation. */
+    bw_thread_key_ok = pthread_key_create(&bw_thread_key, bw_heap_thread_exit) == 0;
+    return true;
+}
+
+static bw_heap_t *bw_heap_pool_take(void) {
+    bw_lock(&bw_heap_pool_lock);
+    bw_heap_t *heap = bw_heap_free_list;
+    if (heap) {
+        bw_heap_free_list = heap->next_free;
+    } else if (bw_heap_region_used + BW_HEAP_STRIDE <= (size_t)BW_MAX_HEAPS * BW_HEAP_STRIDE) {
+        if (bw_heap_region_used + BW_HEAP_STRIDE > bw_heap_region_committed) {
+            if (!bw_os_commit(bw_heap_region + bw_heap_region_committed, BW_HEAP_COMMIT_CHUNK)) {
+                bw_unlock(&bw_heap_pool_lock);
+                return NULL;
+            }
+            bw_heap_region_committed += BW_HEAP_COMMIT_CHUNK;
+        }
+        heap = (bw_heap_t *)(bw_heap_region + bw_heap_region_used);
+        bw_heap_region_used += BW_HEAP_STRIDE;
+        atomic_store(&heap->remote_slabs, NULL);
+    }
+    if (heap)
+        bw_heaps_live++;
+    bw_unlock(&bw_heap_pool_lock);
+    return heap;
+}
+
+static void bw_heap_pool_give(bw_heap_t *heap) {
+    bw_lock(&bw_heap_pool_lock);
+    heap->next_free = bw_heap_free_list;
+    bw_heap_free_list = heap;
+    bw_heaps_live--;
+    bw_unlock(&bw_heap_pool_lock);
+}
+
+/* ---------------------------------------------------------------- bin lists */
+static void bw_list_push(bw_slab_t **head, bw_slab_t *slab) {
+    slab->prev = NULL;
+    slab->next = *head;
+    if (*head)
+        (*head)->prev = slab;
+    *head = slab;
+}
+
+static void bw_list_remove(bw_slab_t **head, bw_slab_t *slab) {
+    if (slab->prev)
+        slab->prev->next = slab->next;
+    else
+        *head = slab->next;
+    if (slab->next)
+        slab->next->prev = slab->prev;
+    slab->next = slab->prev = NULL;
+}
+
+static void bw_bin_unlink(bw_bin_t *bin, bw_slab_t *slab) {
+    if (slab == bin->current) {
+        bin->current = &bw_sentinel_slab;
+    } else if (slab->in_full_list) {
+        bw_list_remove(&bin->full, slab);
+        slab->in_full_list = 0;
+    } else {
+        bw_list_remove(&bin->avail, slab);
+    }
+}
+
+/* The slab holds no live block: give its slot back to the segment pool. */
+static void bw_heap_retire(bw_heap_t *heap, bw_slab_t *slab) {
+    bw_bin_unlink(&heap->bins[slab->size_class], slab);
+    bw_slab_slot_release(slab);
+}
+
+/* After collecting frees into a slab: put it on the right list. */
+static void bw_heap_settle(bw_heap_t *heap, bw_slab_t *slab) {
+    bw_bin_t *bin = &heap->bins[slab->size_class];
+    if (slab->used == 0 && slab != bin->current) {
+        bw_heap_retire(heap, slab);
+    } else if (slab->in_full_list && slab->free) {
+        bw_list_remove(&bin->full, slab);
+        slab->in_full_list = 0;
+        bw_list_push(&bin->avail, slab);
+    }
+}
+
+/* Called by free() when the owner's free emptied a slab or hit a full one. */
+void bw_free_slow_local(bw_heap_t *heap, bw_slab_t *slab) {
+    bw_heap_settle(heap, slab);
+}
+
+/* Collect the remote frees of every slab other threads have queued on this
+ * heap. A slab that is no longer ours (its old owner died and it was
+ * adopted) is passed on to its current owner. */
+static void bw_heap_drain_remote(bw_heap_t *heap) {
+    if (!atomic_load_explicit(&heap->remote_slabs, memory_order_relaxed))
+        return;
+    bw_slab_t *slab = atomic_exchange_explicit(&heap->remote_slabs, NULL, memory_order_acquire);
+    while (slab) {
+        bw_slab_t *next = atomic_load_explicit(&slab->remote_next, memory_order_relaxed);
+        atomic_store_explicit(&slab->queued, 0, memory_order_release);
+        bw_heap_t *owner = atomic_load_explicit(&slab->owner, memory_order_acquire);
+        if (owner == heap) {
+            bw_slab_collect_remote(slab);
+            bw_heap_settle(heap, slab);
+        } else if (owner && !atomic_exchange_explicit(&slab->queued, 1, memory_order_acq_rel)) {
+            bw_slab_t *top = atomic_load_explicit(&owner->remote_slabs, memory_order_relaxed);
+            do {
+                atomic_store_explicit(&slab->remote_next, top, memory_order_relaxed);
+            } while (!atomic_compare_exchange_weak_explicit(
+                &owner->remote_slabs, &top, slab, memory_order_release, memory_order_relaxed));
+        }
+        slab = next;
+    }
+}
+
+/* ---------------------------------------------------------------- abandonment */
+static void bw_abandoned_push(bw_slab_t *slab) {
+    bw_lock(&bw_abandoned_lock);
+    slab->next = bw_abandoned[slab->size_class];
+    slab->prev = NULL;
+    bw_abandoned[slab->size_class] = slab;
+    bw_abandoned_count++;
+    bw_unlock(&bw_abandoned_lock);
+}
+
+static bw_slab_t *bw_abandoned_pop(unsigned size_class) {
+    if (!bw_abandoned[size_class]) /* racy peek: a miss only costs a fresh slab */
+        return NULL;
+    bw_lock(&bw_abandoned_lock);
+    bw_slab_t *slab = bw_abandoned[size_class];
+    if (slab) {
+        bw_abandoned[size_class] = slab->next;
+        slab->next = NULL;
+        bw_abandoned_count--;
+    }
+    bw_unlock(&bw_abandoned_lock);
+    return slab;
+}
+
+/* Abandoned slabs whose blocks were all freed by other threads return
+ * their slot; looks at up to `max` slabs. Returns how many were released. */
+size_t bw_abandoned_sweep(size_t max) {
+    size_t released = 0, looked = 0;
+    for (unsigned c = 1; c < BW_CLASS_COUNT && looked < max; c++) {
+        bw_slab_t *keep = NULL;
+        bw_slab_t *slab;
+        while (looked < max && (slab = bw_abandoned_pop(c))) {
+            looked++;
+            bw_slab_collect_remote(slab);
+            if (slab->used == 0) {
+                bw_slab_slot_release(slab);
+                released++;
+            } else {
+                slab->next = keep;
+                keep = slab;
+            }
+        }
+        while (keep) {
+            bw_slab_t *next = keep->next;
+            bw_abandoned_push(keep);
+            keep = next;
+        }
+    }
+    return released;
+}
+
+static void bw_abandon_slab(bw_slab_t *slab) {
+    atomic_store_explicit(&slab->owner, NULL, memory_order_release);
+    slab->in_full_list = 0;
+    slab->next = slab->prev = NULL;
+    bw_slab_collect_remote(slab);
+    if (slab->used == 0) {
+        bw_slab_slot_release(slab);
+    } else {
+        slab->state = BW_SLAB_ABANDONED;
+        bw_abandoned_push(slab);
+    }
+}
+
+/* Thread exit: every slab becomes adoptable (or is released when empty);
+ * the heap returns to the pool. */
+void bw_heap_abandon(bw_heap_t *heap) {
+    bw_heap_drain_remote(heap);
+    for (unsigned c = 1; c < BW_CLASS_COUNT; c++) {
+        bw_bin_t *bin = &heap->bins[c];
+        if (bin->current != &bw_sentinel_slab)
+            bw_abandon_slab(bin->current);
+        while (bin->avail) {
+            bw_slab_t *slab = bin->avail;
+            bin->avail = slab->next;
+            bw_abandon_slab(slab);
+        }
+        while (bin->full) {
+            bw_slab_t *slab = bin->full;
+            bin->full = slab->next;
+            bw_abandon_slab(slab);
+        }
+        bin->current = &bw_sentinel_slab;
+    }
+    /* Slabs queued here between the first drain and the owner change only
+     * need their flag cleared (their owner is now NULL or another heap). */
+    bw_heap_drain_remote(heap);
+    heap->live = 0;
+    bw_heap_pool_give(heap);
+}
+
+static bw_slab_t *bw_heap_adopt(bw_heap_t *heap, unsigned size_class) {
+    bw_slab_t *slab = bw_abandoned_pop(size_class);
+    if (!slab)
+        return NULL;
+    slab->state = BW_SLAB_ACTIVE;
+    slab->in_full_list = 0;
+    atomic_store_explicit(&slab->owner, heap, memory_order_release);
+    bw_slab_collect_remote(slab);
+    return slab;
+}
+
+/* ---------------------------------------------------------------- thread heaps */
+void bw_heap_thread_exit(void *arg) {
+    bw_heap_t *heap = arg;
+    if (heap && heap == bw_tls_heap) {
+        bw_tls_heap = &bw_empty_heap;
+        bw_heap_abandon(heap);
+    }
+}
+
+/* The calling thread's heap, created on first use. Returns NULL only if no
+ * heap can be had (address space exhausted). */
+bw_heap_t *bw_heap_get_or_create(void) {
+    bw_heap_t *heap = bw_tls_heap;
+    if (bw_likely(heap != &bw_empty_heap))
+        return heap;
+    heap = bw_heap_pool_take();
+    if (!heap)
+        return NULL;
+    for (unsigned c = 0; c < BW_CLASS_COUNT; c++) {
+        heap->bins[c].current = &bw_sentinel_slab;
+        heap->bins[c].avail = heap->bins[c].full = NULL;
+    }
+    heap->node = bw_topology.current_node ? bw_topology.current_node() : 0;
+    heap->live = 1;
+    heap->slow_calls = 0;
+    heap->next_free = NULL;
+    bw_tls_heap = heap;
+    /* May allocate (a second-level key block for keys >= 32): our heap is
+     * already in place, so the nested malloc succeeds. */
+    if (bw_thread_key_ok)
+        pthread_setspecific(bw_thread_key, heap);
+    bw_heap_drain_remote(heap); /* stale entries from the heap's previous life */
+    return heap;
+}
+
+/* Give a bin a slab with at least one free block: the current one after
+ * collecting its remote frees, another of the bin's slabs, an abandoned
+ * slab of the class, or a fresh slot. NULL when memory is exhausted. */
+static bw_slab_t *bw_heap_refill(bw_heap_t *heap, unsigned size_class) {
+    bw_bin_t *bin = &heap->bins[size_class];
+    heap->slow_calls++;
+    bw_heap_drain_remote(heap);
+
+    bw_slab_t *slab = bin->current;
+    if (slab != &bw_sentinel_slab) {
+        bw_slab_collect_remote(slab);
+        if (slab->free)
+            return slab;
+        bin->current = &bw_sentinel_slab;
+        slab->in_full_list = 1;
+        bw_list_push(&bin->full, slab);
+    }
+    while ((slab = bin->avail)) {
+        bw_list_remove(&bin->avail, slab);
+        bw_slab_collect_remote(slab);
+        if (slab->free) {
+            bin->current = slab;
+            return slab;
+        }
+        slab->in_full_list = 1;
+        bw_list_push(&bin->full, slab);
+    }
+    for (int tries = 0; tries < 4 && (slab = bw_heap_adopt(heap, size_class)); tries++) {
+        if (slab->free) {
+            bin->current = slab;
+            return slab;
+        }
+        slab->in_full_list = 1;
+        bw_list_push(&bin->full, slab);
+    }
+    /* Periodically reclaim abandoned slabs of other classes that other
+     * threads emptied, so thread churn cannot strand memory. */
+    if ((heap->slow_calls & 63) == 0)
+        bw_abandoned_sweep(16);
+    unsigned node = bw_topology.current_node ? bw_topology.current_node() : heap->node;
+    slab = bw_slab_slot_acquire(node);
+    if (!slab)
+        return NULL;
+    bw_slab_format(slab, size_class, heap);
+    bin->current = slab;
+    return slab;
+}
+
+/* Small allocation when the fast path missed; large ones go to large.c. */
+void *bw_malloc_slow(size_t size, bool zero) {
+    if (bw_unlikely(!bw_ensure_init())) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    if (size > BW_SMALL_MAX)
+        return bw_large_alloc(size, 0, zero);
+    bw_heap_t *heap = bw_heap_get_or_create();
+    if (bw_unlikely(!heap)) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    unsigned size_class = bw_size_class(size);
+    bw_slab_t *slab = heap->bins[size_class].current;
+    if (!slab->free) {
+        slab = bw_heap_refill(heap, size_class);
+        if (bw_unlikely(!slab)) {
+            errno = ENOMEM;
+            return NULL;
+        }
+    }
+    void *block = bw_slab_pop(slab);
+    if (zero)
+        memset(block, 0, size);
+    return block;
+}
+
+/* Small allocation of a specific class (the memalign family). */
+void *bw_malloc_class(unsigned size_class);
+void *bw_malloc_class(unsigned size_class) {
+    bw_heap_t *heap = bw_heap_get_or_create();
+    if (bw_unlikely(!heap))
+        return NULL;
+    bw_slab_t *slab = heap->bins[size_class].current;
+    if (!slab->free) {
+        slab = bw_heap_refill(heap, size_class);
+        if (bw_unlikely(!slab))
+            return NULL;
+    }
+    return bw_slab_pop(slab);
+}
+
+/* malloc_trim: release the calling thread's empty current slabs, collect
+ * everything queued for it, and sweep abandoned slabs. */
+size_t bw_heap_trim_current(void) {
+    bw_heap_t *heap = bw_tls_heap;
+    size_t released = bw_abandoned_sweep((size_t)-1);
+    if (heap == &bw_empty_heap)
+        return released;
+    bw_heap_drain_remote(heap);
+    for (unsigned c = 1; c < BW_CLASS_COUNT; c++) {
+        bw_bin_t *bin = &heap->bins[c];
+        bw_slab_t *slab = bin->current;
+        if (slab == &bw_sentinel_slab)
+            continue;
+        bw_slab_collect_remote(slab);
+        if (slab->used == 0) {
+            bin->current = &bw_sentinel_slab;
+            bw_slab_slot_release(slab);
+            released++;
+        }
+    }
+    return released;
+}
+
+void bw_heap_stats(size_t *heaps_live, size_t *abandoned) {
+    *heaps_live = bw_heaps_live;
+    *abandoned = bw_abandoned_count;
+}
+
+void bw_heaps_fork_prepare(void) {
+    bw_lock(&bw_heap_pool_lock);
+    bw_lock(&bw_abandoned_lock);
+}
+
+void bw_heaps_fork_parent(void) {
+    bw_unlock(&bw_abandoned_lock);
+    bw_unlock(&bw_heap_pool_lock);
+}
+
+void bw_heaps_fork_child(void) {
+    atomic_store(&bw_abandoned_lock.held, 0);
+    atomic_store(&bw_heap_pool_lock.held, 0);
+}

@@ -1,0 +1,68 @@
+/* init.c — lazy initialisation, fork handlers (DESIGN.md "Threads, fork,
+ * start-up"). Every entry point that needs the allocator's state calls
+ * bw_ensure_init(); the constructor only does it early. Initialisation never
+ * calls malloc, stdio or dlsym (invariant 8): it reserves address space,
+ * reads sysfs with open/read, draws key material from libsodium and creates
+ * a pthread key (a static slot). pthread_atfork, which may allocate, is
+ * registered after the state is published, outside the init lock
+ * (CONVENTIONS trap 1). */
+#include <pthread.h>
+
+#include "bw_internal.h"
+
+atomic_int bw_init_state;
+static bw_lock_t bw_init_lock;
+static atomic_int bw_atfork_registered;
+
+bool bw_heaps_init(void);
+
+static void bw_fork_prepare(void) {
+    bw_lock(&bw_init_lock);
+    bw_heaps_fork_prepare();
+    bw_segments_fork_prepare();
+    bw_large_fork_prepare();
+}
+
+static void bw_fork_parent(void) {
+    bw_large_fork_parent();
+    bw_segments_fork_parent();
+    bw_heaps_fork_parent();
+    bw_unlock(&bw_init_lock);
+}
+
+/* The child has one thread: every lock is free again. The other threads'
+ * heaps stay as they were (their blocks are still valid in the child). */
+static void bw_fork_child(void) {
+    bw_large_fork_child();
+    bw_segments_fork_child();
+    bw_heaps_fork_child();
+    atomic_store(&bw_init_lock.held, 0);
+}
+
+static BW_NOINLINE bool bw_init_slow(void) {
+    bw_lock(&bw_init_lock);
+    int state = atomic_load_explicit(&bw_init_state, memory_order_acquire);
+    if (state == 0) {
+        atomic_store_explicit(&bw_init_state, 1, memory_order_relaxed);
+        bw_os_init();
+        if (bw_segments_init() && bw_heaps_init())
+            state = 2;
+        else
+            state = 0; /* out of address space: later calls retry */
+        atomic_store_explicit(&bw_init_state, state, memory_order_release);
+    }
+    bw_unlock(&bw_init_lock);
+    if (state == 2 && !atomic_exchange(&bw_atfork_registered, 1))
+        pthread_atfork(bw_fork_prepare, bw_fork_parent, bw_fork_child);
+    return state == 2;
+}
+
+bool bw_ensure_init(void) {
+    if (bw_likely(atomic_load_explicit(&bw_init_state, memory_order_acquire) == 2))
+        return true;
+    return bw_init_slow();
+}
+
+__attribute__((constructor)) static void bw_constructor(void) {
+    bw_ensure_init();
+}

@@ -1,0 +1,371 @@
+/* large.c — allocations above the largest slab class (DESIGN.md layer
+ * "large"). Each gets its own mapping:
+ *
+ *     [guard page][user pages ............][guard page]
+ *
+ * so it never shares a page with small blocks and an overflow or underflow
+ * faults. Live allocations are found in an open-addressing table keyed by
+ * the user address (the ownership check of a free is O(1) and reads no user
+ * memory); recently freed addresses are remembered so that freeing one again
+ * is reported as a double free. Freed mappings of similar size are cached so
+ * that a malloc/free loop of 64 KiB - 1 MiB does not mmap and munmap each
+ * time. One lock guards the table, the history and the cache; system calls
+ * are made outside it where the order allows. */
+#include <errno.h>
+#include <string.h>
+#include <sys/mman.h>
+
+#include "bw_internal.h"
+
+typedef struct {
+    uintptr_t user;      /* 0 = empty slot */
+    uintptr_t map_base;  /* whole mapping, guards included */
+    size_t map_size;
+    size_t requested;    /* size asked for (free_sized checks it) */
+} bw_large_entry_t;
+
+typedef struct {
+    uintptr_t map_base;
+    size_t map_size;
+    uint64_t freed_at_ms;
+} bw_large_cached_t;
+
+static bw_lock_t bw_large_lock;
+static bw_large_entry_t *bw_table;   /* own mapping with guard pages */
+static size_t bw_table_capacity;     /* power of two */
+static size_t bw_table_count;
+static size_t bw_large_in_use_bytes;
+
+static uintptr_t bw_freed_history[BW_LARGE_FREED_HISTORY];
+static size_t bw_freed_history_next;
+
+static bw_large_cached_t bw_cache[BW_LARGE_CACHE_ENTRIES];
+static size_t bw_cache_count;
+static size_t bw_cache_bytes;
+
+static size_t bw_page_round(size_t size) {
+    return (size + BW_PAGE_SIZE - 1) & ~(size_t)(BW_PAGE_SIZE - 1);
+}
+
+/* Fibonacci hashing of the page number (Knuth, TAOCP vol. 3, 6.4). */
+static size_t bw_table_slot(uintptr_t user, size_t capacity) {
+    return (size_t)(((user >> 12) * 0x9E3779B97F4A7C15ull) >> 32) & (capacity - 1);
+}
+
+/* A table in its own guarded mapping: metadata never borders user pages
+ * without a guard in between. */
+static bw_large_entry_t *bw_table_map(size_t capacity) {
+    size_t bytes = bw_page_round(capacity * sizeof(bw_large_entry_t));
+    char *map = bw_os_map(bytes + 2 * BW_PAGE_SIZE);
+    if (!map)
+        return NULL;
+    if (!bw_os_guard(map, BW_PAGE_SIZE) || !bw_os_guard(map + BW_PAGE_SIZE + bytes, BW_PAGE_SIZE)) {
+        bw_os_release(map, bytes + 2 * BW_PAGE_SIZE);
+        return NULL;
+    }
+    return (bw_large_entry_t *)(map + BW_PAGE_SIZE);
+}
+
+static void bw_table_unmap(bw_large_entry_t *table, size_t capacity) {
+    size_t bytes = bw_page_round(capacity * sizeof(bw_large_entry_t));
+    bw_os_release((char *)table - BW_PAGE_SIZE, bytes + 2 * BW_PAGE_SIZE);
+}
+
+static void bw_table_put(bw_large_entry_t *table, size_t capacity, const bw_large_entry_t *e) {
+    size_t i = bw_table_slot(e->user, capacity);
+    while (table[i].user)
+        i = (i + 1) & (capacity - 1);
+    table[i] = *e;
+}
+
+/* Keeps the load factor at or below 1/2. Called with the lock held. */
+static bool bw_table_reserve_one(void) {
+    if ((bw_table_count + 1) * 2 <= bw_table_capacity)
+        return true;
+    size_t capacity = bw_table_capacity ? bw_table_capacity * 2 : 1024;
+    bw_large_entry_t *table = bw_table_map(capacity);
+    if (!table)
+        return false;
+    for (size_t i = 0; i < bw_table_capacity; i++)
+        if (bw_table[i].user)
+            bw_table_put(table, capacity, &bw_table[i]);
+    if (bw_table)
+        bw_table_unmap(bw_table, bw_table_capacity);
+    bw_table = table;
+    bw_table_capacity = capacity;
+    return true;
+}
+
+static bw_large_entry_t *bw_table_find(uintptr_t user) {
+    if (!bw_table_capacity)
+        return NULL;
+    size_t i = bw_table_slot(user, bw_table_capacity);
+    while (bw_table[i].user) {
+        if (bw_table[i].user == user)
+            return &bw_table[i];
+        i = (i + 1) & (bw_table_capacity - 1);
+    }
+    return NULL;
+}
+
+/* Linear-probing deletion by backward shift: no tombstones. */
+static void bw_table_erase(bw_large_entry_t *slot) {
+    size_t mask = bw_table_capacity - 1;
+    size_t hole = (size_t)(slot - bw_table);
+    size_t i = hole;
+    for (;;) {
+        i = (i + 1) & mask;
+        if (!bw_table[i].user)
+            break;
+        size_t home = bw_table_slot(bw_table[i].user, bw_table_capacity);
+        /* Move entry i into the hole unless its home lies cyclically in (hole, i]. */
+        bool stays = hole <= i ? (home > hole && home <= i) : (home > hole || home <= i);
+        if (!stays) {
+            bw_table[hole] = bw_table[i];
+            hole = i;
+        }
+    }
+    bw_table[hole].user = 0;
+    bw_table_count--;
+}
+
+/* ---------------------------------------------------------------- mappings */
+
+/* Map a guarded region whose user part starts at a multiple of alignment. */
+static bool bw_large_map(size_t user_bytes, size_t alignment, bw_large_entry_t *out) {
+    size_t extra = alignment > BW_PAGE_SIZE ? alignment : 0;
+    size_t total;
+    if (__builtin_add_overflow(user_bytes, 2 * BW_PAGE_SIZE + extra, &total))
+        return false;
+    char *map = bw_os_map(total);
+    if (!map)
+        return false;
+    uintptr_t user = (uintptr_t)map + BW_PAGE_SIZE;
+    if (extra) {
+        user = (user + alignment - 1) & ~(uintptr_t)(alignment - 1);
+        uintptr_t base = user - BW_PAGE_SIZE;
+        uintptr_t end = user + user_bytes + BW_PAGE_SIZE;
+        if (base > (uintptr_t)map)
+            bw_os_release(map, base - (uintptr_t)map);
+        if ((uintptr_t)map + total > end)
+            bw_os_release((void *)end, (uintptr_t)map + total - end);
+        map = (char *)base;
+        total = end - base;
+    }
+    if (!bw_os_guard(map, BW_PAGE_SIZE) || !bw_os_guard(map + total - BW_PAGE_SIZE, BW_PAGE_SIZE)) {
+        bw_os_release(map, total);
+        return false;
+    }
+    out->user = user;
+    out->map_base = (uintptr_t)map;
+    out->map_size = total;
+    return true;
+}
+
+/* Take a cached mapping whose user part holds `user_bytes` without wasting
+ * more than a quarter; lock held. */
+static bool bw_cache_take(size_t user_bytes, size_t alignment, bw_large_entry_t *out) {
+    size_t best = (size_t)-1;
+    for (size_t i = 0; i < bw_cache_count; i++) {
+        size_t usable = bw_cache[i].map_size - 2 * BW_PAGE_SIZE;
+        uintptr_t user = bw_cache[i].map_base + BW_PAGE_SIZE;
+        if (usable < user_bytes || usable - user_bytes > user_bytes / 4 ||
+            (user & (alignment - 1)) != 0)
+            continue;
+        if (best == (size_t)-1 || usable < bw_cache[best].map_size - 2 * BW_PAGE_SIZE)
+            best = i;
+    }
+    if (best == (size_t)-1)
+        return false;
+    out->map_base = bw_cache[best].map_base;
+    out->map_size = bw_cache[best].map_size;
+    out->user = out->map_base + BW_PAGE_SIZE;
+    bw_cache_bytes -= out->map_size;
+    bw_cache[best] = bw_cache[--bw_cache_count];
+    return true;
+}
+
+void *bw_large_alloc(size_t size, size_t alignment, bool zero) {
+    if (alignment < BW_PAGE_SIZE)
+        alignment = BW_PAGE_SIZE;
+    if (size > PTRDIFF_MAX - 2 * BW_PAGE_SIZE - alignment) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    size_t user_bytes = bw_page_round(size ? size : 1);
+    bw_large_entry_t entry;
+    bool from_cache;
+
+    bw_lock(&bw_large_lock);
+    from_cache = bw_cache_take(user_bytes, alignment, &entry);
+    bw_unlock(&bw_large_lock);
+    if (!from_cache && !bw_large_map(user_bytes, alignment, &entry)) {
+        /* Out of address space or mappings: cached memory may be in the way. */
+        bw_large_trim();
+        if (!bw_large_map(user_bytes, alignment, &entry)) {
+            errno = ENOMEM;
+            return NULL;
+        }
+    }
+    entry.requested = size;
+
+    bw_lock(&bw_large_lock);
+    if (!bw_table_reserve_one()) {
+        bw_unlock(&bw_large_lock);
+        bw_os_release((void *)entry.map_base, entry.map_size);
+        errno = ENOMEM;
+        return NULL;
+    }
+    bw_table_put(bw_table, bw_table_capacity, &entry);
+    bw_table_count++;
+    bw_large_in_use_bytes += entry.map_size;
+    bw_unlock(&bw_large_lock);
+
+    if (zero && from_cache)
+        memset((void *)entry.user, 0, entry.map_size - 2 * BW_PAGE_SIZE);
+    return (void *)entry.user;
+}
+
+static bool bw_freed_recently(uintptr_t user) {
+    for (size_t i = 0; i < BW_LARGE_FREED_HISTORY; i++)
+        if (bw_freed_history[i] == user)
+            return true;
+    return false;
+}
+
+/* Report a pointer that is not a live large allocation; lock held. */
+__attribute__((noreturn)) static void bw_large_bad_pointer(uintptr_t user, const char *freed_class,
+                                                           const char *invalid_class,
+                                                           const char *function) {
+    bool twice = bw_freed_recently(user);
+    bw_unlock(&bw_large_lock);
+    bw_fatal(twice ? freed_class : invalid_class, (void *)user, BW_INFO_NONE, 0, function);
+}
+
+/* Free a large block, checking the size and alignment a sized or aligned
+ * free passed (0 = not given). Returns false if ptr is not a large block
+ * bulwark knows of and was not freed recently (the caller reports it). */
+bool bw_large_free(void *ptr, size_t size, size_t alignment, const char *function) {
+    uintptr_t user = (uintptr_t)ptr;
+    bw_lock(&bw_large_lock);
+    bw_large_entry_t *slot = bw_table_find(user);
+    if (!slot) {
+        if ((user & (BW_PAGE_SIZE - 1)) == 0 && bw_freed_recently(user)) {
+            bw_unlock(&bw_large_lock);
+            bw_fatal("double free", ptr, BW_INFO_NONE, 0, function);
+        }
+        bw_unlock(&bw_large_lock);
+        return false;
+    }
+    bw_large_entry_t entry = *slot;
+    if (alignment && (user & (alignment - 1))) {
+        bw_unlock(&bw_large_lock);
+        bw_fatal("free alignment mismatch", ptr, BW_INFO_MAPPING, entry.map_size, function);
+    }
+    /* A sized free must name a size that rounds to the same pages as the
+     * request (CONVENTIONS trap 16: allow for page rounding). */
+    if (size && bw_page_round(size) != bw_page_round(entry.requested ? entry.requested : 1)) {
+        bw_unlock(&bw_large_lock);
+        bw_fatal("free size mismatch", ptr, BW_INFO_MAPPING, entry.map_size, function);
+    }
+    bw_table_erase(slot);
+    bw_large_in_use_bytes -= entry.map_size;
+    bw_freed_history[bw_freed_history_next] = user;
+    bw_freed_history_next = (bw_freed_history_next + 1) % BW_LARGE_FREED_HISTORY;
+
+    /* Cache the mapping; evict the oldest entry if the cache is full. */
+    bw_large_cached_t evicted = {0, 0, 0};
+    bool cached = false;
+    if (entry.map_size <= BW_LARGE_CACHE_BYTES / 4 && entry.user == entry.map_base + BW_PAGE_SIZE) {
+        if (bw_cache_count == BW_LARGE_CACHE_ENTRIES ||
+            bw_cache_bytes + entry.map_size > BW_LARGE_CACHE_BYTES) {
+            size_t oldest = 0;
+            for (size_t i = 1; i < bw_cache_count; i++)
+                if (bw_cache[i].freed_at_ms < bw_cache[oldest].freed_at_ms)
+                    oldest = i;
+            if (bw_cache_count) {
+                evicted = bw_cache[oldest];
+                bw_cache_bytes -= evicted.map_size;
+                bw_cache[oldest] = bw_cache[--bw_cache_count];
+            }
+        }
+        if (bw_cache_count < BW_LARGE_CACHE_ENTRIES &&
+            bw_cache_bytes + entry.map_size <= BW_LARGE_CACHE_BYTES) {
+            bw_cache[bw_cache_count++] =
+                (bw_large_cached_t){entry.map_base, entry.map_size, bw_os_now_ms()};
+            bw_cache_bytes += entry.map_size;
+            cached = true;
+        }
+    }
+    bw_unlock(&bw_large_lock);
+    if (evicted.map_size)
+        bw_os_release((void *)evicted.map_base, evicted.map_size);
+    if (!cached)
+        bw_os_release((void *)entry.map_base, entry.map_size);
+    return true;
+}
+
+/* Usable bytes of a live large block: the whole user part of the mapping. */
+size_t bw_large_usable_size(const void *ptr, const char *function) {
+    uintptr_t user = (uintptr_t)ptr;
+    bw_lock(&bw_large_lock);
+    bw_large_entry_t *slot = bw_table_find(user);
+    if (!slot)
+        bw_large_bad_pointer(user, "use after free", "invalid pointer", function);
+    size_t usable = slot->map_base + slot->map_size - BW_PAGE_SIZE - slot->user;
+    bw_unlock(&bw_large_lock);
+    return usable;
+}
+
+/* In-place realloc when the new size still fills at least half of the
+ * mapping; NULL means "move it" (the caller copies). */
+void *bw_large_realloc(void *ptr, size_t size) {
+    uintptr_t user = (uintptr_t)ptr;
+    bw_lock(&bw_large_lock);
+    bw_large_entry_t *slot = bw_table_find(user);
+    if (!slot)
+        bw_large_bad_pointer(user, "double free", "invalid free", "realloc");
+    size_t usable = slot->map_base + slot->map_size - BW_PAGE_SIZE - slot->user;
+    void *result = NULL;
+    if (size <= usable && size > usable / 2 && size > BW_SMALL_MAX) {
+        slot->requested = size;
+        result = ptr;
+    }
+    bw_unlock(&bw_large_lock);
+    return result;
+}
+
+/* Unmap every cached mapping; returns the bytes released. */
+size_t bw_large_trim(void) {
+    bw_large_cached_t victims[BW_LARGE_CACHE_ENTRIES];
+    size_t count, bytes = 0;
+    bw_lock(&bw_large_lock);
+    count = bw_cache_count;
+    memcpy(victims, bw_cache, count * sizeof victims[0]);
+    bw_cache_count = 0;
+    bw_cache_bytes = 0;
+    bw_unlock(&bw_large_lock);
+    for (size_t i = 0; i < count; i++) {
+        bw_os_release((void *)victims[i].map_base, victims[i].map_size);
+        bytes += victims[i].map_size;
+    }
+    return bytes;
+}
+
+void bw_large_stats(size_t *in_use, size_t *cached, size_t *count) {
+    bw_lock(&bw_large_lock);
+    *in_use = bw_large_in_use_bytes;
+    *cached = bw_cache_bytes;
+    *count = bw_table_count;
+    bw_unlock(&bw_large_lock);
+}
+
+void bw_large_fork_prepare(void) {
+    bw_lock(&bw_large_lock);
+}
+void bw_large_fork_parent(void) {
+    bw_unlock(&bw_large_lock);
+}
+void bw_large_fork_child(void) {
+    atomic_store(&bw_large_lock.held, 0);
+}

@@ -1,0 +1,194 @@
+/* os.c — every system call bulwark makes (DESIGN.md layer "os").
+ *
+ * Failures other than ENOMEM from mmap/mprotect/madvise mean the process is
+ * in a state we do not understand, and are fatal (as hardened_malloc's
+ * memory.c does). Nothing here allocates or uses stdio. */
+#include <errno.h>
+#include <fcntl.h>
+#include <sched.h>
+#include <sodium.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "bw_internal.h"
+
+#ifndef MADV_GUARD_INSTALL
+#define MADV_GUARD_INSTALL 102 /* Linux 6.13 uapi/asm-generic/mman-common.h */
+#endif
+#ifndef MPOL_PREFERRED
+#define MPOL_PREFERRED 1
+#endif
+
+static bool bw_guard_madvise_ok; /* kernel supports MADV_GUARD_INSTALL */
+
+bw_topology_t bw_topology = {1, NULL};
+
+/* Reserve address space with no access. With random_base, try a few random
+ * aligned hints in the 47-bit user range first so that the arena's position
+ * is unpredictable (ASLR gives mmap only page-granular, correlated bases). */
+void *bw_os_reserve(size_t size, size_t alignment, bool random_base) {
+    const int flags = MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE;
+    if (random_base) {
+        for (int attempt = 0; attempt < 8; attempt++) {
+            uint64_t r;
+            bw_os_random(&r, sizeof r);
+            /* between 1 TiB and 64 TiB: far from the program, the stack and
+             * the usual mmap area near 127 TiB. */
+            uintptr_t hint = ((uintptr_t)1 << 40) + (uintptr_t)(r % ((uint64_t)63 << 40));
+            hint &= ~(uintptr_t)(alignment - 1);
+            void *p = mmap((void *)hint, size, PROT_NONE, flags | MAP_FIXED_NOREPLACE, -1, 0);
+            if (p == (void *)hint)
+                return p;
+            if (p != MAP_FAILED)
+                munmap(p, size); /* old kernel ignored MAP_FIXED_NOREPLACE */
+        }
+    }
+    /* Fallback: over-reserve and trim to the alignment. */
+    size_t over = size + alignment;
+    void *p = mmap(NULL, over, PROT_NONE, flags, -1, 0);
+    if (p == MAP_FAILED)
+        return NULL;
+    uintptr_t start = ((uintptr_t)p + alignment - 1) & ~(uintptr_t)(alignment - 1);
+    if (start > (uintptr_t)p)
+        munmap(p, start - (uintptr_t)p);
+    uintptr_t end = start + size;
+    if ((uintptr_t)p + over > end)
+        munmap((void *)end, (uintptr_t)p + over - end);
+    return (void *)start;
+}
+
+/* Make reserved pages usable. Adjacent committed ranges with equal
+ * protection merge into one VMA, so committing segments in address order
+ * does not grow the mapping count. */
+bool bw_os_commit(void *addr, size_t size) {
+    if (mprotect(addr, size, PROT_READ | PROT_WRITE) == 0)
+        return true;
+    if (errno == ENOMEM)
+        return false;
+    bw_fatal_os("mprotect", errno);
+}
+
+/* Give the pages back to the kernel but keep the range readable and
+ * writable: it reads as zeros when touched again, and no VMA is split. */
+void bw_os_decommit(void *addr, size_t size) {
+    if (madvise(addr, size, MADV_DONTNEED) != 0 && errno != ENOMEM)
+        bw_fatal_os("madvise", errno);
+}
+
+void bw_os_release(void *addr, size_t size) {
+    if (munmap(addr, size) != 0)
+        bw_fatal_os("munmap", errno);
+}
+
+/* Make [addr, addr+size) fault on any access. MADV_GUARD_INSTALL (Linux
+ * 6.13) installs guard markers in the page tables without splitting the
+ * VMA; elsewhere mprotect(PROT_NONE) costs one or two VMAs. */
+bool bw_os_guard(void *addr, size_t size) {
+    if (bw_guard_madvise_ok) {
+        if (madvise(addr, size, MADV_GUARD_INSTALL) == 0)
+            return true;
+        if (errno == ENOMEM || errno == EAGAIN)
+            return false;
+    }
+    if (mprotect(addr, size, PROT_NONE) == 0)
+        return true;
+    if (errno == ENOMEM)
+        return false;
+    bw_fatal_os("mprotect", errno);
+}
+
+bool bw_os_has_guard_madvise(void) {
+    return bw_guard_madvise_ok;
+}
+
+/* A fresh read-write anonymous mapping (large allocations). */
+void *bw_os_map(size_t size) {
+    void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    return p == MAP_FAILED ? NULL : p;
+}
+
+/* Prefer the given node for the range (raw syscall: no libnuma). PREFERRED,
+ * not BIND, so a full node spills over instead of failing the allocation. */
+void bw_os_bind_node(void *addr, size_t size, unsigned node) {
+    if (bw_topology.node_count <= 1 || node >= BW_MAX_NUMA_NODES)
+        return;
+    unsigned long mask = 1ul << node;
+    (void)syscall(SYS_mbind, addr, size, MPOL_PREFERRED, &mask, (unsigned long)BW_MAX_NUMA_NODES,
+                  0u);
+}
+
+uint64_t bw_os_now_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts); /* vDSO: no system call */
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+/* Key material from libsodium (getrandom(2) underneath; never allocates). */
+void bw_os_random(void *buf, size_t size) {
+    randombytes_buf(buf, size);
+}
+
+/* Parse "0", "0-3" or "0-1,4" from /sys/devices/system/node/possible
+ * without stdio: the highest node number + 1. */
+unsigned bw_os_node_count_sysfs(void) {
+    char text[256];
+    int fd = open("/sys/devices/system/node/possible", O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return 1;
+    ssize_t n = read(fd, text, sizeof text - 1);
+    close(fd);
+    if (n <= 0)
+        return 1;
+    text[n] = 0;
+    unsigned highest = 0, value = 0;
+    bool in_number = false;
+    for (ssize_t i = 0; i <= n; i++) {
+        char c = text[i];
+        if (c >= '0' && c <= '9') {
+            value = value * 10 + (unsigned)(c - '0');
+            in_number = true;
+        } else {
+            if (in_number && value > highest)
+                highest = value;
+            value = 0;
+            in_number = false;
+        }
+    }
+    unsigned count = highest + 1;
+    return count > BW_MAX_NUMA_NODES ? BW_MAX_NUMA_NODES : count;
+}
+
+unsigned bw_os_current_node_getcpu(void) {
+    unsigned cpu = 0, node = 0;
+    if (getcpu(&cpu, &node) != 0)
+        return 0;
+    return node;
+}
+
+/* Probe kernel features once, at initialisation. */
+void bw_os_init(void) {
+    bw_topology.node_count = bw_os_node_count_sysfs();
+    bw_topology.current_node = bw_os_current_node_getcpu;
+    void *probe = mmap(NULL, 2 * BW_PAGE_SIZE, PROT_READ | PROT_WRITE,
+                       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (probe != MAP_FAILED) {
+        bw_guard_madvise_ok = madvise(probe, BW_PAGE_SIZE, MADV_GUARD_INSTALL) == 0;
+        munmap(probe, 2 * BW_PAGE_SIZE);
+    }
+}
+
+/* Contended lock: spin briefly, then yield the CPU. Locks guard only slow
+ * paths (segment pools, the large table, heap pool), held for microseconds. */
+void bw_lock_acquire_slow(bw_lock_t *lock) {
+    for (unsigned spins = 0;; spins++) {
+        if (atomic_load_explicit(&lock->held, memory_order_relaxed) == 0 &&
+            !atomic_exchange_explicit(&lock->held, 1, memory_order_acquire))
+            return;
+        if (spins < 64)
+            __builtin_ia32_pause();
+        else
+            sched_yield();
+    }
+}

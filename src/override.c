@@ -1,0 +1,163 @@
+/* override.c — the libc names bulwark exports, all in one reviewable place
+ * (CONVENTIONS "the drop-in surface"). malloc and free inline the fast path
+ * themselves; the others forward to the bw_* functions of api.c. */
+#include <errno.h>
+#include <malloc.h>
+#include <stdlib.h>
+
+#include "alloc.h"
+#include "bulwark.h"
+
+#define BW_EXPORT __attribute__((visibility("default")))
+
+struct mallinfo2 bw_mallinfo2_impl(void);
+
+BW_EXPORT void *malloc(size_t size) {
+    return bw_alloc_inline(size);
+}
+
+BW_EXPORT void free(void *ptr) {
+    bw_free_inline(ptr, "free");
+}
+
+BW_EXPORT void *calloc(size_t count, size_t size) {
+    return bw_calloc(count, size);
+}
+
+BW_EXPORT void *realloc(void *ptr, size_t size) {
+    return bw_realloc(ptr, size);
+}
+
+BW_EXPORT void *reallocarray(void *ptr, size_t count, size_t size) {
+    return bw_reallocarray(ptr, count, size);
+}
+
+BW_EXPORT int posix_memalign(void **out, size_t alignment, size_t size) {
+    return bw_posix_memalign(out, alignment, size);
+}
+
+BW_EXPORT void *aligned_alloc(size_t alignment, size_t size) {
+    return bw_aligned_alloc(alignment, size);
+}
+
+BW_EXPORT void *memalign(size_t alignment, size_t size) {
+    return bw_memalign(alignment, size);
+}
+
+BW_EXPORT void *valloc(size_t size) {
+    return bw_valloc(size);
+}
+
+BW_EXPORT void *pvalloc(size_t size) {
+    return bw_pvalloc(size);
+}
+
+BW_EXPORT size_t malloc_usable_size(void *ptr) {
+    return bw_malloc_usable_size(ptr);
+}
+
+/* C23; glibc 2.36 does not declare these yet. */
+BW_EXPORT void free_sized(void *ptr, size_t size);
+BW_EXPORT void free_sized(void *ptr, size_t size) {
+    bw_free_sized(ptr, size);
+}
+
+BW_EXPORT void free_aligned_sized(void *ptr, size_t alignment, size_t size);
+BW_EXPORT void free_aligned_sized(void *ptr, size_t alignment, size_t size) {
+    bw_free_aligned_sized(ptr, alignment, size);
+}
+
+/* Legacy name (removed from glibc's headers, still exported by glibc). */
+BW_EXPORT void cfree(void *ptr);
+BW_EXPORT void cfree(void *ptr) {
+    bw_free_inline(ptr, "free");
+}
+
+BW_EXPORT int malloc_trim(size_t pad) {
+    return bw_malloc_trim(pad);
+}
+
+BW_EXPORT void malloc_stats(void) {
+    bw_malloc_stats();
+}
+
+BW_EXPORT int malloc_info(int options, FILE *stream) {
+    return bw_malloc_info(options, stream);
+}
+
+BW_EXPORT struct mallinfo2 mallinfo2(void) {
+    return bw_mallinfo2_impl();
+}
+
+/* The old int-sized struct: values saturate instead of wrapping. */
+BW_EXPORT struct mallinfo mallinfo(void) {
+    struct mallinfo2 wide = bw_mallinfo2_impl();
+    struct mallinfo narrow;
+#define BW_NARROW(field) narrow.field = wide.field > 0x7fffffff ? 0x7fffffff : (int)wide.field
+    BW_NARROW(arena);
+    BW_NARROW(ordblks);
+    BW_NARROW(smblks);
+    BW_NARROW(hblks);
+    BW_NARROW(hblkhd);
+    BW_NARROW(usmblks);
+    BW_NARROW(fsmblks);
+    BW_NARROW(uordblks);
+    BW_NARROW(fordblks);
+    BW_NARROW(keepcost);
+#undef BW_NARROW
+    return narrow;
+}
+
+/* glibc's tunables have no meaning here; the known ones are accepted (return
+ * 1, as glibc does on success) so programs that set them keep working. */
+BW_EXPORT int mallopt(int param, int value) {
+    (void)value;
+    switch (param) {
+    case M_MXFAST:
+    case M_TRIM_THRESHOLD:
+    case M_TOP_PAD:
+    case M_MMAP_THRESHOLD:
+    case M_MMAP_MAX:
+    case M_CHECK_ACTION:
+    case M_PERTURB:
+    case M_ARENA_TEST:
+    case M_ARENA_MAX:
+        return 1;
+    default:
+        return 0;
+    }
+}
+
+/* glibc's internal aliases, which some programs and libraries call. */
+BW_EXPORT void *__libc_malloc(size_t size);
+BW_EXPORT void *__libc_malloc(size_t size) {
+    return bw_alloc_inline(size);
+}
+BW_EXPORT void __libc_free(void *ptr);
+BW_EXPORT void __libc_free(void *ptr) {
+    bw_free_inline(ptr, "free");
+}
+BW_EXPORT void *__libc_calloc(size_t count, size_t size);
+BW_EXPORT void *__libc_calloc(size_t count, size_t size) {
+    return bw_calloc(count, size);
+}
+BW_EXPORT void *__libc_realloc(void *ptr, size_t size);
+BW_EXPORT void *__libc_realloc(void *ptr, size_t size) {
+    return bw_realloc(ptr, size);
+}
+BW_EXPORT void *__libc_memalign(size_t alignment, size_t size);
+BW_EXPORT void *__libc_memalign(size_t alignment, size_t size) {
+    return bw_memalign(alignment, size);
+}
+BW_EXPORT void *__libc_valloc(size_t size);
+BW_EXPORT void *__libc_valloc(size_t size) {
+    return bw_valloc(size);
+}
+BW_EXPORT void *__libc_pvalloc(size_t size);
+BW_EXPORT void *__libc_pvalloc(size_t size) {
+    return bw_pvalloc(size);
+}
+BW_EXPORT int __posix_memalign(void **out, size_t alignment, size_t size);
+BW_EXPORT int __posix_memalign(void **out, size_t alignment, size_t size) {
+    return bw_posix_memalign(out, alignment, size);
+}

@@ -1,0 +1,265 @@
+/* segment.c — the address space (DESIGN.md layer "segments").
+ *
+ * Two reservations, both at random bases:
+ *   arena    2^BW_ARENA_SHIFT bytes of small-object memory, cut into 4 MiB
+ *            segments handed out in address order (so committed segments
+ *            merge into few VMAs), each cut into 64 slab slots of 64 KiB;
+ *   metadata guard | slab descriptors (128 B per slot) | guard |
+ *            segment headers (64 B per segment) | guard |
+ *            bitmaps (1 KiB per slot) | guard
+ *            committed piecewise as segments are carved; never adjacent to
+ *            user memory (invariant 1).
+ * Free slots are pooled per NUMA node: a segment is bound to the node of the
+ * thread that carved it and its slots return to that node's pool. A freed
+ * slot stays committed ("dirty") for BW_PURGE_DELAY_MS, then the purge
+ * returns it with MADV_DONTNEED. */
+#include <string.h>
+
+#include "bw_internal.h"
+
+bw_layout_t bw_layout;
+
+typedef struct {
+    bw_lock_t lock;
+    bw_segment_t *partial;   /* segments with at least one free slot */
+    size_t dirty_slots;      /* free slots still committed */
+    uint64_t last_purge_ms;
+} bw_node_pool_t;
+
+static bw_node_pool_t bw_pools[BW_MAX_NUMA_NODES];
+static bw_lock_t bw_arena_lock;    /* guards bw_segments_carved */
+static size_t bw_segments_carved;  /* segments handed out so far, in address order */
+
+#define BW_SLAB_DESC_BYTES (BW_SLAB_COUNT * sizeof(bw_slab_t))
+#define BW_SEG_HEADER_BYTES (((size_t)BW_SEGMENT_COUNT * sizeof(bw_segment_t) + BW_PAGE_SIZE - 1) & ~(size_t)(BW_PAGE_SIZE - 1))
+#define BW_BITMAP_BYTES_PER_SLAB (2 * BW_BITMAP_WORDS * sizeof(uint64_t))
+#define BW_BITMAP_BYTES (BW_SLAB_COUNT * BW_BITMAP_BYTES_PER_SLAB)
+
+static uintptr_t bw_meta_slab_descs, bw_meta_seg_headers, bw_meta_bitmaps;
+
+bool bw_segments_init(void) {
+    const size_t guard = BW_PAGE_SIZE;
+    size_t meta_size = guard + BW_SLAB_DESC_BYTES + guard + BW_SEG_HEADER_BYTES + guard +
+                       BW_BITMAP_BYTES + guard;
+    void *meta = bw_os_reserve(meta_size, BW_PAGE_SIZE, true);
+    if (!meta)
+        return false;
+    void *arena = bw_os_reserve(BW_ARENA_SIZE, BW_SEGMENT_SIZE, true);
+    if (!arena) {
+        bw_os_release(meta, meta_size);
+        return false;
+    }
+    /* The reservation is PROT_NONE, so the unused gaps are already guards. */
+    bw_meta_slab_descs = (uintptr_t)meta + guard;
+    bw_meta_seg_headers = bw_meta_slab_descs + BW_SLAB_DESC_BYTES + guard;
+    bw_meta_bitmaps = bw_meta_seg_headers + BW_SEG_HEADER_BYTES + guard;
+    bw_layout.slabs = (bw_slab_t *)bw_meta_slab_descs;
+    bw_layout.segments = (bw_segment_t *)bw_meta_seg_headers;
+    bw_layout.bitmaps = (uint64_t *)bw_meta_bitmaps;
+    bw_layout.arena_base = (uintptr_t)arena;
+    /* Publishing the size last turns on the arena fast path in free(). */
+    atomic_thread_fence(memory_order_release);
+    bw_layout.arena_size = BW_ARENA_SIZE;
+    return true;
+}
+
+unsigned bw_pool_index_for_node(unsigned node) {
+    return node < bw_topology.node_count && node < BW_MAX_NUMA_NODES ? node : 0;
+}
+
+static void bw_pool_push(bw_node_pool_t *pool, bw_segment_t *seg) {
+    seg->prev = NULL;
+    seg->next = pool->partial;
+    if (pool->partial)
+        pool->partial->prev = seg;
+    pool->partial = seg;
+    seg->in_pool_list = 1;
+}
+
+static void bw_pool_remove(bw_node_pool_t *pool, bw_segment_t *seg) {
+    if (seg->prev)
+        seg->prev->next = seg->next;
+    else
+        pool->partial = seg->next;
+    if (seg->next)
+        seg->next->prev = seg->prev;
+    seg->next = seg->prev = NULL;
+    seg->in_pool_list = 0;
+}
+
+/* Carve the next segment of the arena: commit its metadata and its memory
+ * (pages stay untouched, so no RSS yet) and bind it to the node. */
+static bw_segment_t *bw_segment_carve(unsigned node) {
+    bw_lock(&bw_arena_lock);
+    size_t index = bw_segments_carved;
+    if (index >= BW_SEGMENT_COUNT) {
+        bw_unlock(&bw_arena_lock);
+        return NULL;
+    }
+    size_t first_slab = index * BW_SLABS_PER_SEGMENT;
+    void *descs = &bw_layout.slabs[first_slab];
+    void *bitmaps = (char *)bw_meta_bitmaps + first_slab * BW_BITMAP_BYTES_PER_SLAB;
+    uintptr_t header_page = ((uintptr_t)&bw_layout.segments[index]) & ~(uintptr_t)(BW_PAGE_SIZE - 1);
+    void *memory = (void *)(bw_layout.arena_base + (index << BW_SEGMENT_SHIFT));
+    bool ok = bw_os_commit(descs, BW_SLABS_PER_SEGMENT * sizeof(bw_slab_t)) &&
+              bw_os_commit(bitmaps, BW_SLABS_PER_SEGMENT * BW_BITMAP_BYTES_PER_SLAB) &&
+              bw_os_commit((void *)header_page, BW_PAGE_SIZE) &&
+              bw_os_commit(memory, BW_SEGMENT_SIZE);
+    if (!ok) {
+        bw_unlock(&bw_arena_lock);
+        return NULL;
+    }
+    bw_segments_carved = index + 1;
+    bw_unlock(&bw_arena_lock);
+
+    bw_os_bind_node(memory, BW_SEGMENT_SIZE, node);
+    bw_segment_t *seg = &bw_layout.segments[index];
+    memset(seg, 0, sizeof *seg);
+    seg->node = node;
+    seg->free_slots = BW_SLABS_PER_SEGMENT == 64 ? ~0ull : ((1ull << BW_SLABS_PER_SEGMENT) - 1);
+    for (unsigned i = 0; i < BW_SLABS_PER_SEGMENT; i++) {
+        bw_slab_t *slab = &bw_layout.slabs[first_slab + i];
+        memset(slab, 0, sizeof *slab);
+        slab->bits = (_Atomic(uint64_t) *)((char *)bitmaps + i * BW_BITMAP_BYTES_PER_SLAB);
+        slab->node = (uint8_t)node;
+        slab->state = BW_SLAB_UNUSED;
+    }
+    return seg;
+}
+
+/* Take a free slab slot from the node's pool, carving a segment if needed.
+ * Prefers slots still committed (no page faults on reuse). */
+bw_slab_t *bw_slab_slot_acquire(unsigned node) {
+    unsigned pool_index = bw_pool_index_for_node(node);
+    bw_node_pool_t *pool = &bw_pools[pool_index];
+    bw_lock(&pool->lock);
+    bw_segment_t *seg = pool->partial;
+    if (!seg) {
+        seg = bw_segment_carve(pool_index);
+        if (!seg) {
+            bw_unlock(&pool->lock);
+            return NULL;
+        }
+        bw_pool_push(pool, seg);
+    }
+    uint64_t dirty_free = seg->free_slots & seg->dirty_slots;
+    unsigned slot = (unsigned)__builtin_ctzll(dirty_free ? dirty_free : seg->free_slots);
+    uint64_t bit = 1ull << slot;
+    seg->free_slots &= ~bit;
+    if (seg->dirty_slots & bit) {
+        seg->dirty_slots &= ~bit;
+        pool->dirty_slots--;
+    }
+    if (seg->free_slots == 0)
+        bw_pool_remove(pool, seg);
+    bw_unlock(&pool->lock);
+    size_t seg_index = (size_t)(seg - bw_layout.segments);
+    return &bw_layout.slabs[seg_index * BW_SLABS_PER_SEGMENT + slot];
+}
+
+static size_t bw_pool_purge_locked(bw_node_pool_t *pool, uint64_t now, bool force);
+
+/* Return a slot to its segment's pool. Its memory stays committed until the
+ * purge delay has passed. */
+void bw_slab_slot_release(bw_slab_t *slab) {
+    size_t slab_index = bw_slab_index(slab);
+    size_t seg_index = slab_index / BW_SLABS_PER_SEGMENT;
+    bw_segment_t *seg = &bw_layout.segments[seg_index];
+    bw_node_pool_t *pool = &bw_pools[bw_pool_index_for_node(seg->node)];
+    uint64_t now = bw_os_now_ms();
+    uint64_t bit = 1ull << (slab_index % BW_SLABS_PER_SEGMENT);
+
+    /* block_size and block_inv stay: with nblocks = 0 every free into the
+     * slot fails the fast path's check, and the report can tell a block
+     * freed before (double free) from a wild pointer (invalid free). */
+    slab->size_class = 0;
+    slab->nblocks = 0;
+    slab->used = 0;
+    slab->free = NULL;
+    atomic_store_explicit(&slab->owner, NULL, memory_order_release);
+    slab->freed_at_ms = now;
+
+    bw_lock(&pool->lock);
+    slab->state = BW_SLAB_DIRTY;
+    seg->free_slots |= bit;
+    seg->dirty_slots |= bit;
+    pool->dirty_slots++;
+    if (!seg->in_pool_list)
+        bw_pool_push(pool, seg);
+    if (now - pool->last_purge_ms >= BW_PURGE_DELAY_MS)
+        bw_pool_purge_locked(pool, now, false);
+    bw_unlock(&pool->lock);
+}
+
+/* Decommit free slots whose delay has passed (all of them when forced).
+ * Runs of adjacent slots are returned with one madvise. */
+static size_t bw_pool_purge_locked(bw_node_pool_t *pool, uint64_t now, bool force) {
+    size_t purged = 0;
+    pool->last_purge_ms = now;
+    if (pool->dirty_slots == 0)
+        return 0;
+    for (bw_segment_t *seg = pool->partial; seg; seg = seg->next) {
+        uint64_t dirty = seg->dirty_slots;
+        if (!dirty)
+            continue;
+        size_t seg_index = (size_t)(seg - bw_layout.segments);
+        bw_slab_t *first = &bw_layout.slabs[seg_index * BW_SLABS_PER_SEGMENT];
+        uintptr_t seg_base = bw_layout.arena_base + (seg_index << BW_SEGMENT_SHIFT);
+        uint64_t ready = 0;
+        for (uint64_t d = dirty; d; d &= d - 1) {
+            unsigned slot = (unsigned)__builtin_ctzll(d);
+            if (force || now - first[slot].freed_at_ms >= BW_PURGE_DELAY_MS)
+                ready |= 1ull << slot;
+        }
+        while (ready) {
+            unsigned start = (unsigned)__builtin_ctzll(ready);
+            unsigned end = start;
+            while (end < 64 && (ready >> end) & 1)
+                end++;
+            bw_os_decommit((void *)(seg_base + ((uintptr_t)start << BW_SLAB_SHIFT)),
+                           (size_t)(end - start) << BW_SLAB_SHIFT);
+            for (unsigned s = start; s < end; s++)
+                first[s].state = BW_SLAB_UNUSED;
+            uint64_t run = (end == 64 ? ~0ull : ((1ull << end) - 1)) & ~((1ull << start) - 1);
+            ready &= ~run;
+            seg->dirty_slots &= ~run;
+            pool->dirty_slots -= end - start;
+            purged += (size_t)(end - start) << BW_SLAB_SHIFT;
+        }
+    }
+    return purged;
+}
+
+size_t bw_segments_purge(bool force) {
+    size_t purged = 0;
+    uint64_t now = bw_os_now_ms();
+    for (unsigned i = 0; i < bw_topology.node_count && i < BW_MAX_NUMA_NODES; i++) {
+        bw_lock(&bw_pools[i].lock);
+        if (force || now - bw_pools[i].last_purge_ms >= BW_PURGE_DELAY_MS)
+            purged += bw_pool_purge_locked(&bw_pools[i], now, force);
+        bw_unlock(&bw_pools[i].lock);
+    }
+    return purged;
+}
+
+size_t bw_segments_in_use(void) {
+    return bw_segments_carved;
+}
+
+void bw_segments_fork_prepare(void) {
+    for (unsigned i = 0; i < BW_MAX_NUMA_NODES; i++)
+        bw_lock(&bw_pools[i].lock);
+    bw_lock(&bw_arena_lock);
+}
+
+void bw_segments_fork_parent(void) {
+    bw_unlock(&bw_arena_lock);
+    for (unsigned i = 0; i < BW_MAX_NUMA_NODES; i++)
+        bw_unlock(&bw_pools[i].lock);
+}
+
+void bw_segments_fork_child(void) {
+    atomic_store(&bw_arena_lock.held, 0);
+    for (unsigned i = 0; i < BW_MAX_NUMA_NODES; i++)
+        atomic_store(&bw_pools[i].lock.held, 0);
+}

@@ -1,0 +1,94 @@
+/* slab.c — one 64 KiB run of a segment serving one size class
+ * (DESIGN.md layer "slabs"). The descriptor and its bitmaps are out of line;
+ * the only things kept in user memory are free-list links inside free
+ * blocks.
+ *
+ * Two bitmaps per slab, interleaved word by word so a check touches one
+ * cache line: "allocated" (written only by the owner thread) and
+ * "remote-pending" (set atomically by a thread that frees a block it does
+ * not own, cleared by the owner when it collects the block). Together they
+ * make every free checkable (invariant 2) without an atomic read-modify-write
+ * on the owner's fast path (invariant 7). */
+#include <string.h>
+
+#include "bw_internal.h"
+
+void bw_slab_format(bw_slab_t *slab, unsigned size_class, bw_heap_t *owner) {
+    uint32_t size = bw_class_size[size_class];
+    uint32_t count = (uint32_t)(BW_SLAB_SIZE / size);
+    slab->size_class = (uint8_t)size_class;
+    slab->block_size = size;
+    /* ceil(2^32 / size): exact quotient for every offset < 2^16 when
+     * size <= 2^14 (error < 2^-16 < 1/size). */
+    slab->block_inv = (uint32_t)((((uint64_t)1 << 32) + size - 1) / size);
+    slab->nblocks = (uint16_t)count;
+    slab->used = 0;
+    slab->in_full_list = 0;
+    slab->next = slab->prev = NULL;
+    slab->state = BW_SLAB_ACTIVE;
+    atomic_store_explicit(&slab->remote, NULL, memory_order_relaxed);
+    memset((void *)slab->bits, 0, 2 * ((count + 63) / 64) * sizeof(uint64_t));
+
+    /* Free list in address order; the hardening layer replaces this with a
+     * random permutation and encoded links (DESIGN.md invariant 3). */
+    char *start = (char *)bw_slab_start(slab);
+    for (uint32_t i = 0; i + 1 < count; i++)
+        *(void **)(start + (size_t)i * size) = start + (size_t)(i + 1) * size;
+    *(void **)(start + (size_t)(count - 1) * size) = NULL;
+    slab->free = start;
+    atomic_store_explicit(&slab->owner, owner, memory_order_release);
+}
+
+/* Owner side: move every block other threads freed onto the local free
+ * list. Returns the number collected. */
+size_t bw_slab_collect_remote(bw_slab_t *slab) {
+    if (!atomic_load_explicit(&slab->remote, memory_order_relaxed))
+        return 0;
+    void *list = atomic_exchange_explicit(&slab->remote, NULL, memory_order_acquire);
+    size_t count = 0;
+    while (list) {
+        void *next = *(void **)list;
+        size_t index = bw_slab_block_index(slab, (uintptr_t)list & (BW_SLAB_SIZE - 1));
+        uint64_t bit = 1ull << (index & 63);
+        _Atomic(uint64_t) *word = bw_slab_alloc_word(slab, index);
+        bw_bits_clear(word, bit);
+        atomic_fetch_and_explicit(word + 1, ~bit, memory_order_relaxed);
+        *(void **)list = slab->free;
+        slab->free = list;
+        slab->used--;
+        count++;
+        list = next;
+    }
+    return count;
+}
+
+/* Free from a thread that does not own the slab: check, mark pending, push
+ * onto the slab's remote list and make sure the owner hears about it. */
+void bw_slab_remote_free(bw_slab_t *slab, void *block, size_t index, uint64_t bit,
+                         const char *function) {
+    _Atomic(uint64_t) *word = bw_slab_alloc_word(slab, index);
+    if (bw_unlikely(!(atomic_load_explicit(word, memory_order_relaxed) & bit)))
+        bw_fatal("double free", block, BW_INFO_CLASS, slab->block_size, function);
+    uint64_t before = atomic_fetch_or_explicit(word + 1, bit, memory_order_relaxed);
+    if (bw_unlikely(before & bit))
+        bw_fatal("double free", block, BW_INFO_CLASS, slab->block_size, function);
+
+    void *head = atomic_load_explicit(&slab->remote, memory_order_relaxed);
+    do {
+        *(void **)block = head;
+    } while (!atomic_compare_exchange_weak_explicit(&slab->remote, &head, block,
+                                                    memory_order_release, memory_order_relaxed));
+
+    /* Queue the slab on its owner's stack once, so an owner whose slab sits
+     * on a full list still finds the freed blocks. Abandoned slabs (owner
+     * NULL) are collected by whoever adopts them. */
+    bw_heap_t *owner = atomic_load_explicit(&slab->owner, memory_order_acquire);
+    if (owner && !atomic_exchange_explicit(&slab->queued, 1, memory_order_acq_rel)) {
+        bw_slab_t *top = atomic_load_explicit(&owner->remote_slabs, memory_order_relaxed);
+        do {
+            atomic_store_explicit(&slab->remote_next, top, memory_order_relaxed);
+        } while (!atomic_compare_exchange_weak_explicit(&owner->remote_slabs, &top, slab,
+                                                        memory_order_release,
+                                                        memory_order_relaxed));
+    }
+}
