@@ -1,0 +1,86 @@
+/* test_sizeclass.c — the size-class layer: bw_size_class() agrees with a
+ * linear search of the class table for every size 0..16384, classes are
+ * 16-byte multiples and increasing, internal fragmentation stays under 25%
+ * above 64 bytes, the aligned lookup returns a class whose blocks all have
+ * the alignment, and the block-index reciprocal is exact for every offset of
+ * every class (the fast path's boundary check relies on it). */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include "bw_internal.h"
+
+static unsigned linear_class(size_t size) {
+    for (unsigned c = 1; c < BW_CLASS_COUNT; c++)
+        if (bw_class_size[c] >= (size ? size : 1))
+            return c;
+    return 0;
+}
+
+static void test_lookup_matches_linear_search(void **state) {
+    (void)state;
+    for (size_t size = 0; size <= BW_SMALL_MAX; size++)
+        assert_int_equal(bw_size_class(size), linear_class(size));
+}
+
+static void test_table_shape(void **state) {
+    (void)state;
+    assert_int_equal(bw_class_size[BW_CLASS_COUNT - 1], BW_SMALL_MAX);
+    for (unsigned c = 1; c < BW_CLASS_COUNT; c++) {
+        assert_int_equal(bw_class_size[c] % 16, 0);
+        assert_true(bw_class_size[c] > bw_class_size[c - 1]);
+    }
+}
+
+static void test_fragmentation_under_25_percent(void **state) {
+    (void)state;
+    double worst = 0;
+    for (size_t size = 65; size <= BW_SMALL_MAX; size++) {
+        double waste = (double)(bw_class_size[bw_size_class(size)] - size) / (double)size;
+        if (waste > worst)
+            worst = waste;
+    }
+    print_message("worst internal fragmentation above 64 B: %.1f%% of the request\n",
+                  worst * 100);
+    assert_true(worst < 0.25);
+}
+
+static void test_aligned_class(void **state) {
+    (void)state;
+    for (size_t align = 16; align <= BW_SMALL_MAX; align *= 2) {
+        for (size_t size = 0; size <= BW_SMALL_MAX; size += 7) {
+            unsigned c = bw_size_class_aligned(size, align);
+            assert_true(c != 0);
+            assert_true(bw_class_size[c] >= size);
+            assert_int_equal(bw_class_size[c] % align, 0);
+        }
+    }
+    assert_int_equal(bw_size_class_aligned(BW_SMALL_MAX + 1, 16), 0);
+    assert_int_equal(bw_size_class_aligned(16, 2 * BW_SMALL_MAX), 0);
+}
+
+static void test_reciprocal_exact(void **state) {
+    (void)state;
+    for (unsigned c = 1; c < BW_CLASS_COUNT; c++) {
+        bw_slab_t slab = {0};
+        uint32_t size = bw_class_size[c];
+        slab.block_size = size;
+        slab.block_inv = (uint32_t)((((uint64_t)1 << 32) + size - 1) / size);
+        for (uintptr_t off = 0; off < BW_SLAB_SIZE; off++)
+            assert_int_equal(bw_slab_block_index(&slab, off), off / size);
+    }
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_lookup_matches_linear_search),
+        cmocka_unit_test(test_table_shape),
+        cmocka_unit_test(test_fragmentation_under_25_percent),
+        cmocka_unit_test(test_aligned_class),
+        cmocka_unit_test(test_reciprocal_exact),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
