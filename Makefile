@@ -118,6 +118,15 @@ check: tests
 run: all $(BUILD)/tests/programs/demo.c.bin
 	@BULWARK_BUILD=$(BUILD) sh tests/programs/demo-run.sh
 
+# ---------------------------------------------------------------- benchmarks
+# Every profile in policy/ is built and compared with the allocators Debian
+# packages; see bench/README.md. QUICK=1 for a run under 3 minutes.
+bench:
+	QUICK=$(QUICK) sh bench/run.sh
+
+bench-icount:
+	sh bench/icount.sh
+
 # ---------------------------------------------------------------- install
 install: all
 	install -d $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/lib/pkgconfig
