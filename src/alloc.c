@@ -54,13 +54,13 @@ void bw_free_checked(void *ptr, size_t size, size_t alignment, const char *funct
         bw_free_inline(ptr, function);
         return;
     }
-    unsigned expected = size > BW_SMALL_MAX ? 0
-                        : alignment > 16    ? bw_size_class_aligned(size, alignment)
-                                            : bw_size_class(size);
+    unsigned expected = !bw_request_is_small(size) ? 0
+                        : alignment > 16           ? bw_size_class_aligned(size + BW_CANARY_BYTES, alignment)
+                                                   : bw_request_class(size);
     if (expected != slab->size_class) {
         /* The size alone fits: the alignment given is not the one used. */
-        bool size_fits = size <= slab->block_size &&
-                         (alignment <= 16 || bw_size_class(size) <= slab->size_class);
+        bool size_fits = size + BW_CANARY_BYTES <= slab->block_size &&
+                         (alignment <= 16 || bw_request_class(size) <= slab->size_class);
         bw_fatal(size_fits && alignment > 16 ? "free alignment mismatch" : "free size mismatch",
                  ptr, BW_INFO_CLASS, slab->block_size, function);
     }
@@ -90,7 +90,7 @@ size_t bw_usable_size_checked(const void *ptr, const char *function) {
     if (!(atomic_load_explicit(word, memory_order_relaxed) & bit) ||
         (atomic_load_explicit(word + 1, memory_order_relaxed) & bit))
         bw_fatal("use after free", ptr, BW_INFO_CLASS, size, function);
-    return size;
+    return size - BW_CANARY_BYTES; /* the canary room is not usable (CONVENTIONS trap 10) */
 }
 
 /* Like bw_usable_size_checked, but reports bad pointers as a free would:
@@ -109,7 +109,11 @@ static size_t bw_realloc_old_size(void *ptr) {
     if (!(atomic_load_explicit(word, memory_order_relaxed) & bit) ||
         (atomic_load_explicit(word + 1, memory_order_relaxed) & bit))
         bw_fatal("double free", ptr, BW_INFO_CLASS, slab->block_size, "realloc");
-    return slab->block_size;
+#if BW_CANARY
+    if (*bw_canary_slot(slab, ptr) != bw_canary_value(slab, ptr))
+        bw_report_overflow(ptr, slab, "realloc");
+#endif
+    return slab->block_size - BW_CANARY_BYTES;
 }
 
 void *bw_realloc_impl(void *ptr, size_t size);
@@ -123,7 +127,7 @@ void *bw_realloc_impl(void *ptr, size_t size) {
     size_t old_size = bw_realloc_old_size(ptr);
     if (old_size) {
         /* Same class, or a shrink that keeps at least half the block. */
-        if (size <= old_size && (size > old_size / 2 || size <= 16))
+        if (size <= old_size && (size > old_size / 2 || size <= 16 - BW_CANARY_BYTES))
             return ptr;
     } else {
         if (atomic_load_explicit(&bw_init_state, memory_order_acquire) != 2)
@@ -150,7 +154,8 @@ void *bw_alloc_aligned(size_t alignment, size_t size) {
         errno = ENOMEM;
         return NULL;
     }
-    unsigned size_class = bw_size_class_aligned(size, alignment);
+    unsigned size_class =
+        bw_request_is_small(size) ? bw_size_class_aligned(size + BW_CANARY_BYTES, alignment) : 0;
     if (size_class) {
         void *block = bw_malloc_class(size_class);
         if (!block)

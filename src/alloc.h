@@ -20,9 +20,9 @@ __attribute__((noreturn)) void bw_report_bad_small(const void *ptr, const bw_sla
 void bw_free_outside_arena(void *ptr, size_t size, size_t alignment, const char *function);
 
 BW_INLINE void *bw_alloc_inline(size_t size) {
-    if (bw_likely(size <= 1024)) {
+    if (bw_likely(size <= 1024 - BW_CANARY_BYTES)) {
         bw_heap_t *heap = bw_tls_heap;
-        bw_slab_t *slab = heap->bins[bw_class_by_16[(size + 15) >> 4]].current;
+        bw_slab_t *slab = heap->bins[bw_class_by_16[(size + BW_CANARY_BYTES + 15) >> 4]].current;
         if (bw_likely(slab->free != NULL))
             return bw_slab_pop(slab);
     }
@@ -49,11 +49,16 @@ BW_INLINE void bw_free_inline(void *ptr, const char *function) {
         uint64_t pending = atomic_load_explicit(word + 1, memory_order_relaxed);
         if (bw_unlikely((allocated & bit) == 0 || (pending & bit) != 0))
             bw_fatal("double free", ptr, BW_INFO_CLASS, slab->block_size, function);
+        bw_block_retire_checks(slab, ptr, function);
         atomic_store_explicit(word, allocated & ~bit, memory_order_relaxed);
-        *(void **)ptr = slab->free;
+#if BW_QUARANTINE_SLOTS
+        bw_quarantine_put(heap, ptr, slab); /* reused later, in random order */
+#else
+        bw_link_store(slab, ptr, slab->free);
         slab->free = ptr;
         if (bw_unlikely(--slab->used == 0 || slab->in_full_list))
             bw_free_slow_local(heap, slab);
+#endif
         return;
     }
     bw_slab_remote_free(slab, ptr, index, bit, function);

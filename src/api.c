@@ -29,10 +29,12 @@ void *bw_calloc(size_t count, size_t size) {
     size_t total;
     if (__builtin_mul_overflow(count, size, &total) || total > PTRDIFF_MAX)
         return bw_enomem();
-    if (total > BW_SMALL_MAX)
-        return bw_malloc_slow(total, true); /* fresh mappings are already zero */
+    if (!bw_request_is_small(total))
+        return bw_malloc_slow(total, true); /* large: bulwark knows when it is zero */
     void *block = bw_alloc_inline(total);
-    if (block)
+    /* Zero-on-free plus the reuse check already proved the first
+     * BW_WAF_CHECK_MAX bytes zero. */
+    if (block && !(BW_ZERO_ON_FREE && BW_WAF_CHECK_MAX && total <= BW_WAF_CHECK_MAX))
         memset(block, 0, total);
     return block;
 }

@@ -38,6 +38,50 @@
 
 #define BW_MAX_NUMA_NODES 64u
 
+/* Knobs a profile may leave out default to "off". */
+#ifndef BW_RANDOM_FREELIST
+#define BW_RANDOM_FREELIST 0
+#endif
+#ifndef BW_ENCODE_LINKS
+#define BW_ENCODE_LINKS 0
+#endif
+#ifndef BW_SLAB_GUARD
+#define BW_SLAB_GUARD 0
+#endif
+#ifndef BW_CANARY
+#define BW_CANARY 0
+#endif
+#ifndef BW_ZERO_ON_FREE
+#define BW_ZERO_ON_FREE 0
+#endif
+#ifndef BW_WAF_CHECK_MAX
+#define BW_WAF_CHECK_MAX 0
+#endif
+#ifndef BW_QUARANTINE_SLOTS
+#define BW_QUARANTINE_SLOTS 0
+#define BW_QUARANTINE_BYTES 0
+#endif
+#ifndef BW_LARGE_QUARANTINE
+#define BW_LARGE_QUARANTINE 0
+#endif
+#ifndef BW_LARGE_RIGHT_ALIGN
+#define BW_LARGE_RIGHT_ALIGN 0
+#endif
+#ifndef BW_SEED_FROM_ENV
+#define BW_SEED_FROM_ENV 0
+#endif
+#if BW_WAF_CHECK_MAX && !BW_ZERO_ON_FREE
+#error "BW_WAF_CHECK_MAX (write-after-free check) requires BW_ZERO_ON_FREE"
+#endif
+#if BW_QUARANTINE_SLOTS & (BW_QUARANTINE_SLOTS - 1)
+#error "BW_QUARANTINE_SLOTS must be a power of two"
+#endif
+
+/* Bytes a slab can carve (the guard page is not usable) and the canary room
+ * every small block reserves. */
+#define BW_SLAB_USABLE (BW_SLAB_SIZE - (BW_SLAB_GUARD ? BW_PAGE_SIZE : 0))
+#define BW_CANARY_BYTES (BW_CANARY ? 8u : 0u)
+
 _Static_assert(BW_SLABS_PER_SEGMENT <= 64, "segment slot bitmap is one word");
 _Static_assert(BW_SEGMENT_SHIFT > BW_SLAB_SHIFT, "a segment holds several slabs");
 _Static_assert(BW_SLAB_SIZE >= 4 * BW_SMALL_MAX, "a slab holds at least 4 of the largest class");
@@ -86,7 +130,8 @@ typedef struct bw_slab {
     uint8_t pad0[7];
     uint64_t key;            /* per-slab secret, reserved for encoded links (hardening layer) */
     uint64_t freed_at_ms;    /* when the slot became free (purge delay) */
-    uint8_t pad[32];
+    uint64_t canary;         /* per-slab canary secret */
+    uint8_t pad[24];
 } bw_slab_t;
 _Static_assert(sizeof(bw_slab_t) == 128, "slab descriptor lookup is a shift by 7");
 
@@ -115,8 +160,25 @@ typedef struct {
     bw_slab_t *full;      /* slabs that had no free block when last looked at */
 } bw_bin_t;
 
+/* Per-thread CSPRNG (random.c): 256 bytes of ChaCha20 keystream consumed
+ * a word at a time, so a draw is a load and an increment. */
+typedef struct {
+    uint64_t words[32];
+    uint32_t pos;          /* next unused word; 32 = refill */
+    uint32_t generation;   /* fork generation the key belongs to */
+    uint64_t nonce;
+    uint64_t stream;       /* which heap this is, for a reproducible fixed seed */
+    uint8_t key[32];
+} bw_rng_t;
+
 typedef struct bw_heap {
     bw_bin_t bins[BW_CLASS_COUNT];
+    bw_rng_t rng;
+#if BW_QUARANTINE_SLOTS
+    size_t quarantine_count;
+    size_t quarantine_bytes;
+    void *quarantine[BW_QUARANTINE_SLOTS];
+#endif
     _Atomic(bw_slab_t *) remote_slabs; /* slabs with remote frees to collect */
     struct bw_heap *next_free;         /* heap pool free list */
     uint32_t node;                     /* NUMA node of the thread at heap creation */
@@ -152,12 +214,36 @@ BW_INLINE unsigned bw_size_class(size_t size) {
 }
 unsigned bw_size_class_aligned(size_t size, size_t alignment);
 
+/* The class serving a request: canary room included. */
+BW_INLINE bool bw_request_is_small(size_t size) {
+    return size <= BW_SMALL_MAX - BW_CANARY_BYTES;
+}
+BW_INLINE unsigned bw_request_class(size_t size) {
+    return bw_size_class(size + BW_CANARY_BYTES);
+}
+
+/* random.c */
+uint64_t bw_rng_refill(bw_rng_t *rng);
+void bw_rng_seed(bw_rng_t *rng, uint64_t stream);
+void bw_random_init(void);
+void bw_random_fork_child(void);
+BW_INLINE uint64_t bw_rng_next(bw_rng_t *rng) {
+    if (bw_likely(rng->pos < 32))
+        return rng->words[rng->pos++];
+    return bw_rng_refill(rng);
+}
+/* Uniform in [0, n) without division (Lemire's multiply-shift). */
+BW_INLINE uint32_t bw_rng_below(bw_rng_t *rng, uint32_t n) {
+    return (uint32_t)(((bw_rng_next(rng) & 0xffffffffu) * (uint64_t)n) >> 32);
+}
+
 /* os.c — every system call lives there */
 void *bw_os_reserve(size_t size, size_t alignment, bool random_base);
 bool bw_os_commit(void *addr, size_t size);
 void bw_os_decommit(void *addr, size_t size);
 void bw_os_release(void *addr, size_t size);
 bool bw_os_guard(void *addr, size_t size);
+bool bw_os_unguard(void *addr, size_t size);
 void *bw_os_map(size_t size);
 void bw_os_bind_node(void *addr, size_t size, unsigned node);
 uint64_t bw_os_now_ms(void);
@@ -210,6 +296,10 @@ void bw_slab_format(bw_slab_t *slab, unsigned size_class, bw_heap_t *owner);
 size_t bw_slab_collect_remote(bw_slab_t *slab);
 void bw_slab_remote_free(bw_slab_t *slab, void *block, size_t index, uint64_t bit,
                          const char *function);
+void bw_slab_remote_push(bw_slab_t *slab, void *block);
+__attribute__((noreturn)) void bw_report_overflow(const void *block, const bw_slab_t *slab,
+                                                  const char *function);
+
 
 BW_INLINE size_t bw_slab_block_index(const bw_slab_t *slab, uintptr_t offset_in_slab) {
     return (size_t)((offset_in_slab * (uint64_t)slab->block_inv) >> 32);
@@ -230,22 +320,99 @@ BW_INLINE void bw_bits_clear(_Atomic(uint64_t) *word, uint64_t bit) {
                           memory_order_relaxed);
 }
 
+/* Free-list links in user memory (invariant 3). Encoded as
+ * rotl(next ^ slot ^ key, 17) + key with the slab's secret key: the idea of
+ * mixing the link's own address and a secret is glibc's safe-linking and
+ * mimalloc's encoded free lists; the exact mix is ours. A decoded link must
+ * be NULL or a block boundary of the same slab, or the list was forged. */
+BW_INLINE void bw_link_store(const bw_slab_t *slab, void *slot, void *next) {
+#if BW_ENCODE_LINKS
+    uint64_t x = (uintptr_t)next ^ (uintptr_t)slot ^ slab->key;
+    *(uint64_t *)slot = ((x << 17) | (x >> 47)) + slab->key;
+#else
+    (void)slab;
+    *(void **)slot = next;
+#endif
+}
+
+__attribute__((noreturn)) void bw_report_corrupt_link(const void *slot, const bw_slab_t *slab);
+
+BW_INLINE void *bw_link_load(const bw_slab_t *slab, void *slot) {
+#if BW_ENCODE_LINKS
+    uint64_t x = *(uint64_t *)slot - slab->key;
+    uintptr_t next = (uintptr_t)(((x >> 17) | (x << 47)) ^ (uintptr_t)slot ^ slab->key);
+    if (next) {
+        uintptr_t in_slab = next & (BW_SLAB_SIZE - 1);
+        size_t index = bw_slab_block_index(slab, in_slab);
+        if (bw_unlikely(((next ^ (uintptr_t)slot) >> BW_SLAB_SHIFT) != 0 ||
+                        index * slab->block_size != in_slab || index >= slab->nblocks))
+            bw_report_corrupt_link(slot, slab);
+    }
+    return (void *)next;
+#else
+    (void)slab;
+    return *(void **)slot;
+#endif
+}
+
+/* The canary stored in a block's last 8 bytes: secret ^ address, first byte
+ * zero so a C string read off the end stops there (hardened_malloc does the
+ * same). */
+BW_INLINE uint64_t bw_canary_value(const bw_slab_t *slab, const void *block) {
+    return (slab->canary ^ (uintptr_t)block) & ~(uint64_t)0xff;
+}
+BW_INLINE uint64_t *bw_canary_slot(const bw_slab_t *slab, void *block) {
+    return (uint64_t *)((char *)block + slab->block_size - 8);
+}
+
+__attribute__((noreturn)) void bw_report_write_after_free(const void *block, const bw_slab_t *slab);
+
 /* Hand out the head of a slab's free list (caller checked it is non-empty).
  * The link is wiped so the program never sees a heap address it did not get
- * from malloc. */
+ * from malloc; under BW_WAF_CHECK_MAX the block must still be all zero
+ * (it was zeroed when freed), and under BW_CANARY the canary is written. */
 BW_INLINE void *bw_slab_pop(bw_slab_t *slab) {
     void *block = slab->free;
-    slab->free = *(void **)block;
+    slab->free = bw_link_load(slab, block);
     *(void **)block = NULL;
+#if BW_WAF_CHECK_MAX
+    {
+        const uint64_t *words = (const uint64_t *)block;
+        size_t n = (slab->block_size < BW_WAF_CHECK_MAX ? slab->block_size : BW_WAF_CHECK_MAX) / 8;
+        uint64_t seen = 0;
+        for (size_t i = 1; i < n; i++)
+            seen |= words[i];
+        if (bw_unlikely(seen != 0))
+            bw_report_write_after_free(block, slab);
+    }
+#endif
+#if BW_CANARY
+    *bw_canary_slot(slab, block) = bw_canary_value(slab, block);
+#endif
     slab->used++;
     size_t index = bw_slab_block_index(slab, (uintptr_t)block & (BW_SLAB_SIZE - 1));
     bw_bits_set(bw_slab_alloc_word(slab, index), 1ull << (index & 63));
     return block;
 }
 
+/* Checks a block being freed: canary intact, then wipes it (zero-on-free). */
+BW_INLINE void bw_block_retire_checks(const bw_slab_t *slab, void *block, const char *function) {
+#if BW_CANARY
+    if (bw_unlikely(*bw_canary_slot(slab, block) != bw_canary_value(slab, block)))
+        bw_report_overflow(block, slab, function);
+#endif
+#if BW_ZERO_ON_FREE
+    __builtin_memset((char *)block + 8, 0, slab->block_size - 8);
+#endif
+    (void)slab;
+    (void)block;
+    (void)function;
+}
+
 /* large.c */
 void *bw_large_alloc(size_t size, size_t alignment, bool zero);
 bool bw_large_free(void *ptr, size_t size, size_t alignment, const char *function);
+void bw_large_init(void);
 size_t bw_large_usable_size(const void *ptr, const char *function);
 void *bw_large_realloc(void *ptr, size_t size);
 size_t bw_large_trim(void);
@@ -266,6 +433,8 @@ void bw_heaps_fork_parent(void);
 void bw_heaps_fork_child(void);
 void bw_heap_stats(size_t *heaps_live, size_t *abandoned);
 void bw_heap_thread_exit(void *arg);
+void bw_quarantine_put(bw_heap_t *heap, void *block, bw_slab_t *slab);
+void bw_quarantine_flush(bw_heap_t *heap);
 
 /* alloc.c — the fast paths and the checked free */
 void *bw_alloc_small_or_large(size_t size);

@@ -43,6 +43,8 @@ static bw_lock_t bw_abandoned_lock;
 static bw_slab_t *bw_abandoned[BW_CLASS_COUNT];
 static size_t bw_abandoned_count;
 
+static uint64_t bw_heaps_created; /* stream number for each heap's RNG */
+
 static pthread_key_t bw_thread_key;
 static bool bw_thread_key_ok;
 
@@ -63,7 +65,7 @@ static bw_heap_t *bw_heap_pool_take(void) {
     if (heap) {
         bw_heap_free_list = heap->next_free;
     } else if (bw_heap_region_used + BW_HEAP_STRIDE <= (size_t)BW_MAX_HEAPS * BW_HEAP_STRIDE) {
-        if (bw_heap_region_used + BW_HEAP_STRIDE > bw_heap_region_committed) {
+        while (bw_heap_region_used + BW_HEAP_STRIDE > bw_heap_region_committed) {
             if (!bw_os_commit(bw_heap_region + bw_heap_region_committed, BW_HEAP_COMMIT_CHUNK)) {
                 bw_unlock(&bw_heap_pool_lock);
                 return NULL;
@@ -74,8 +76,10 @@ static bw_heap_t *bw_heap_pool_take(void) {
         bw_heap_region_used += BW_HEAP_STRIDE;
         atomic_store(&heap->remote_slabs, NULL);
     }
-    if (heap)
+    if (heap) {
         bw_heaps_live++;
+        heap->rng.stream = bw_heaps_created++;
+    }
     bw_unlock(&bw_heap_pool_lock);
     return heap;
 }
@@ -166,6 +170,69 @@ static void bw_heap_drain_remote(bw_heap_t *heap) {
     }
 }
 
+/* ---------------------------------------------------------------- quarantine
+ * Freed small blocks wait in a per-heap ring (invariant 4). A block enters
+ * already checked, wiped and marked free (its allocated bit cleared, or its
+ * pending bit set if another thread owns it), so a second free of a block in
+ * quarantine is still a double free. When the ring is full a random victim
+ * leaves, so the order of reuse is unpredictable. */
+static void bw_quarantine_release(bw_heap_t *heap, void *block) {
+    uintptr_t offset = (uintptr_t)block - bw_layout.arena_base;
+    bw_slab_t *slab = &bw_layout.slabs[offset >> BW_SLAB_SHIFT];
+    size_t index = bw_slab_block_index(slab, offset & (BW_SLAB_SIZE - 1));
+    _Atomic(uint64_t) *word = bw_slab_alloc_word(slab, index);
+    if (atomic_load_explicit(word + 1, memory_order_relaxed) & (1ull << (index & 63))) {
+        bw_slab_remote_push(slab, block); /* another heap's block (or was, when freed) */
+        return;
+    }
+    bw_link_store(slab, block, slab->free);
+    slab->free = block;
+    if (--slab->used == 0 || slab->in_full_list)
+        bw_heap_settle(heap, slab);
+}
+
+#if BW_QUARANTINE_SLOTS
+static size_t bw_block_size_of(const void *block) {
+    uintptr_t offset = (uintptr_t)block - bw_layout.arena_base;
+    return bw_layout.slabs[offset >> BW_SLAB_SHIFT].block_size;
+}
+
+void bw_quarantine_put(bw_heap_t *heap, void *block, bw_slab_t *slab) {
+    void *victim = NULL;
+    if (heap->quarantine_count < BW_QUARANTINE_SLOTS) {
+        heap->quarantine[heap->quarantine_count++] = block;
+    } else {
+        size_t i = bw_rng_next(&heap->rng) & (BW_QUARANTINE_SLOTS - 1);
+        victim = heap->quarantine[i];
+        heap->quarantine[i] = block;
+        heap->quarantine_bytes -= bw_block_size_of(victim);
+    }
+    heap->quarantine_bytes += slab->block_size;
+    if (victim)
+        bw_quarantine_release(heap, victim);
+    while (heap->quarantine_bytes > BW_QUARANTINE_BYTES) {
+        size_t i = bw_rng_below(&heap->rng, (uint32_t)heap->quarantine_count);
+        victim = heap->quarantine[i];
+        heap->quarantine[i] = heap->quarantine[--heap->quarantine_count];
+        heap->quarantine_bytes -= bw_block_size_of(victim);
+        bw_quarantine_release(heap, victim);
+    }
+}
+
+void bw_quarantine_flush(bw_heap_t *heap) {
+    while (heap->quarantine_count) {
+        void *victim = heap->quarantine[--heap->quarantine_count];
+        heap->quarantine_bytes -= bw_block_size_of(victim);
+        bw_quarantine_release(heap, victim);
+    }
+}
+#else
+void bw_quarantine_flush(bw_heap_t *heap) {
+    (void)heap;
+    (void)bw_quarantine_release;
+}
+#endif
+
 /* ---------------------------------------------------------------- abandonment */
 static void bw_abandoned_push(bw_slab_t *slab) {
     bw_lock(&bw_abandoned_lock);
@@ -233,6 +300,7 @@ static void bw_abandon_slab(bw_slab_t *slab) {
 /* Thread exit: every slab becomes adoptable (or is released when empty);
  * the heap returns to the pool. */
 void bw_heap_abandon(bw_heap_t *heap) {
+    bw_quarantine_flush(heap);
     bw_heap_drain_remote(heap);
     for (unsigned c = 1; c < BW_CLASS_COUNT; c++) {
         bw_bin_t *bin = &heap->bins[c];
@@ -290,6 +358,11 @@ bw_heap_t *bw_heap_get_or_create(void) {
         heap->bins[c].current = &bw_sentinel_slab;
         heap->bins[c].avail = heap->bins[c].full = NULL;
     }
+    bw_rng_seed(&heap->rng, heap->rng.stream);
+#if BW_QUARANTINE_SLOTS
+    heap->quarantine_count = 0;
+    heap->quarantine_bytes = 0;
+#endif
     heap->node = bw_topology.current_node ? bw_topology.current_node() : 0;
     heap->live = 1;
     heap->slow_calls = 0;
@@ -357,14 +430,14 @@ void *bw_malloc_slow(size_t size, bool zero) {
         errno = ENOMEM;
         return NULL;
     }
-    if (size > BW_SMALL_MAX)
+    if (!bw_request_is_small(size))
         return bw_large_alloc(size, 0, zero);
     bw_heap_t *heap = bw_heap_get_or_create();
     if (bw_unlikely(!heap)) {
         errno = ENOMEM;
         return NULL;
     }
-    unsigned size_class = bw_size_class(size);
+    unsigned size_class = bw_request_class(size);
     bw_slab_t *slab = heap->bins[size_class].current;
     if (!slab->free) {
         slab = bw_heap_refill(heap, size_class);
@@ -374,7 +447,7 @@ void *bw_malloc_slow(size_t size, bool zero) {
         }
     }
     void *block = bw_slab_pop(slab);
-    if (zero)
+    if (zero && !(BW_ZERO_ON_FREE && BW_WAF_CHECK_MAX && size <= BW_WAF_CHECK_MAX))
         memset(block, 0, size);
     return block;
 }
@@ -401,6 +474,7 @@ size_t bw_heap_trim_current(void) {
     size_t released = bw_abandoned_sweep((size_t)-1);
     if (heap == &bw_empty_heap)
         return released;
+    bw_quarantine_flush(heap);
     bw_heap_drain_remote(heap);
     for (unsigned c = 1; c < BW_CLASS_COUNT; c++) {
         bw_bin_t *bin = &heap->bins[c];

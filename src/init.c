@@ -36,6 +36,7 @@ static void bw_fork_child(void) {
     bw_large_fork_child();
     bw_segments_fork_child();
     bw_heaps_fork_child();
+    bw_random_fork_child();
     atomic_store(&bw_init_lock.held, 0);
 }
 
@@ -45,6 +46,8 @@ static BW_NOINLINE bool bw_init_slow(void) {
     if (state == 0) {
         atomic_store_explicit(&bw_init_state, 1, memory_order_relaxed);
         bw_os_init();
+        bw_random_init();
+        bw_large_init();
         if (bw_segments_init() && bw_heaps_init())
             state = 2;
         else

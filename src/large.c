@@ -28,7 +28,67 @@ typedef struct {
     uintptr_t map_base;
     size_t map_size;
     uint64_t freed_at_ms;
+    bool zeroed;         /* contents known to be zero (came out of quarantine) */
 } bw_large_cached_t;
+
+/* Freed mappings made inaccessible, oldest first (invariant 4). */
+#if BW_LARGE_QUARANTINE
+static bw_large_cached_t bw_fifo[BW_LARGE_QUARANTINE];
+static size_t bw_fifo_head, bw_fifo_count;
+#endif
+
+static uint64_t bw_large_canary_secret;
+
+void bw_large_init(void) {
+    bw_os_random(&bw_large_canary_secret, sizeof bw_large_canary_secret);
+}
+
+/* Canary after the requested bytes when the last page has room for it: an
+ * overflow inside the slack of a large block is caught at free. */
+__attribute__((unused)) static uint64_t bw_large_canary(uintptr_t user) {
+    return (bw_large_canary_secret ^ user) & ~(uint64_t)0xff;
+}
+
+static void bw_large_canary_write(const bw_large_entry_t *e) {
+#if BW_CANARY
+    uintptr_t end = e->map_base + e->map_size - BW_PAGE_SIZE;
+    if (end - (e->user + e->requested) >= 8)
+        __builtin_memcpy((void *)(e->user + e->requested), &(uint64_t){bw_large_canary(e->user)}, 8);
+#else
+    (void)e;
+#endif
+}
+
+static bool bw_large_canary_ok(const bw_large_entry_t *e) {
+#if BW_CANARY
+    uintptr_t end = e->map_base + e->map_size - BW_PAGE_SIZE;
+    if (end - (e->user + e->requested) < 8)
+        return true;
+    uint64_t stored;
+    __builtin_memcpy(&stored, (void *)(e->user + e->requested), 8);
+    return stored == bw_large_canary(e->user);
+#else
+    (void)e;
+    return true;
+#endif
+}
+
+/* Where the user part starts in a mapping: right after the leading guard, or
+ * (BW_LARGE_RIGHT_ALIGN) as late as the alignment allows, so the block ends
+ * at the trailing guard and a one-byte overflow faults. */
+static uintptr_t bw_large_place(uintptr_t map_base, size_t map_size, size_t size, size_t alignment) {
+#if BW_LARGE_RIGHT_ALIGN
+    size_t align = alignment > 16 ? alignment : 16;
+    uintptr_t end = map_base + map_size - BW_PAGE_SIZE;
+    uintptr_t user = (end - (size ? size : 1)) & ~(uintptr_t)(align - 1);
+    if (user >= map_base + BW_PAGE_SIZE)
+        return user;
+#endif
+    (void)size;
+    (void)alignment;
+    (void)map_size;
+    return map_base + BW_PAGE_SIZE;
+}
 
 static bw_lock_t bw_large_lock;
 static bw_large_entry_t *bw_table;   /* own mapping with guard pages */
@@ -156,15 +216,16 @@ static bool bw_large_map(size_t user_bytes, size_t alignment, bw_large_entry_t *
         bw_os_release(map, total);
         return false;
     }
-    out->user = user;
     out->map_base = (uintptr_t)map;
     out->map_size = total;
+    out->user = user;
     return true;
 }
 
 /* Take a cached mapping whose user part holds `user_bytes` without wasting
  * more than a quarter; lock held. */
-static bool bw_cache_take(size_t user_bytes, size_t alignment, bw_large_entry_t *out) {
+static bool bw_cache_take(size_t user_bytes, size_t alignment, bw_large_entry_t *out,
+                          bool *zeroed) {
     size_t best = (size_t)-1;
     for (size_t i = 0; i < bw_cache_count; i++) {
         size_t usable = bw_cache[i].map_size - 2 * BW_PAGE_SIZE;
@@ -180,12 +241,14 @@ static bool bw_cache_take(size_t user_bytes, size_t alignment, bw_large_entry_t 
     out->map_base = bw_cache[best].map_base;
     out->map_size = bw_cache[best].map_size;
     out->user = out->map_base + BW_PAGE_SIZE;
+    *zeroed = bw_cache[best].zeroed;
     bw_cache_bytes -= out->map_size;
     bw_cache[best] = bw_cache[--bw_cache_count];
     return true;
 }
 
 void *bw_large_alloc(size_t size, size_t alignment, bool zero) {
+    size_t user_alignment = alignment;
     if (alignment < BW_PAGE_SIZE)
         alignment = BW_PAGE_SIZE;
     if (size > PTRDIFF_MAX - 2 * BW_PAGE_SIZE - alignment) {
@@ -194,10 +257,10 @@ void *bw_large_alloc(size_t size, size_t alignment, bool zero) {
     }
     size_t user_bytes = bw_page_round(size ? size : 1);
     bw_large_entry_t entry;
-    bool from_cache;
+    bool from_cache, zeroed = true;
 
     bw_lock(&bw_large_lock);
-    from_cache = bw_cache_take(user_bytes, alignment, &entry);
+    from_cache = bw_cache_take(user_bytes, alignment, &entry, &zeroed);
     bw_unlock(&bw_large_lock);
     if (!from_cache && !bw_large_map(user_bytes, alignment, &entry)) {
         /* Out of address space or mappings: cached memory may be in the way. */
@@ -208,6 +271,11 @@ void *bw_large_alloc(size_t size, size_t alignment, bool zero) {
         }
     }
     entry.requested = size;
+    if (alignment <= BW_PAGE_SIZE)
+        entry.user = bw_large_place(entry.map_base, entry.map_size, size, user_alignment);
+    if (zero && !zeroed)
+        memset((void *)entry.user, 0, entry.map_base + entry.map_size - BW_PAGE_SIZE - entry.user);
+    bw_large_canary_write(&entry);
 
     bw_lock(&bw_large_lock);
     if (!bw_table_reserve_one()) {
@@ -221,8 +289,6 @@ void *bw_large_alloc(size_t size, size_t alignment, bool zero) {
     bw_large_in_use_bytes += entry.map_size;
     bw_unlock(&bw_large_lock);
 
-    if (zero && from_cache)
-        memset((void *)entry.user, 0, entry.map_size - 2 * BW_PAGE_SIZE);
     return (void *)entry.user;
 }
 
@@ -268,15 +334,52 @@ bool bw_large_free(void *ptr, size_t size, size_t alignment, const char *functio
         bw_unlock(&bw_large_lock);
         bw_fatal("free size mismatch", ptr, BW_INFO_MAPPING, entry.map_size, function);
     }
+    if (!bw_large_canary_ok(&entry)) {
+        bw_unlock(&bw_large_lock);
+        bw_fatal("heap overflow", ptr, BW_INFO_MAPPING, entry.map_size, function);
+    }
     bw_table_erase(slot);
     bw_large_in_use_bytes -= entry.map_size;
     bw_freed_history[bw_freed_history_next] = user;
     bw_freed_history_next = (bw_freed_history_next + 1) % BW_LARGE_FREED_HISTORY;
 
+    bool zeroed = false;
+#if BW_LARGE_QUARANTINE
+    /* Make the freed block inaccessible and park it; the oldest parked
+     * mapping comes back (guards removed, contents zero) into the cache. */
+    bw_unlock(&bw_large_lock);
+    if (!bw_os_guard((void *)(entry.map_base + BW_PAGE_SIZE), entry.map_size - 2 * BW_PAGE_SIZE)) {
+        bw_os_release((void *)entry.map_base, entry.map_size);
+        return true;
+    }
+    bw_lock(&bw_large_lock);
+    bw_large_cached_t parked = {entry.map_base, entry.map_size, 0, true};
+    bool have_oldest = bw_fifo_count == BW_LARGE_QUARANTINE;
+    bw_large_cached_t from_fifo = bw_fifo[bw_fifo_head];
+    bw_fifo[(bw_fifo_head + bw_fifo_count) % BW_LARGE_QUARANTINE] = parked;
+    if (have_oldest)
+        bw_fifo_head = (bw_fifo_head + 1) % BW_LARGE_QUARANTINE;
+    else
+        bw_fifo_count++;
+    bw_unlock(&bw_large_lock);
+    if (!have_oldest)
+        return true;
+    if (!bw_os_unguard((void *)(from_fifo.map_base + BW_PAGE_SIZE),
+                       from_fifo.map_size - 2 * BW_PAGE_SIZE)) {
+        bw_os_release((void *)from_fifo.map_base, from_fifo.map_size);
+        return true;
+    }
+    entry.map_base = from_fifo.map_base;
+    entry.map_size = from_fifo.map_size;
+    entry.user = from_fifo.map_base + BW_PAGE_SIZE;
+    zeroed = true;
+    bw_lock(&bw_large_lock);
+#endif
     /* Cache the mapping; evict the oldest entry if the cache is full. */
-    bw_large_cached_t evicted = {0, 0, 0};
+    bw_large_cached_t evicted = {0, 0, 0, false};
     bool cached = false;
-    if (entry.map_size <= BW_LARGE_CACHE_BYTES / 4 && entry.user == entry.map_base + BW_PAGE_SIZE) {
+    if (entry.map_size <= BW_LARGE_CACHE_BYTES / 4 &&
+        (entry.map_base & (BW_PAGE_SIZE - 1)) == 0) {
         if (bw_cache_count == BW_LARGE_CACHE_ENTRIES ||
             bw_cache_bytes + entry.map_size > BW_LARGE_CACHE_BYTES) {
             size_t oldest = 0;
@@ -292,7 +395,7 @@ bool bw_large_free(void *ptr, size_t size, size_t alignment, const char *functio
         if (bw_cache_count < BW_LARGE_CACHE_ENTRIES &&
             bw_cache_bytes + entry.map_size <= BW_LARGE_CACHE_BYTES) {
             bw_cache[bw_cache_count++] =
-                (bw_large_cached_t){entry.map_base, entry.map_size, bw_os_now_ms()};
+                (bw_large_cached_t){entry.map_base, entry.map_size, bw_os_now_ms(), zeroed};
             bw_cache_bytes += entry.map_size;
             cached = true;
         }
@@ -328,7 +431,12 @@ void *bw_large_realloc(void *ptr, size_t size) {
     size_t usable = slot->map_base + slot->map_size - BW_PAGE_SIZE - slot->user;
     void *result = NULL;
     if (size <= usable && size > usable / 2 && size > BW_SMALL_MAX) {
+        if (!bw_large_canary_ok(slot)) {
+            bw_unlock(&bw_large_lock);
+            bw_fatal("heap overflow", ptr, BW_INFO_MAPPING, slot->map_size, "realloc");
+        }
         slot->requested = size;
+        bw_large_canary_write(slot);
         result = ptr;
     }
     bw_unlock(&bw_large_lock);

@@ -17,6 +17,9 @@
 #ifndef MADV_GUARD_INSTALL
 #define MADV_GUARD_INSTALL 102 /* Linux 6.13 uapi/asm-generic/mman-common.h */
 #endif
+#ifndef MADV_GUARD_REMOVE
+#define MADV_GUARD_REMOVE 103
+#endif
 #ifndef MPOL_PREFERRED
 #define MPOL_PREFERRED 1
 #endif
@@ -97,6 +100,21 @@ bool bw_os_guard(void *addr, size_t size) {
     if (errno == ENOMEM)
         return false;
     bw_fatal_os("mprotect", errno);
+}
+
+/* Undo bw_os_guard: the range is readable and writable again and reads as
+ * zeros (guard installation discarded its contents). */
+bool bw_os_unguard(void *addr, size_t size) {
+    if (bw_guard_madvise_ok) {
+        if (madvise(addr, size, MADV_GUARD_REMOVE) == 0)
+            return true;
+    } else if (mprotect(addr, size, PROT_READ | PROT_WRITE) == 0) {
+        bw_os_decommit(addr, size);
+        return true;
+    }
+    if (errno == ENOMEM || errno == EAGAIN)
+        return false;
+    bw_fatal_os("unguard", errno);
 }
 
 bool bw_os_has_guard_madvise(void) {

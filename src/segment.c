@@ -113,6 +113,16 @@ static bw_segment_t *bw_segment_carve(unsigned node) {
     bw_unlock(&bw_arena_lock);
 
     bw_os_bind_node(memory, BW_SEGMENT_SIZE, node);
+#if BW_SLAB_GUARD
+    /* The last page of every slab is a guard (invariant 5). With
+     * MADV_GUARD_INSTALL this costs no VMA; the guards survive the purge's
+     * MADV_DONTNEED. */
+    for (unsigned i = 0; i < BW_SLABS_PER_SEGMENT; i++) {
+        char *guard = (char *)memory + ((size_t)(i + 1) << BW_SLAB_SHIFT) - BW_PAGE_SIZE;
+        if (!bw_os_guard(guard, BW_PAGE_SIZE))
+            bw_fatal_os("guard page", 12);
+    }
+#endif
     bw_segment_t *seg = &bw_layout.segments[index];
     memset(seg, 0, sizeof *seg);
     seg->node = node;

@@ -13,9 +13,44 @@
 
 #include "bw_internal.h"
 
+/* Fisher-Yates shuffle of the block indices, so the free list hands blocks
+ * out in a random order (invariant 3). The scratch array lives on the stack
+ * of the slow path: 2 bytes per block, 7.5 KiB for the 16-byte class. */
+static void bw_slab_build_free_list(bw_slab_t *slab, bw_heap_t *owner, char *start,
+                                    uint32_t size, uint32_t count) {
+#if BW_RANDOM_FREELIST
+    uint16_t order[BW_MAX_BLOCKS_PER_SLAB];
+    for (uint32_t i = 0; i < count; i++)
+        order[i] = (uint16_t)i;
+    for (uint32_t i = count - 1; i > 0; i--) {
+        uint32_t j = bw_rng_below(&owner->rng, i + 1);
+        uint16_t t = order[i];
+        order[i] = order[j];
+        order[j] = t;
+    }
+#define BW_ORDER(i) order[i]
+#else
+    (void)owner;
+#define BW_ORDER(i) (i)
+#endif
+    for (uint32_t i = 0; i + 1 < count; i++)
+        bw_link_store(slab, start + (size_t)BW_ORDER(i) * size,
+                      start + (size_t)BW_ORDER(i + 1) * size);
+    bw_link_store(slab, start + (size_t)BW_ORDER(count - 1) * size, NULL);
+    slab->free = start + (size_t)BW_ORDER(0) * size;
+#undef BW_ORDER
+}
+
 void bw_slab_format(bw_slab_t *slab, unsigned size_class, bw_heap_t *owner) {
     uint32_t size = bw_class_size[size_class];
-    uint32_t count = (uint32_t)(BW_SLAB_SIZE / size);
+    uint32_t count = (uint32_t)(BW_SLAB_USABLE / size);
+    char *start = (char *)bw_slab_start(slab);
+#if BW_ZERO_ON_FREE
+    /* A reused slot that served another class still holds that class's old
+     * links at other offsets; the write-after-free check needs zeros. */
+    if (slab->state == BW_SLAB_DIRTY && slab->block_size != size)
+        memset(start, 0, BW_SLAB_USABLE);
+#endif
     slab->size_class = (uint8_t)size_class;
     slab->block_size = size;
     /* ceil(2^32 / size): exact quotient for every offset < 2^16 when
@@ -26,17 +61,24 @@ void bw_slab_format(bw_slab_t *slab, unsigned size_class, bw_heap_t *owner) {
     slab->in_full_list = 0;
     slab->next = slab->prev = NULL;
     slab->state = BW_SLAB_ACTIVE;
+    slab->key = bw_rng_next(&owner->rng);
+    slab->canary = bw_rng_next(&owner->rng);
     atomic_store_explicit(&slab->remote, NULL, memory_order_relaxed);
     memset((void *)slab->bits, 0, 2 * ((count + 63) / 64) * sizeof(uint64_t));
-
-    /* Free list in address order; the hardening layer replaces this with a
-     * random permutation and encoded links (DESIGN.md invariant 3). */
-    char *start = (char *)bw_slab_start(slab);
-    for (uint32_t i = 0; i + 1 < count; i++)
-        *(void **)(start + (size_t)i * size) = start + (size_t)(i + 1) * size;
-    *(void **)(start + (size_t)(count - 1) * size) = NULL;
-    slab->free = start;
+    bw_slab_build_free_list(slab, owner, start, size, count);
     atomic_store_explicit(&slab->owner, owner, memory_order_release);
+}
+
+void bw_report_corrupt_link(const void *slot, const bw_slab_t *slab) {
+    bw_fatal("free-list corruption", slot, BW_INFO_CLASS, slab->block_size, "malloc");
+}
+
+void bw_report_write_after_free(const void *block, const bw_slab_t *slab) {
+    bw_fatal("write after free", block, BW_INFO_CLASS, slab->block_size, "malloc");
+}
+
+void bw_report_overflow(const void *block, const bw_slab_t *slab, const char *function) {
+    bw_fatal("heap overflow", block, BW_INFO_CLASS, slab->block_size, function);
 }
 
 /* Owner side: move every block other threads freed onto the local free
@@ -47,13 +89,13 @@ size_t bw_slab_collect_remote(bw_slab_t *slab) {
     void *list = atomic_exchange_explicit(&slab->remote, NULL, memory_order_acquire);
     size_t count = 0;
     while (list) {
-        void *next = *(void **)list;
+        void *next = bw_link_load(slab, list);
         size_t index = bw_slab_block_index(slab, (uintptr_t)list & (BW_SLAB_SIZE - 1));
         uint64_t bit = 1ull << (index & 63);
         _Atomic(uint64_t) *word = bw_slab_alloc_word(slab, index);
         bw_bits_clear(word, bit);
         atomic_fetch_and_explicit(word + 1, ~bit, memory_order_relaxed);
-        *(void **)list = slab->free;
+        bw_link_store(slab, list, slab->free);
         slab->free = list;
         slab->used--;
         count++;
@@ -73,9 +115,25 @@ void bw_slab_remote_free(bw_slab_t *slab, void *block, size_t index, uint64_t bi
     if (bw_unlikely(before & bit))
         bw_fatal("double free", block, BW_INFO_CLASS, slab->block_size, function);
 
+    bw_block_retire_checks(slab, block, function);
+#if BW_QUARANTINE_SLOTS
+    /* The block waits in this thread's quarantine; its pending bit keeps
+     * marking it freed until the owner collects it. */
+    bw_heap_t *heap = bw_tls_heap;
+    if (heap != &bw_empty_heap) {
+        bw_quarantine_put(heap, block, slab);
+        return;
+    }
+#endif
+    bw_slab_remote_push(slab, block);
+}
+
+/* Push a freed block (pending bit already set) on the slab's remote list
+ * and make sure the owner hears about it. */
+void bw_slab_remote_push(bw_slab_t *slab, void *block) {
     void *head = atomic_load_explicit(&slab->remote, memory_order_relaxed);
     do {
-        *(void **)block = head;
+        bw_link_store(slab, block, head);
     } while (!atomic_compare_exchange_weak_explicit(&slab->remote, &head, block,
                                                     memory_order_release, memory_order_relaxed));
 

@@ -1,0 +1,59 @@
+/* policy/fuzz.h — the fuzz profile, for fuzzing harnesses (AFL++, libFuzzer):
+ * every detection on, and BULWARK_SEED makes the random choices reproducible so
+ * a crash replays exactly.
+ *
+ * Every knob is a compile-time constant; `make PROFILE=default` includes this
+ * file before every translation unit. Each line says what the knob stops and
+ * what it costs. */
+#ifndef BW_POLICY_H
+#define BW_POLICY_H
+
+#define BW_PROFILE_NAME "fuzz"
+
+/* Address space reserved for small-object segments, as a power of two.
+ * 2^36 = 64 GiB of virtual space (PROT_NONE until used): bounds how much small
+ * memory a process can hold; costs only page-table space when touched. */
+#define BW_ARENA_SHIFT 36
+
+/* Segment size (2^22 = 4 MiB, DESIGN.md start value): the unit of NUMA
+ * binding and of pooling. Larger segments mean fewer pool operations, more
+ * memory held per node. */
+#define BW_SEGMENT_SHIFT 22
+
+/* Slab size (2^16 = 64 KiB): each slab serves one size class. Bounds the
+ * bitmap (4096 bits for 16-byte blocks) and the largest slab class. */
+#define BW_SLAB_SHIFT 16
+
+/* Freed slab memory stays committed this long before MADV_DONTNEED returns it
+ * to the kernel: avoids a page-fault storm on alloc/free cycles; costs up to
+ * this many milliseconds of extra RSS. */
+#define BW_PURGE_DELAY_MS 250
+
+/* Freed large mappings kept for reuse: stops a malloc/free loop of 64 KiB-
+ * 1 MiB blocks from costing an mmap+munmap per call; costs up to this much
+ * resident memory until purged. */
+#define BW_LARGE_CACHE_ENTRIES 16
+#define BW_LARGE_CACHE_BYTES (64u << 20)
+
+/* Recently freed large blocks remembered so that freeing one again reports a
+ * double free rather than an invalid free. Costs 8 bytes per entry. */
+#define BW_LARGE_FREED_HISTORY 4096
+
+/* ---- hardening: everything strict has ---- */
+#define BW_RANDOM_FREELIST 1
+#define BW_ENCODE_LINKS 1
+#define BW_SLAB_GUARD 1
+#define BW_CANARY 1
+#define BW_ZERO_ON_FREE 1
+#define BW_WAF_CHECK_MAX 16384
+#define BW_QUARANTINE_SLOTS 8192
+#define BW_QUARANTINE_BYTES (16u << 20)
+#define BW_LARGE_QUARANTINE 64
+#define BW_LARGE_RIGHT_ALIGN 1
+
+/* BULWARK_SEED=<decimal> fixes every random choice (free-list order,
+ * quarantine exits, keys) so a crash reproduces; ignored in set-uid
+ * processes (AT_SECURE). */
+#define BW_SEED_FROM_ENV 1
+
+#endif

@@ -1,0 +1,63 @@
+/* policy/strict.h — the strict profile: default plus larger quarantines, a
+ * write-after-free check over the whole block, and large blocks that end at
+ * their guard page. For daemons where detection outweighs a slower free.
+ *
+ * Every knob is a compile-time constant; `make PROFILE=default` includes this
+ * file before every translation unit. Each line says what the knob stops and
+ * what it costs. */
+#ifndef BW_POLICY_H
+#define BW_POLICY_H
+
+#define BW_PROFILE_NAME "strict"
+
+/* Address space reserved for small-object segments, as a power of two.
+ * 2^36 = 64 GiB of virtual space (PROT_NONE until used): bounds how much small
+ * memory a process can hold; costs only page-table space when touched. */
+#define BW_ARENA_SHIFT 36
+
+/* Segment size (2^22 = 4 MiB, DESIGN.md start value): the unit of NUMA
+ * binding and of pooling. Larger segments mean fewer pool operations, more
+ * memory held per node. */
+#define BW_SEGMENT_SHIFT 22
+
+/* Slab size (2^16 = 64 KiB): each slab serves one size class. Bounds the
+ * bitmap (4096 bits for 16-byte blocks) and the largest slab class. */
+#define BW_SLAB_SHIFT 16
+
+/* Freed slab memory stays committed this long before MADV_DONTNEED returns it
+ * to the kernel: avoids a page-fault storm on alloc/free cycles; costs up to
+ * this many milliseconds of extra RSS. */
+#define BW_PURGE_DELAY_MS 250
+
+/* Freed large mappings kept for reuse: stops a malloc/free loop of 64 KiB-
+ * 1 MiB blocks from costing an mmap+munmap per call; costs up to this much
+ * resident memory until purged. */
+#define BW_LARGE_CACHE_ENTRIES 16
+#define BW_LARGE_CACHE_BYTES (64u << 20)
+
+/* Recently freed large blocks remembered so that freeing one again reports a
+ * double free rather than an invalid free. Costs 8 bytes per entry. */
+#define BW_LARGE_FREED_HISTORY 4096
+
+/* ---- hardening ---- */
+#define BW_RANDOM_FREELIST 1
+#define BW_ENCODE_LINKS 1
+#define BW_SLAB_GUARD 1
+#define BW_CANARY 1
+#define BW_ZERO_ON_FREE 1
+
+/* Whole-block write-after-free check (blocks are at most 16 KiB): catches a
+ * stale write anywhere in a freed block. Costs a read of the block per malloc. */
+#define BW_WAF_CHECK_MAX 16384
+
+/* 8x default's quarantine: a freed block waits through thousands of frees. */
+#define BW_QUARANTINE_SLOTS 4096
+#define BW_QUARANTINE_BYTES (4u << 20)
+#define BW_LARGE_QUARANTINE 64
+
+/* A large block ends exactly at its trailing guard: a one-byte overflow of
+ * any large block faults. Costs the alignment of large blocks beyond 16. */
+#define BW_LARGE_RIGHT_ALIGN 1
+#define BW_SEED_FROM_ENV 0
+
+#endif
