@@ -127,7 +127,7 @@ typedef struct bw_heap {
 /* ------------------------------------------------------------------ globals */
 typedef struct {
     uintptr_t arena_base;     /* start of the small-object reservation */
-    uintptr_t arena_size;     /* 0 until initialised: makes every free take the slow path */
+    uintptr_t arena_size;     /* bytes of carved segments; 0 until then: every free is slow */
     bw_slab_t *slabs;         /* descriptor array, one per slab slot */
     bw_segment_t *segments;   /* header array, one per segment */
     uint64_t *bitmaps;        /* 2 * BW_BITMAP_WORDS words per slab slot */

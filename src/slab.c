@@ -33,8 +33,8 @@ void bw_slab_format(bw_slab_t *slab, unsigned size_class, bw_heap_t *owner) {
      * random permutation and encoded links (DESIGN.md invariant 3). */
     char *start = (char *)bw_slab_start(slab);
     for (uint32_t i = 0; i + 1 < count; i++)
-        *(void **)(start + (size_t)i * size) = start + (size_t)(i + 1) * size;
-    *(void **)(start + (size_t)(count - 1) * size) = NULL;
+        *(void **)(void *)(start + (size_t)i * size) = start + (size_t)(i + 1) * size;
+    *(void **)(void *)(start + (size_t)(count - 1) * size) = NULL;
     slab->free = start;
     atomic_store_explicit(&slab->owner, owner, memory_order_release);
 }
