@@ -189,7 +189,7 @@ typedef struct bw_heap {
 /* ------------------------------------------------------------------ globals */
 typedef struct {
     uintptr_t arena_base;     /* start of the small-object reservation */
-    uintptr_t arena_size;     /* 0 until initialised: makes every free take the slow path */
+    uintptr_t arena_size;     /* bytes of carved segments; 0 until then: every free is slow */
     bw_slab_t *slabs;         /* descriptor array, one per slab slot */
     bw_segment_t *segments;   /* header array, one per segment */
     uint64_t *bitmaps;        /* 2 * BW_BITMAP_WORDS words per slab slot */
@@ -362,7 +362,7 @@ BW_INLINE uint64_t bw_canary_value(const bw_slab_t *slab, const void *block) {
     return (slab->canary ^ (uintptr_t)block) & ~(uint64_t)0xff;
 }
 BW_INLINE uint64_t *bw_canary_slot(const bw_slab_t *slab, void *block) {
-    return (uint64_t *)((char *)block + slab->block_size - 8);
+    return (uint64_t *)(void *)((char *)block + slab->block_size - 8);
 }
 
 __attribute__((noreturn)) void bw_report_write_after_free(const void *block, const bw_slab_t *slab);

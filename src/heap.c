@@ -72,7 +72,7 @@ static bw_heap_t *bw_heap_pool_take(void) {
             }
             bw_heap_region_committed += BW_HEAP_COMMIT_CHUNK;
         }
-        heap = (bw_heap_t *)(bw_heap_region + bw_heap_region_used);
+        heap = (bw_heap_t *)(void *)(bw_heap_region + bw_heap_region_used);
         bw_heap_region_used += BW_HEAP_STRIDE;
         atomic_store(&heap->remote_slabs, NULL);
     }

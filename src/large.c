@@ -123,7 +123,7 @@ static bw_large_entry_t *bw_table_map(size_t capacity) {
         bw_os_release(map, bytes + 2 * BW_PAGE_SIZE);
         return NULL;
     }
-    return (bw_large_entry_t *)(map + BW_PAGE_SIZE);
+    return (bw_large_entry_t *)(void *)(map + BW_PAGE_SIZE);
 }
 
 static void bw_table_unmap(bw_large_entry_t *table, size_t capacity) {
@@ -328,9 +328,12 @@ bool bw_large_free(void *ptr, size_t size, size_t alignment, const char *functio
         bw_unlock(&bw_large_lock);
         bw_fatal("free alignment mismatch", ptr, BW_INFO_MAPPING, entry.map_size, function);
     }
-    /* A sized free must name a size that rounds to the same pages as the
-     * request (CONVENTIONS trap 16: allow for page rounding). */
-    if (size && bw_page_round(size) != bw_page_round(entry.requested ? entry.requested : 1)) {
+    /* A sized free may name anything from the request (rounded to its page)
+     * up to the usable size, which a reused cached mapping can make larger
+     * (CONVENTIONS trap 16: allow for page rounding). */
+    size_t usable = entry.map_base + entry.map_size - BW_PAGE_SIZE - entry.user;
+    if (size && (size > usable ||
+                 bw_page_round(size) < bw_page_round(entry.requested ? entry.requested : 1))) {
         bw_unlock(&bw_large_lock);
         bw_fatal("free size mismatch", ptr, BW_INFO_MAPPING, entry.map_size, function);
     }

@@ -57,9 +57,9 @@ bool bw_segments_init(void) {
     bw_layout.segments = (bw_segment_t *)bw_meta_seg_headers;
     bw_layout.bitmaps = (uint64_t *)bw_meta_bitmaps;
     bw_layout.arena_base = (uintptr_t)arena;
-    /* Publishing the size last turns on the arena fast path in free(). */
-    atomic_thread_fence(memory_order_release);
-    bw_layout.arena_size = BW_ARENA_SIZE;
+    /* arena_size covers only carved segments (it grows in bw_segment_carve):
+     * a wild pointer into the rest of the reservation takes free()'s slow
+     * path instead of reading metadata that was never committed. */
     return true;
 }
 
@@ -110,6 +110,10 @@ static bw_segment_t *bw_segment_carve(unsigned node) {
         return NULL;
     }
     bw_segments_carved = index + 1;
+    /* Descriptors of the new segment read as zero (fresh commit): a free
+     * into it before it is formatted is an invalid free, never a crash. */
+    __atomic_store_n(&bw_layout.arena_size, (uintptr_t)(index + 1) << BW_SEGMENT_SHIFT,
+                     __ATOMIC_RELEASE);
     bw_unlock(&bw_arena_lock);
 
     bw_os_bind_node(memory, BW_SEGMENT_SIZE, node);
@@ -130,7 +134,7 @@ static bw_segment_t *bw_segment_carve(unsigned node) {
     for (unsigned i = 0; i < BW_SLABS_PER_SEGMENT; i++) {
         bw_slab_t *slab = &bw_layout.slabs[first_slab + i];
         memset(slab, 0, sizeof *slab);
-        slab->bits = (_Atomic(uint64_t) *)((char *)bitmaps + i * BW_BITMAP_BYTES_PER_SLAB);
+        slab->bits = (_Atomic(uint64_t) *)(void *)((char *)bitmaps + i * BW_BITMAP_BYTES_PER_SLAB);
         slab->node = (uint8_t)node;
         slab->state = BW_SLAB_UNUSED;
     }

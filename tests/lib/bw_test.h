@@ -1,0 +1,111 @@
+/* bw_test.h — small helpers shared by the cmocka test programs.
+ *
+ * What they are for:
+ *  - death tests: run a function in a forked child and assert that bulwark
+ *    killed it with SIGABRT after printing exactly one well-formed report line;
+ *  - proving that the allocator under test is bulwark and not glibc, so that a
+ *    test never passes by accident against the system malloc;
+ *  - reading the process's resident memory and mapping count from /proc;
+ *  - filling a block with a position-dependent pattern and checking it, so a
+ *    prefix of the block (after realloc) can be checked against the same seed;
+ *  - the size-class table as the specification states it, so tests can probe
+ *    every class boundary without linking against library internals (the
+ *    .dyn builds cannot see hidden symbols). */
+#ifndef BW_TEST_H
+#define BW_TEST_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Runs fn(arg) in a forked child whose stderr and stdout go into a pipe, and
+ * asserts (cmocka) that the child died of SIGABRT and wrote exactly one line
+ * containing "bulwark:", of the form
+ *     bulwark: <bug_class> of 0x<hex> ... in <function>
+ * On failure everything the child wrote is printed. If fn returns, the child
+ * exits with status 0, which fails the test. Core dumps are disabled in the
+ * child; a child that hangs for 30 s is killed and the test fails. */
+void bw_expect_death(void (*fn)(void *), void *arg, const char *bug_class, const char *function);
+
+/* Same, and the reported address must be exactly `address` (the pointer the
+ * faulty call received). Prepare the pointer in the parent before calling:
+ * fork keeps it valid at the same address in the child. */
+void bw_expect_death_at(void (*fn)(void *), void *arg, const char *bug_class, const char *function,
+                        const void *address);
+
+/* 1 if the process's malloc is bulwark's: bw_malloc is visible to dlsym (the
+ * shared-library and LD_PRELOAD builds), or the malloc that dlsym finds first
+ * is not the one in libc.so (the static build, where libbulwark.a's malloc
+ * lives in the executable and is exported because libc also defines it). */
+int bw_is_bulwark_loaded(void);
+
+/* Applies cmocka test filters from the environment, for running one test of
+ * a program (a fatal allocator error ends the whole process, so the tests
+ * after it never run): BW_TEST_FILTER=<glob> runs only matching tests,
+ * BW_TEST_SKIP=<glob> skips matching ones. Call before cmocka_run_group_tests. */
+void bw_test_filters_from_env(void);
+
+/* Resident set size of this process in bytes (/proc/self/statm). */
+size_t bw_test_rss_bytes(void);
+
+/* Number of mappings of this process (lines of /proc/self/maps). */
+size_t bw_test_map_count(void);
+
+/* Fills n bytes at p with a pattern that depends on the seed and on each
+ * byte's offset from p (not on p itself), so the first k bytes of a block
+ * filled with (n, seed) equal the fill of (k, seed). */
+void bw_fill(void *p, size_t n, uint64_t seed);
+
+/* True if the n bytes at p hold bw_fill's pattern for seed. On a mismatch it
+ * prints the first differing offset to stderr before returning false. */
+bool bw_check(const void *p, size_t n, uint64_t seed);
+
+/* True if all n bytes at p are zero; prints the first non-zero offset if not. */
+bool bw_check_zero(const void *p, size_t n);
+
+/* The small size classes as the specification defines them: 16-byte steps up
+ * to 128, then four classes per power of two up to 16384. */
+#define BW_TEST_SMALL_MAX   16384u
+#define BW_TEST_CLASS_COUNT 36u
+size_t bw_test_class_size(size_t index); /* index 0 .. BW_TEST_CLASS_COUNT-1 */
+/* The class size a request of `size` bytes falls into (16 for size 0), or 0
+ * when size is above the largest class. */
+size_t bw_test_class_of(size_t size);
+
+/* Hides a pointer's origin from the compiler so that deliberate misuse
+ * (freeing a stack or global address, using a freed pointer) neither draws
+ * -Wfree-nonheap-object / -Wuse-after-free nor gets optimised on the basis
+ * of undefined behaviour. */
+static inline void *bw_launder(const void *p) {
+    void *q = (void *)p;
+    __asm__ volatile("" : "+r"(q));
+    return q;
+}
+
+/* Hides a size from the compiler: impossible sizes such as SIZE_MAX passed
+ * as constants trip -Walloc-size-larger-than, which is the point here. */
+static inline size_t bw_opaque_size(size_t n) {
+    __asm__ volatile("" : "+r"(n));
+    return n;
+}
+
+/* cmocka's assert_true with a printf-style explanation, for checks inside
+ * loops where the failing size or alignment matters. fmt must be a literal. */
+#define BW_REQUIRE(cond, fmt, ...)                                                                 \
+    do {                                                                                           \
+        if (!(cond)) fail_msg("%s:%d: %s: " fmt, __FILE__, __LINE__, #cond, ##__VA_ARGS__);        \
+    } while (0)
+
+/* Declared by C23 <stdlib.h> but not by glibc 2.36: bulwark exports them. */
+void free_sized(void *ptr, size_t size);
+void free_aligned_sized(void *ptr, size_t alignment, size_t size);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* BW_TEST_H */
