@@ -34,7 +34,7 @@ void *bw_calloc(size_t count, size_t size) {
     void *block = bw_alloc_inline(total);
     /* Zero-on-free plus the reuse check already proved the first
      * BW_WAF_CHECK_MAX bytes zero. */
-    if (block && !(BW_ZERO_ON_FREE && BW_WAF_CHECK_MAX && total <= BW_WAF_CHECK_MAX))
+    if (block && total > BW_KNOWN_ZERO_BYTES)
         memset(block, 0, total);
     return block;
 }

@@ -447,7 +447,7 @@ void *bw_malloc_slow(size_t size, bool zero) {
         }
     }
     void *block = bw_slab_pop(slab);
-    if (zero && !(BW_ZERO_ON_FREE && BW_WAF_CHECK_MAX && size <= BW_WAF_CHECK_MAX))
+    if (zero && size > BW_KNOWN_ZERO_BYTES)
         memset(block, 0, size);
     return block;
 }
