@@ -58,5 +58,6 @@
 #define BW_LARGE_QUARANTINE 0
 #define BW_LARGE_RIGHT_ALIGN 0
 #define BW_SEED_FROM_ENV 0
+#define BW_ZERO_SIZE_FAULTS 0
 
 #endif

@@ -56,4 +56,8 @@
  * processes (AT_SECURE). */
 #define BW_SEED_FROM_ENV 1
 
+/* malloc(0) returns a unique pointer into never-accessible address space:
+ * any read or write through it faults. Costs a lock per malloc(0). */
+#define BW_ZERO_SIZE_FAULTS 1
+
 #endif

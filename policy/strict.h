@@ -60,4 +60,8 @@
 #define BW_LARGE_RIGHT_ALIGN 1
 #define BW_SEED_FROM_ENV 0
 
+/* malloc(0) returns a unique pointer into never-accessible address space:
+ * any read or write through it faults. Costs a lock per malloc(0). */
+#define BW_ZERO_SIZE_FAULTS 1
+
 #endif

@@ -26,6 +26,12 @@ void bw_free_outside_arena(void *ptr, size_t size, size_t alignment, const char 
     if (!ptr)
         return;
     int saved_errno = errno; /* free must not change errno (CONVENTIONS trap 6) */
+#if BW_ZERO_SIZE_FAULTS
+    if (bw_zero_owns(ptr)) {
+        bw_zero_free(ptr, size, function);
+        return;
+    }
+#endif
     if (atomic_load_explicit(&bw_init_state, memory_order_acquire) != 2 ||
         !bw_large_free(ptr, size, alignment, function))
         bw_fatal("invalid free", ptr, BW_INFO_NONE, 0, function);
@@ -74,6 +80,12 @@ size_t bw_usable_size_checked(const void *ptr, const char *function) {
     if (offset >= bw_layout.arena_size) {
         if (atomic_load_explicit(&bw_init_state, memory_order_acquire) != 2)
             bw_fatal("invalid pointer", ptr, BW_INFO_NONE, 0, function);
+#if BW_ZERO_SIZE_FAULTS
+        if (bw_zero_owns(ptr)) {
+            bw_zero_validate((void *)ptr, "use after free", "invalid pointer", function);
+            return 0;
+        }
+#endif
         return bw_large_usable_size(ptr, function);
     }
     const bw_slab_t *slab = &bw_layout.slabs[offset >> BW_SLAB_SHIFT];
@@ -132,6 +144,15 @@ void *bw_realloc_impl(void *ptr, size_t size) {
     } else {
         if (atomic_load_explicit(&bw_init_state, memory_order_acquire) != 2)
             bw_fatal("invalid free", ptr, BW_INFO_NONE, 0, "realloc");
+#if BW_ZERO_SIZE_FAULTS
+        if (bw_zero_owns(ptr)) {
+            bw_zero_validate(ptr, "double free", "invalid free", "realloc");
+            void *moved = bw_alloc_inline(size);
+            if (moved)
+                bw_zero_free(ptr, 0, "realloc");
+            return moved;
+        }
+#endif
         if (bw_large_realloc(ptr, size))
             return ptr;
         old_size = bw_large_usable_size(ptr, "realloc");

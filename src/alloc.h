@@ -20,7 +20,9 @@ __attribute__((noreturn)) void bw_report_bad_small(const void *ptr, const bw_sla
 void bw_free_outside_arena(void *ptr, size_t size, size_t alignment, const char *function);
 
 BW_INLINE void *bw_alloc_inline(size_t size) {
-    if (bw_likely(size <= 1024 - BW_CANARY_BYTES)) {
+    /* With BW_ZERO_SIZE_FAULTS, size 0 wraps around and takes the slow path
+     * at no cost to the others. */
+    if (bw_likely(size - BW_ZERO_SIZE_FAULTS <= 1024 - BW_CANARY_BYTES - BW_ZERO_SIZE_FAULTS)) {
         bw_heap_t *heap = bw_tls_heap;
         bw_slab_t *slab = heap->bins[bw_class_by_16[(size + BW_CANARY_BYTES + 15) >> 4]].current;
         if (bw_likely(slab->free != NULL))

@@ -70,6 +70,9 @@
 #ifndef BW_SEED_FROM_ENV
 #define BW_SEED_FROM_ENV 0
 #endif
+#ifndef BW_ZERO_SIZE_FAULTS
+#define BW_ZERO_SIZE_FAULTS 0
+#endif
 #if BW_WAF_CHECK_MAX && !BW_ZERO_ON_FREE
 #error "BW_WAF_CHECK_MAX (write-after-free check) requires BW_ZERO_ON_FREE"
 #endif
@@ -448,6 +451,14 @@ void *bw_alloc_small_or_large(size_t size);
 void bw_free_checked(void *ptr, size_t size, size_t alignment, const char *function);
 size_t bw_usable_size_checked(const void *ptr, const char *function);
 void *bw_alloc_aligned(size_t alignment, size_t size);
+
+/* zero.c — zero-byte allocations that fault on access */
+bool bw_zero_init(void);
+bool bw_zero_owns(const void *ptr);
+void *bw_zero_alloc(void);
+void bw_zero_free(void *ptr, size_t size, const char *function);
+void bw_zero_validate(void *ptr, const char *freed_class, const char *invalid_class,
+                      const char *function);
 
 /* init.c */
 bool bw_ensure_init(void);

@@ -432,6 +432,10 @@ void *bw_malloc_slow(size_t size, bool zero) {
     }
     if (!bw_request_is_small(size))
         return bw_large_alloc(size, 0, zero);
+#if BW_ZERO_SIZE_FAULTS
+    if (size == 0)
+        return bw_zero_alloc();
+#endif
     bw_heap_t *heap = bw_heap_get_or_create();
     if (bw_unlikely(!heap)) {
         errno = ENOMEM;

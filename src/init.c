@@ -48,7 +48,7 @@ static BW_NOINLINE bool bw_init_slow(void) {
         bw_os_init();
         bw_random_init();
         bw_large_init();
-        if (bw_segments_init() && bw_heaps_init())
+        if (bw_segments_init() && bw_heaps_init() && bw_zero_init())
             state = 2;
         else
             state = 0; /* out of address space: later calls retry */
