@@ -178,6 +178,8 @@ typedef struct {
     uint32_t generation;   /* fork generation the key belongs to */
     uint64_t nonce;
     uint64_t stream;       /* which heap this is, for a reproducible fixed seed */
+    uint64_t spare;        /* unused 16-bit draws of the last word */
+    uint32_t spare_count;
     uint8_t key[32];
 } bw_rng_t;
 
@@ -242,6 +244,19 @@ BW_INLINE uint64_t bw_rng_next(bw_rng_t *rng) {
         return rng->words[rng->pos++];
     return bw_rng_refill(rng);
 }
+/* 16 random bits: four per keystream word, for choices that need few
+ * (quarantine exits), so the cipher runs a quarter as often. */
+BW_INLINE uint32_t bw_rng_u16(bw_rng_t *rng) {
+    if (bw_unlikely(rng->spare_count == 0)) {
+        rng->spare = bw_rng_next(rng);
+        rng->spare_count = 4;
+    }
+    uint32_t r = (uint32_t)(rng->spare & 0xffff);
+    rng->spare >>= 16;
+    rng->spare_count--;
+    return r;
+}
+
 /* Uniform in [0, n) without division (Lemire's multiply-shift). */
 BW_INLINE uint32_t bw_rng_below(bw_rng_t *rng, uint32_t n) {
     return (uint32_t)(((bw_rng_next(rng) & 0xffffffffu) * (uint64_t)n) >> 32);

@@ -202,7 +202,7 @@ void bw_quarantine_put(bw_heap_t *heap, void *block, bw_slab_t *slab) {
     if (heap->quarantine_count < BW_QUARANTINE_SLOTS) {
         heap->quarantine[heap->quarantine_count++] = block;
     } else {
-        size_t i = bw_rng_next(&heap->rng) & (BW_QUARANTINE_SLOTS - 1);
+        size_t i = bw_rng_u16(&heap->rng) & (BW_QUARANTINE_SLOTS - 1);
         victim = heap->quarantine[i];
         heap->quarantine[i] = block;
         heap->quarantine_bytes -= bw_block_size_of(victim);
@@ -475,24 +475,26 @@ void *bw_malloc_class(unsigned size_class) {
  * everything queued for it, and sweep abandoned slabs. */
 size_t bw_heap_trim_current(void) {
     bw_heap_t *heap = bw_tls_heap;
-    size_t released = bw_abandoned_sweep((size_t)-1);
-    if (heap == &bw_empty_heap)
-        return released;
-    bw_quarantine_flush(heap);
-    bw_heap_drain_remote(heap);
-    for (unsigned c = 1; c < BW_CLASS_COUNT; c++) {
-        bw_bin_t *bin = &heap->bins[c];
-        bw_slab_t *slab = bin->current;
-        if (slab == &bw_sentinel_slab)
-            continue;
-        bw_slab_collect_remote(slab);
-        if (slab->used == 0) {
-            bin->current = &bw_sentinel_slab;
-            bw_slab_slot_release(slab);
-            released++;
+    size_t released = 0;
+    if (heap != &bw_empty_heap) {
+        /* Quarantined blocks first: they may be the last live blocks of
+         * abandoned slabs the sweep below can then release. */
+        bw_quarantine_flush(heap);
+        bw_heap_drain_remote(heap);
+        for (unsigned c = 1; c < BW_CLASS_COUNT; c++) {
+            bw_bin_t *bin = &heap->bins[c];
+            bw_slab_t *slab = bin->current;
+            if (slab == &bw_sentinel_slab)
+                continue;
+            bw_slab_collect_remote(slab);
+            if (slab->used == 0) {
+                bin->current = &bw_sentinel_slab;
+                bw_slab_slot_release(slab);
+                released++;
+            }
         }
     }
-    return released;
+    return released + bw_abandoned_sweep((size_t)-1);
 }
 
 void bw_heap_stats(size_t *heaps_live, size_t *abandoned) {

@@ -43,34 +43,40 @@ void bw_large_init(void) {
     bw_os_random(&bw_large_canary_secret, sizeof bw_large_canary_secret);
 }
 
-/* Canary after the requested bytes when the last page has room for it: an
- * overflow inside the slack of a large block is caught at free. */
-__attribute__((unused)) static uint64_t bw_large_canary(uintptr_t user) {
-    return (bw_large_canary_secret ^ user) & ~(uint64_t)0xff;
+/* Large canary (BW_CANARY, unless blocks are right-aligned onto their
+ * guard page, which catches the same overflow by faulting): the last 8
+ * bytes before the trailing guard, reserved at allocation and excluded from
+ * the usable size (CONVENTIONS trap 10), so writing one byte past
+ * malloc_usable_size() is caught at free. */
+#define BW_LARGE_CANARY (BW_CANARY && !BW_LARGE_RIGHT_ALIGN)
+#define BW_LARGE_CANARY_BYTES (BW_LARGE_CANARY ? 8u : 0u)
+
+static uintptr_t bw_large_region_end(const bw_large_entry_t *e) {
+    return e->map_base + e->map_size - BW_PAGE_SIZE;
 }
 
 static void bw_large_canary_write(const bw_large_entry_t *e) {
-#if BW_CANARY
-    uintptr_t end = e->map_base + e->map_size - BW_PAGE_SIZE;
-    if (end - (e->user + e->requested) >= 8)
-        __builtin_memcpy((void *)(e->user + e->requested), &(uint64_t){bw_large_canary(e->user)}, 8);
+#if BW_LARGE_CANARY
+    uint64_t value = (bw_large_canary_secret ^ e->user) & ~(uint64_t)0xff;
+    __builtin_memcpy((void *)(bw_large_region_end(e) - 8), &value, 8);
 #else
     (void)e;
 #endif
 }
 
 static bool bw_large_canary_ok(const bw_large_entry_t *e) {
-#if BW_CANARY
-    uintptr_t end = e->map_base + e->map_size - BW_PAGE_SIZE;
-    if (end - (e->user + e->requested) < 8)
-        return true;
-    uint64_t stored;
-    __builtin_memcpy(&stored, (void *)(e->user + e->requested), 8);
-    return stored == bw_large_canary(e->user);
+#if BW_LARGE_CANARY
+    uint64_t stored, value = (bw_large_canary_secret ^ e->user) & ~(uint64_t)0xff;
+    __builtin_memcpy(&stored, (void *)(bw_large_region_end(e) - 8), 8);
+    return stored == value;
 #else
     (void)e;
     return true;
 #endif
+}
+
+static size_t bw_large_usable(const bw_large_entry_t *e) {
+    return bw_large_region_end(e) - e->user - BW_LARGE_CANARY_BYTES;
 }
 
 /* Where the user part starts in a mapping: right after the leading guard, or
@@ -255,7 +261,7 @@ void *bw_large_alloc(size_t size, size_t alignment, bool zero) {
         errno = ENOMEM;
         return NULL;
     }
-    size_t user_bytes = bw_page_round(size ? size : 1);
+    size_t user_bytes = bw_page_round((size ? size : 1) + BW_LARGE_CANARY_BYTES);
     bw_large_entry_t entry;
     bool from_cache, zeroed = true;
 
@@ -331,7 +337,7 @@ bool bw_large_free(void *ptr, size_t size, size_t alignment, const char *functio
     /* A sized free may name anything from the request (rounded to its page)
      * up to the usable size, which a reused cached mapping can make larger
      * (CONVENTIONS trap 16: allow for page rounding). */
-    size_t usable = entry.map_base + entry.map_size - BW_PAGE_SIZE - entry.user;
+    size_t usable = bw_large_usable(&entry);
     if (size && (size > usable ||
                  bw_page_round(size) < bw_page_round(entry.requested ? entry.requested : 1))) {
         bw_unlock(&bw_large_lock);
@@ -418,7 +424,7 @@ size_t bw_large_usable_size(const void *ptr, const char *function) {
     bw_large_entry_t *slot = bw_table_find(user);
     if (!slot)
         bw_large_bad_pointer(user, "use after free", "invalid pointer", function);
-    size_t usable = slot->map_base + slot->map_size - BW_PAGE_SIZE - slot->user;
+    size_t usable = bw_large_usable(slot);
     bw_unlock(&bw_large_lock);
     return usable;
 }
@@ -431,7 +437,7 @@ void *bw_large_realloc(void *ptr, size_t size) {
     bw_large_entry_t *slot = bw_table_find(user);
     if (!slot)
         bw_large_bad_pointer(user, "double free", "invalid free", "realloc");
-    size_t usable = slot->map_base + slot->map_size - BW_PAGE_SIZE - slot->user;
+    size_t usable = bw_large_usable(slot);
     void *result = NULL;
     if (size <= usable && size > usable / 2 && size > BW_SMALL_MAX) {
         if (!bw_large_canary_ok(slot)) {
@@ -439,7 +445,6 @@ void *bw_large_realloc(void *ptr, size_t size) {
             bw_fatal("heap overflow", ptr, BW_INFO_MAPPING, slot->map_size, "realloc");
         }
         slot->requested = size;
-        bw_large_canary_write(slot);
         result = ptr;
     }
     bw_unlock(&bw_large_lock);

@@ -22,6 +22,10 @@ static uint64_t bw_fixed_seed;
 /* At initialisation: read BULWARK_SEED when the profile allows it. getenv
  * does not allocate. */
 void bw_random_init(void) {
+    /* Picks libsodium's SIMD ChaCha20 (4x faster than the portable code it
+     * uses otherwise); allocates nothing, takes only libsodium's own lock. */
+    if (sodium_init() < 0)
+        bw_fatal_os("sodium_init", 0);
 #if BW_SEED_FROM_ENV
     if (getauxval(AT_SECURE))
         return;
@@ -41,6 +45,7 @@ void bw_rng_seed(bw_rng_t *rng, uint64_t stream) {
     rng->generation = atomic_load_explicit(&bw_rng_generation, memory_order_relaxed);
     rng->nonce = 0;
     rng->pos = 32;
+    rng->spare_count = 0;
     if (bw_fixed_seed_set) {
         /* key = ChaCha20(seed as key, nonce = stream ^ generation) */
         unsigned char seed_key[crypto_stream_chacha20_KEYBYTES] = {0};

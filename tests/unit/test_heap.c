@@ -49,6 +49,7 @@ static void test_abandon_then_adopt(void **state) {
     assert_null(atomic_load(&slab->owner));
     for (int i = 0; i < LEFT; i++) /* remote frees into abandoned slabs */
         free(left_behind[i]);
+    bw_quarantine_flush(bw_tls_heap); /* let the quarantined frees reach the slabs */
     void *fresh = NULL;
     pthread_create(&t, NULL, allocate_same_class, &fresh);
     pthread_join(t, NULL);
@@ -82,7 +83,7 @@ static void test_remote_free_into_full_slab(void **state) {
     assert_true(first->in_full_list);
     pthread_t t;
     pthread_create(&t, NULL, free_all, blocks);
-    pthread_join(t, NULL);
+    pthread_join(t, NULL); /* the thread's exit flushed its quarantine */
     assert_non_null(atomic_load(&bw_tls_heap->remote_slabs));
     /* the owner's next slow path collects them: the slab is reused */
     void *again[64];
