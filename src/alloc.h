@@ -58,7 +58,8 @@ BW_INLINE void bw_free_inline(void *ptr, const char *function) {
 #else
         bw_link_store(slab, ptr, slab->free);
         slab->free = ptr;
-        if (bw_unlikely(--slab->used == 0 || slab->in_full_list))
+        slab->used--;
+        if (BW_NOTIFY_NEEDED(slab))
             bw_free_slow_local(heap, slab);
 #endif
         return;

@@ -128,7 +128,7 @@ typedef struct bw_slab {
     uint16_t nblocks;        /* blocks carved in this slab */
     uint16_t used;           /* blocks allocated (owner's view; remote frees not yet collected count) */
     uint8_t size_class;      /* 0 = slot not serving a class */
-    uint8_t in_full_list;    /* slab sits on its bin's full list */
+    uint8_t notify;          /* bw_notify: when the owner's free must call the slow path */
     uint8_t state;           /* bw_slab_state */
     uint8_t node;            /* NUMA node of the segment */
     _Atomic(struct bw_heap *) owner; /* NULL while abandoned or unused */
@@ -144,6 +144,21 @@ typedef struct bw_slab {
     uint8_t pad[24];
 } bw_slab_t;
 _Static_assert(sizeof(bw_slab_t) == 128, "slab descriptor lookup is a shift by 7");
+
+/* What a local free must report to the heap: nothing for the current slab
+ * (the common case costs one test), every free for a slab on the full list
+ * (it must move back to avail), the last free for a slab on the avail list
+ * (it can be retired). */
+enum bw_notify {
+    BW_NOTIFY_NONE = 0,
+    BW_NOTIFY_FULL = 1,
+    BW_NOTIFY_EMPTY = 2
+};
+
+/* A local free just pushed a block and decremented used. */
+#define BW_NOTIFY_NEEDED(slab)                                                                     \
+    bw_unlikely((slab)->notify != BW_NOTIFY_NONE &&                                                \
+                ((slab)->notify == BW_NOTIFY_FULL || (slab)->used == 0))
 
 enum bw_slab_state {
     BW_SLAB_UNUSED = 0,   /* slot free, memory decommitted or never touched */

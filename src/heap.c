@@ -114,9 +114,9 @@ static void bw_list_remove(bw_slab_t **head, bw_slab_t *slab) {
 static void bw_bin_unlink(bw_bin_t *bin, bw_slab_t *slab) {
     if (slab == bin->current) {
         bin->current = &bw_sentinel_slab;
-    } else if (slab->in_full_list) {
+    } else if (slab->notify == BW_NOTIFY_FULL) {
         bw_list_remove(&bin->full, slab);
-        slab->in_full_list = 0;
+        slab->notify = BW_NOTIFY_NONE;
     } else {
         bw_list_remove(&bin->avail, slab);
     }
@@ -133,9 +133,9 @@ static void bw_heap_settle(bw_heap_t *heap, bw_slab_t *slab) {
     bw_bin_t *bin = &heap->bins[slab->size_class];
     if (slab->used == 0 && slab != bin->current) {
         bw_heap_retire(heap, slab);
-    } else if (slab->in_full_list && slab->free) {
+    } else if (slab->notify == BW_NOTIFY_FULL && slab->free) {
         bw_list_remove(&bin->full, slab);
-        slab->in_full_list = 0;
+        slab->notify = BW_NOTIFY_EMPTY;
         bw_list_push(&bin->avail, slab);
     }
 }
@@ -187,7 +187,8 @@ static void bw_quarantine_release(bw_heap_t *heap, void *block) {
     }
     bw_link_store(slab, block, slab->free);
     slab->free = block;
-    if (--slab->used == 0 || slab->in_full_list)
+    slab->used--;
+    if (BW_NOTIFY_NEEDED(slab))
         bw_heap_settle(heap, slab);
 }
 
@@ -286,7 +287,7 @@ size_t bw_abandoned_sweep(size_t max) {
 
 static void bw_abandon_slab(bw_slab_t *slab) {
     atomic_store_explicit(&slab->owner, NULL, memory_order_release);
-    slab->in_full_list = 0;
+    slab->notify = BW_NOTIFY_NONE;
     slab->next = slab->prev = NULL;
     bw_slab_collect_remote(slab);
     if (slab->used == 0) {
@@ -330,7 +331,7 @@ static bw_slab_t *bw_heap_adopt(bw_heap_t *heap, unsigned size_class) {
     if (!slab)
         return NULL;
     slab->state = BW_SLAB_ACTIVE;
-    slab->in_full_list = 0;
+    slab->notify = BW_NOTIFY_NONE;
     atomic_store_explicit(&slab->owner, heap, memory_order_release);
     bw_slab_collect_remote(slab);
     return slab;
@@ -390,25 +391,27 @@ static bw_slab_t *bw_heap_refill(bw_heap_t *heap, unsigned size_class) {
         if (slab->free)
             return slab;
         bin->current = &bw_sentinel_slab;
-        slab->in_full_list = 1;
+        slab->notify = BW_NOTIFY_FULL;
         bw_list_push(&bin->full, slab);
     }
     while ((slab = bin->avail)) {
         bw_list_remove(&bin->avail, slab);
         bw_slab_collect_remote(slab);
         if (slab->free) {
+            slab->notify = BW_NOTIFY_NONE;
             bin->current = slab;
             return slab;
         }
-        slab->in_full_list = 1;
+        slab->notify = BW_NOTIFY_FULL;
         bw_list_push(&bin->full, slab);
     }
     for (int tries = 0; tries < 4 && (slab = bw_heap_adopt(heap, size_class)); tries++) {
         if (slab->free) {
+            slab->notify = BW_NOTIFY_NONE;
             bin->current = slab;
             return slab;
         }
-        slab->in_full_list = 1;
+        slab->notify = BW_NOTIFY_FULL;
         bw_list_push(&bin->full, slab);
     }
     /* Periodically reclaim abandoned slabs of other classes that other

@@ -58,7 +58,7 @@ void bw_slab_format(bw_slab_t *slab, unsigned size_class, bw_heap_t *owner) {
     slab->block_inv = (uint32_t)((((uint64_t)1 << 32) + size - 1) / size);
     slab->nblocks = (uint16_t)count;
     slab->used = 0;
-    slab->in_full_list = 0;
+    slab->notify = BW_NOTIFY_NONE;
     slab->next = slab->prev = NULL;
     slab->state = BW_SLAB_ACTIVE;
     slab->key = bw_rng_next(&owner->rng);

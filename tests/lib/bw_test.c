@@ -368,3 +368,208 @@ size_t bw_test_class_of(size_t size) {
     }
     return 0;
 }
+
+/* ------------------------------------------------------------ security tests */
+
+/* The child of the security helpers: death_child's set-up (default signal
+ * dispositions, no core, output into the pipe), and, when asked, a handler
+ * for SIGSEGV and SIGBUS that writes the faulting address before the fault
+ * is delivered again with the default action (SA_RESETHAND): the child
+ * still dies of the signal, and the parent learns where it happened. */
+struct child_call {
+    void (*fn)(void *);
+    void *arg;
+    bool record_faults;
+};
+
+#define FAULT_TAG "bw_test: fault at 0x"
+
+static void record_fault(int signal_number, siginfo_t *info, void *context) {
+    (void)signal_number;
+    (void)context;
+    char line[64] = FAULT_TAG;
+    size_t len = strlen(line);
+    uintptr_t address = (uintptr_t)info->si_addr;
+    char digits[16];
+    size_t n = 0;
+    do {
+        digits[n++] = "0123456789abcdef"[address & 15];
+        address >>= 4;
+    } while (address);
+    while (n) line[len++] = digits[--n];
+    line[len++] = '\n';
+    ssize_t ignored = write(STDERR_FILENO, line, len);
+    (void)ignored;
+    /* Returning re-executes the access, which faults again and, the
+     * handler being reset, kills the child with the same signal. */
+}
+
+static void child_trampoline(void *arg) {
+    const struct child_call *call = arg;
+    if (call->record_faults) {
+        struct sigaction action;
+        memset(&action, 0, sizeof action);
+        action.sa_sigaction = record_fault;
+        action.sa_flags = SA_SIGINFO | SA_RESETHAND | SA_NODEFER;
+        sigemptyset(&action.sa_mask);
+        sigaction(SIGSEGV, &action, NULL);
+        sigaction(SIGBUS, &action, NULL);
+    }
+    call->fn(call->arg);
+}
+
+struct child_outcome {
+    int status;
+    ssize_t kept;
+    char *output;          /* NUL-terminated */
+    size_t report_lines;   /* lines containing "bulwark:" */
+    const char *report;    /* the first of them */
+    size_t report_len;
+    bool fault_seen;
+    uintptr_t fault_address;
+};
+
+static void run_child(void (*fn)(void *), void *arg, bool record_faults,
+                      struct child_outcome *out) {
+    static char output[DEATH_OUTPUT_MAX];
+    int fds[2];
+    struct child_call call = {fn, arg, record_faults};
+
+    memset(out, 0, sizeof *out);
+    out->output = output;
+    if (pipe2(fds, O_CLOEXEC) != 0) fail_msg("pipe2: %s", strerror(errno));
+    fflush(stdout);
+    fflush(stderr);
+    pid_t pid = fork();
+    if (pid < 0) fail_msg("fork: %s", strerror(errno));
+    if (pid == 0) {
+        close(fds[0]);
+        death_child(fds[1], child_trampoline, &call);
+    }
+    close(fds[1]);
+    ssize_t kept = read_child_output(fds[0], output, sizeof output);
+    close(fds[0]);
+    if (kept < 0) {
+        kill(pid, SIGKILL);
+        waitpid(pid, NULL, 0);
+        fail_msg("child still running after %d ms (deadlock or endless loop?)", DEATH_TIMEOUT_MS);
+    }
+    out->kept = kept;
+    while (waitpid(pid, &out->status, 0) < 0) {
+        if (errno != EINTR) fail_msg("waitpid: %s", strerror(errno));
+    }
+    for (const char *line = output; *line;) {
+        const char *end = strchr(line, '\n');
+        size_t len = end ? (size_t)(end - line) : strlen(line);
+        if (memmem(line, len, "bulwark:", 8)) {
+            if (out->report_lines == 0) {
+                out->report = line;
+                out->report_len = len;
+            }
+            out->report_lines++;
+        }
+        if (!out->fault_seen && starts_with(line, len, FAULT_TAG)) {
+            out->fault_seen = true;
+            out->fault_address = (uintptr_t)strtoull(line + strlen(FAULT_TAG), NULL, 16);
+        }
+        line += len + (end ? 1 : 0);
+    }
+}
+
+static void describe_status(char *buf, size_t size, int status) {
+    if (WIFSIGNALED(status))
+        snprintf(buf, size, "died of signal %d (%s)", WTERMSIG(status), strsignal(WTERMSIG(status)));
+    else if (WIFEXITED(status))
+        snprintf(buf, size, "exited with status %d", WEXITSTATUS(status));
+    else
+        snprintf(buf, size, "ended with wait status 0x%x", status);
+}
+
+static void fail_with_output(const struct child_outcome *out, const char *expected,
+                             const char *problem) {
+    print_error("expected: %s\n", expected);
+    print_error("child output (%zd bytes):\n%s%s", out->kept, out->output,
+                out->kept > 0 && out->output[out->kept - 1] != '\n' ? "\n" : "");
+    fail_msg("%s", problem);
+}
+
+void bw_expect_report(void (*fn)(void *), void *arg, const char *bug_class, const void *address,
+                      const char *info, const char *function) {
+    char expected[512];
+    snprintf(expected, sizeof expected, "bulwark: %s of 0x%jx (%s) in %s", bug_class,
+             (uintmax_t)(uintptr_t)address, info, function);
+    struct child_outcome out;
+    run_child(fn, arg, false, &out);
+
+    char problem[640] = "";
+    char how[96];
+    describe_status(how, sizeof how, out.status);
+    if (!WIFSIGNALED(out.status) || WTERMSIG(out.status) != SIGABRT)
+        snprintf(problem, sizeof problem, "child %s instead of dying of SIGABRT", how);
+    else if (out.report_lines != 1)
+        snprintf(problem, sizeof problem, "child wrote %zu lines containing \"bulwark:\", not 1",
+                 out.report_lines);
+    else if (out.report_len != strlen(expected) ||
+             memcmp(out.report, expected, out.report_len) != 0)
+        snprintf(problem, sizeof problem, "report line is \"%.*s\"", (int)out.report_len,
+                 out.report);
+    if (problem[0]) fail_with_output(&out, expected, problem);
+}
+
+static void expect_signal_impl(void (*fn)(void *), void *arg, int signal_number, bool check_fault,
+                               uintptr_t low, uintptr_t high) {
+    struct child_outcome out;
+    run_child(fn, arg, check_fault, &out);
+
+    char expected[160];
+    if (check_fault)
+        snprintf(expected, sizeof expected, "death by %s at an address in [0x%jx, 0x%jx)",
+                 strsignal(signal_number), (uintmax_t)low, (uintmax_t)high);
+    else
+        snprintf(expected, sizeof expected, "death by %s, no report", strsignal(signal_number));
+    char problem[256] = "";
+    char how[96];
+    describe_status(how, sizeof how, out.status);
+    if (!WIFSIGNALED(out.status) || WTERMSIG(out.status) != signal_number)
+        snprintf(problem, sizeof problem, "child %s", how);
+    else if (out.report_lines != 0)
+        snprintf(problem, sizeof problem, "child printed %zu \"bulwark:\" lines before the fault",
+                 out.report_lines);
+    else if (check_fault && !out.fault_seen)
+        snprintf(problem, sizeof problem, "the fault handler did not run");
+    else if (check_fault && (out.fault_address < low || out.fault_address >= high))
+        snprintf(problem, sizeof problem, "fault at 0x%jx, outside [0x%jx, 0x%jx)",
+                 (uintmax_t)out.fault_address, (uintmax_t)low, (uintmax_t)high);
+    if (problem[0]) fail_with_output(&out, expected, problem);
+}
+
+void bw_expect_signal(void (*fn)(void *), void *arg, int signal_number) {
+    expect_signal_impl(fn, arg, signal_number, false, 0, 0);
+}
+
+void bw_expect_fault_in(void (*fn)(void *), void *arg, const void *low, const void *high) {
+    expect_signal_impl(fn, arg, SIGSEGV, true, (uintptr_t)low, (uintptr_t)high);
+}
+
+void bw_expect_no_report(void (*fn)(void *), void *arg) {
+    struct child_outcome out;
+    run_child(fn, arg, false, &out);
+    char how[96];
+    describe_status(how, sizeof how, out.status);
+    if (!WIFEXITED(out.status) || WEXITSTATUS(out.status) != 0 || out.report_lines != 0) {
+        char problem[160];
+        snprintf(problem, sizeof problem, "child %s with %zu \"bulwark:\" lines", how,
+                 out.report_lines);
+        fail_with_output(&out, "exit status 0 and no report", problem);
+    }
+}
+
+const char *bw_info_class(char *buf, size_t size, size_t class_size) {
+    snprintf(buf, size, "%zu-byte class", class_size);
+    return buf;
+}
+
+const char *bw_info_mapping(char *buf, size_t size, size_t map_size) {
+    snprintf(buf, size, "%zu-byte mapping", map_size);
+    return buf;
+}

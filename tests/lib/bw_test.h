@@ -100,6 +100,80 @@ static inline size_t bw_opaque_size(size_t n) {
         if (!(cond)) fail_msg("%s:%d: %s: " fmt, __FILE__, __LINE__, #cond, ##__VA_ARGS__);        \
     } while (0)
 
+/* ------------------------------------------------------------ security tests
+ * (tests/security/): the exact report line, faults, and "no report". */
+
+/* The profile as the tests model it (every test is compiled with
+ * -include policy/<profile>.h): a small block's class holds its usable size
+ * plus the canary; a large block keeps its canary in the last 8 bytes before
+ * the trailing guard unless it is right-aligned onto that guard. */
+#define BW_TEST_CANARY_BYTES (BW_CANARY ? 8u : 0u)
+#define BW_TEST_LARGE_CANARY_BYTES ((BW_CANARY && !BW_LARGE_RIGHT_ALIGN) ? 8u : 0u)
+#define BW_TEST_PAGE 4096u
+#define BW_TEST_SLAB_BYTES ((size_t)1 << BW_SLAB_SHIFT)
+/* First byte of the guard page at the end of p's slab (BW_SLAB_GUARD). */
+#define BW_TEST_SLAB_GUARD_OF(p)                                                                   \
+    ((char *)(((uintptr_t)(p) & ~(uintptr_t)(BW_TEST_SLAB_BYTES - 1)) + BW_TEST_SLAB_BYTES -        \
+              BW_TEST_PAGE))
+
+/* The class a small request lands in, and the size of the mapping behind a
+ * large block of `usable` bytes (user pages, canary room, two guards). */
+#define BW_TEST_CLASS_FOR(request) bw_test_class_of((request) + BW_TEST_CANARY_BYTES)
+#define BW_TEST_LARGE_MAP_SIZE(usable)                                                             \
+    ((((usable) + BW_TEST_LARGE_CANARY_BYTES + BW_TEST_PAGE - 1) & ~(size_t)(BW_TEST_PAGE - 1)) +   \
+     2 * (size_t)BW_TEST_PAGE)
+
+/* Like bw_expect_death_at, but the whole report line must be exactly
+ *     bulwark: <bug_class> of 0x<address> (<info>) in <function>
+ * where info is e.g. "64-byte class", "1060864-byte mapping" or
+ * "not a bulwark block". */
+void bw_expect_report(void (*fn)(void *), void *arg, const char *bug_class, const void *address,
+                      const char *info, const char *function);
+
+/* Runs fn(arg) in a forked child and asserts that the child died of exactly
+ * signal_number (e.g. SIGSEGV for a guard page) and printed no line
+ * containing "bulwark:" (a fault is not a report). */
+void bw_expect_signal(void (*fn)(void *), void *arg, int signal_number);
+
+/* Like bw_expect_signal(fn, arg, SIGSEGV), and the faulting address
+ * (siginfo's si_addr, recorded by a handler the child installs) must lie in
+ * [low, high): proves that the access faulted where the guard is, not
+ * somewhere earlier. */
+void bw_expect_fault_in(void (*fn)(void *), void *arg, const void *low, const void *high);
+
+/* Runs fn(arg) in a forked child and asserts that it returned (the child
+ * then exits 0) without dying and without printing a "bulwark:" line: the
+ * allocator accepted everything fn did. fn reports a failed check of its
+ * own with _exit(<nonzero>), which is shown. */
+void bw_expect_no_report(void (*fn)(void *), void *arg);
+
+/* The "(<info>)" text a report gives for a small block of class_size bytes
+ * and for a large mapping of map_size bytes, formatted into buf. */
+const char *bw_info_class(char *buf, size_t size, size_t class_size);
+const char *bw_info_mapping(char *buf, size_t size, size_t map_size);
+#define BW_INFO_NOT_A_BLOCK "not a bulwark block"
+
+/* cmocka skip() that names the profile knob which turned the mechanism off:
+ *     skipped: BW_CANARY=0 in profile fast
+ * The test then counts as skipped, never as passed. */
+#define BW_SKIP_UNLESS(knob)                                                                       \
+    do {                                                                                           \
+        if (!(knob)) {                                                                             \
+            print_message("skipped: %s=%lld in profile %s\n", #knob, (long long)(knob),            \
+                          BW_PROFILE_NAME);                                                        \
+            skip();                                                                                \
+        }                                                                                          \
+    } while (0)
+
+/* The same with a reason of the caller's: BW_SKIP_WHEN(cond, "BW_WAF_CHECK_MAX=%d < %d", ...). */
+#define BW_SKIP_WHEN(cond, fmt, ...)                                                               \
+    do {                                                                                           \
+        if (cond) {                                                                                \
+            print_message("skipped: " fmt " in profile %s\n", ##__VA_ARGS__, BW_PROFILE_NAME);     \
+            skip();                                                                                \
+        }                                                                                          \
+    } while (0)
+
 /* Declared by C23 <stdlib.h> but not by glibc 2.36: bulwark exports them. */
 void free_sized(void *ptr, size_t size);
 void free_aligned_sized(void *ptr, size_t alignment, size_t size);

@@ -17,7 +17,7 @@ BOUND_PROGRAMS="xz liblzma.so.5"
 # ~30 MB: lines of words drawn from a fixed LCG (compressible) mixed with one
 # line in ten of random hex (not), so the encoder does real work.
 prepare() {
-    awk -v target=31457280 '
+    awk -v target=12582912 '
     function rnd(m) { seed = (seed * 69069 + 1) % 4294967296; return int(seed / 65536) % m }
     BEGIN {
         seed = 7

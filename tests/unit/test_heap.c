@@ -80,7 +80,7 @@ static void test_remote_free_into_full_slab(void **state) {
     for (int i = 0; i < 64; i++)
         blocks[i] = malloc(4000);
     bw_slab_t *first = slab_of(blocks[0]);
-    assert_true(first->in_full_list);
+    assert_int_equal(first->notify, BW_NOTIFY_FULL);
     pthread_t t;
     pthread_create(&t, NULL, free_all, blocks);
     pthread_join(t, NULL); /* the thread's exit flushed its quarantine */

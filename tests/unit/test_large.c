@@ -55,8 +55,10 @@ static void test_unknown_pointer_is_not_freed(void **state) {
 static void test_cache_reuses_mappings(void **state) {
     (void)state;
     bw_large_trim();
-    void *first = malloc(256 * 1024);
-    free(first);
+    /* Warm up past the large quarantine (BW_LARGE_QUARANTINE parked
+     * mappings) so that what follows only reuses. */
+    for (int i = 0; i < 200; i++)
+        free(malloc(200 * 1024 + (size_t)(i % 8) * 4096));
     size_t maps = bw_test_map_count();
     for (int i = 0; i < 2000; i++) {
         void *p = malloc(200 * 1024 + (size_t)(i % 8) * 4096);
@@ -90,10 +92,11 @@ static void test_guard_pages_cost_no_vma(void **state) {
     for (int i = 0; i < N; i++)
         blocks[i] = bw_large_alloc(64 * 1024, 0, false);
     size_t after = bw_test_map_count();
-    print_message("200 large blocks: %zu new mappings (guard by madvise: %d)\n", after - before,
+    long added = (long)after - (long)before; /* parked mappings may merge: can be < 0 */
+    print_message("200 large blocks: %ld new mappings (guard by madvise: %d)\n", added,
                   bw_os_has_guard_madvise());
     if (bw_os_has_guard_madvise())
-        assert_true(after - before <= N + 2); /* one VMA each at most, no guard VMAs */
+        assert_true(added <= N + 2); /* one VMA each at most, no guard VMAs */
     for (int i = 0; i < N; i++)
         bw_large_free(blocks[i], 0, 0, "test");
 }
