@@ -2,7 +2,7 @@
 # tests/programs/xz.sh — xz (liblzma) under bulwark.
 #
 # Proves that multi-threaded xz compression (-T2 -6: two encoder threads, each
-# with ~100 MB of match-finder tables) of a ~30 MB semi-compressible generated
+# with ~100 MB of match-finder tables) of a ~12 MB semi-compressible generated
 # file gives byte-identical .xz output with bulwark preloaded and without, that
 # threaded decompression round-trips to the input, and that xz's malloc really
 # was bulwark's.
@@ -14,7 +14,7 @@ need_tool sha256sum coreutils
 need_tool awk mawk
 BOUND_PROGRAMS="xz liblzma.so.5"
 
-# ~30 MB: lines of words drawn from a fixed LCG (compressible) mixed with one
+# ~12 MB: lines of words drawn from a fixed LCG (compressible) mixed with one
 # line in ten of random hex (not), so the encoder does real work.
 prepare() {
     awk -v target=12582912 '
@@ -43,7 +43,7 @@ prepare() {
 
 workload() {
     # 4 MiB blocks so both threads get blocks (the -6 default, 24 MiB, would
-    # leave one thread idle on 30 MB); the output stays deterministic.
+    # leave one thread idle on 12 MB); the output stays deterministic.
     xz -T2 -6 --block-size=4MiB -c "$WORK/input.txt" >input.txt.xz
     sha256sum input.txt.xz
     xz --list --verbose input.txt.xz
