@@ -22,12 +22,12 @@ endif
 WARN := -Wall -Wextra -Werror -Wshadow -Wpointer-arith -Wcast-align \
         -Wmissing-prototypes -Wstrict-prototypes -Wvla -Wformat=2
 # -fno-builtin-*: the compiler must not fold our own malloc calls (mimalloc #785).
-COMMON := -O2 -g -fPIC -fvisibility=hidden -ftls-model=initial-exec \
+COMMON := -O2 -g -gdwarf-4 -fPIC -fvisibility=hidden -ftls-model=initial-exec \
           -fno-builtin-malloc -fno-builtin-free -fno-builtin-calloc \
           -fno-builtin-realloc -fno-stack-protector -fno-plt \
           -D_GNU_SOURCE -Iinclude -Isrc -include $(POLICY)
 CFLAGS_BW   := -std=c11 $(WARN) $(COMMON) $(CFLAGS)
-CXXFLAGS_BW := -std=c++17 -Wall -Wextra -Werror -O2 -g -fPIC -fvisibility=hidden \
+CXXFLAGS_BW := -std=c++17 -Wall -Wextra -Werror -O2 -g -gdwarf-4 -fPIC -fvisibility=hidden \
                -fno-builtin -D_GNU_SOURCE -Iinclude -Isrc -include $(POLICY) $(CXXFLAGS)
 
 SODIUM_LIBS := $(shell pkg-config --libs libsodium 2>/dev/null || echo -lsodium)
@@ -37,7 +37,7 @@ C_SRCS   := $(wildcard src/*.c)
 CXX_SRCS := $(wildcard src/*.cc)
 OBJS := $(patsubst src/%.c,$(BUILD)/obj/%.o,$(C_SRCS)) \
         $(patsubst src/%.cc,$(BUILD)/obj/%.o,$(CXX_SRCS))
-HDRS := $(wildcard src/*.h) include/bulwark.h $(POLICY)
+HDRS := $(wildcard src/*.h) include/bulwark.h $(POLICY) Makefile
 
 SO := $(BUILD)/libbulwark.so
 AR_LIB := $(BUILD)/libbulwark.a
@@ -126,7 +126,7 @@ check:
 endif
 
 check-one: tests
-	@BULWARK_BUILD=$(BUILD) BULWARK_PROFILE=$(PROFILE) sh tests/run.sh $(TEST_BINS) $(TEST_DYN) $(wildcard tests/programs/*.sh)
+	@BULWARK_BUILD=$(BUILD) BULWARK_PROFILE=$(PROFILE) sh tests/run.sh $(TEST_BINS) $(TEST_DYN) $(wildcard tests/programs/*.sh tests/perf/*.sh)
 
 # ---------------------------------------------------------------- run
 run: all $(BUILD)/tests/programs/demo.c.bin
