@@ -119,10 +119,11 @@ ifeq ($(origin PROFILE),command line)
 check: check-one
 else
 check:
-	@for p in $(PROFILES); do \
+	@failed=""; for p in $(PROFILES); do \
 	  echo "=== profile $$p"; \
-	  $(MAKE) --no-print-directory PROFILE=$$p check-one || exit 1; \
-	done
+	  $(MAKE) --no-print-directory PROFILE=$$p check-one || failed="$$failed $$p"; \
+	done; \
+	if [ -n "$$failed" ]; then echo "profiles with failures:$$failed"; exit 1; fi
 endif
 
 check-one: tests

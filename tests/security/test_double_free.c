@@ -177,7 +177,8 @@ static void test_double_free_second_in_other_thread(void **state) {
 
 static void do_double_free_in_quarantine(void *block) {
     static void *fillers[QUARANTINE_FILLERS > 0 ? QUARANTINE_FILLERS : 1];
-    for (size_t i = 0; i < QUARANTINE_FILLERS; i++) {
+    const size_t filler_count = bw_opaque_size(QUARANTINE_FILLERS);
+    for (size_t i = 0; i < filler_count; i++) {
         fillers[i] = malloc(FILLER_SIZE);
         if (!fillers[i]) _exit(2);
     }
@@ -185,7 +186,7 @@ static void do_double_free_in_quarantine(void *block) {
     memcpy(block, &marker, sizeof marker);
     malloc_trim(0);
     free(block);
-    for (size_t i = 0; i < QUARANTINE_FILLERS; i++) free(fillers[i]);
+    for (size_t i = 0; i < filler_count; i++) free(fillers[i]);
     memcpy(&marker, bw_launder(block), sizeof marker);
     if (marker != MARKER) _exit(3); /* it left the quarantine: the premise failed */
     free(bw_launder(block));
