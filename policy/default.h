@@ -88,4 +88,12 @@
  * any read or write through it faults. Costs a lock per malloc(0). */
 #define BW_ZERO_SIZE_FAULTS 1
 
+/* Placement entropy (Guarder's metric): each malloc picks one of several
+ * open slabs at random so that it lands among at least 2^bits candidate
+ * blocks (10 bits up to 256 bytes, 8 above, as Guarder's default). Stops
+ * heap feng shui that relies on predictable neighbours. Costs a random byte
+ * per malloc and more open slabs per size class (RSS). */
+#define BW_ENTROPY_BITS_SMALL 10
+#define BW_ENTROPY_BITS_LARGE 8
+
 #endif

@@ -54,6 +54,13 @@ void bw_free_checked(void *ptr, size_t size, size_t alignment, const char *funct
     size_t index = bw_slab_block_index(slab, in_slab);
     if (index * slab->block_size != in_slab || index >= slab->nblocks)
         bw_report_bad_small(ptr, slab, function);
+    /* Liveness before size: a freed or never-allocated block is reported as
+     * such whatever size the caller passes. */
+    _Atomic(uint64_t) *word = bw_slab_alloc_word(slab, index);
+    uint64_t bit = 1ull << (index & 63);
+    if (!(atomic_load_explicit(word, memory_order_relaxed) & bit) ||
+        (atomic_load_explicit(word + 1, memory_order_relaxed) & bit))
+        bw_report_not_live(ptr, slab, index, "double free", "invalid free", function);
     if (alignment && ((uintptr_t)ptr & (alignment - 1)))
         bw_fatal("free alignment mismatch", ptr, BW_INFO_CLASS, slab->block_size, function);
     if (size == 0 && alignment) { /* aligned delete without a size */
@@ -101,7 +108,7 @@ size_t bw_usable_size_checked(const void *ptr, const char *function) {
     _Atomic(uint64_t) *word = bw_slab_alloc_word(slab, index);
     if (!(atomic_load_explicit(word, memory_order_relaxed) & bit) ||
         (atomic_load_explicit(word + 1, memory_order_relaxed) & bit))
-        bw_fatal("use after free", ptr, BW_INFO_CLASS, size, function);
+        bw_report_not_live(ptr, slab, index, "use after free", "invalid pointer", function);
     return size - BW_CANARY_BYTES; /* the canary room is not usable (CONVENTIONS trap 10) */
 }
 
@@ -120,7 +127,7 @@ static size_t bw_realloc_old_size(void *ptr) {
     _Atomic(uint64_t) *word = bw_slab_alloc_word(slab, index);
     if (!(atomic_load_explicit(word, memory_order_relaxed) & bit) ||
         (atomic_load_explicit(word + 1, memory_order_relaxed) & bit))
-        bw_fatal("double free", ptr, BW_INFO_CLASS, slab->block_size, "realloc");
+        bw_report_not_live(ptr, slab, index, "double free", "invalid free", "realloc");
 #if BW_CANARY
     if (*bw_canary_slot(slab, ptr) != bw_canary_value(slab, ptr))
         bw_report_overflow(ptr, slab, "realloc");

@@ -24,7 +24,19 @@ BW_INLINE void *bw_alloc_inline(size_t size) {
      * at no cost to the others. */
     if (bw_likely(size - BW_ZERO_SIZE_FAULTS <= 1024 - BW_CANARY_BYTES - BW_ZERO_SIZE_FAULTS)) {
         bw_heap_t *heap = bw_tls_heap;
-        bw_slab_t *slab = heap->bins[bw_class_by_16[(size + BW_CANARY_BYTES + 15) >> 4]].current;
+        unsigned size_class = bw_class_by_16[(size + BW_CANARY_BYTES + 15) >> 4];
+#if BW_WAYS_MAX > 1
+        /* One random byte picks the way (the empty heap has no bytes, so a
+         * thread's first malloc falls to the slow path that creates its heap). */
+        if (bw_unlikely(heap->way_draws == 0))
+            return bw_malloc_slow(size, false);
+        uint32_t r = (uint32_t)heap->way_random & 0xff;
+        heap->way_random >>= 8;
+        heap->way_draws--;
+        bw_slab_t *slab = heap->bins[size_class].ways[(r * bw_class_ways[size_class]) >> 8];
+#else
+        bw_slab_t *slab = heap->bins[size_class].ways[0];
+#endif
         if (bw_likely(slab->free != NULL))
             return bw_slab_pop(slab);
     }
@@ -50,7 +62,7 @@ BW_INLINE void bw_free_inline(void *ptr, const char *function) {
         uint64_t allocated = atomic_load_explicit(word, memory_order_relaxed);
         uint64_t pending = atomic_load_explicit(word + 1, memory_order_relaxed);
         if (bw_unlikely((allocated & bit) == 0 || (pending & bit) != 0))
-            bw_fatal("double free", ptr, BW_INFO_CLASS, slab->block_size, function);
+            bw_report_not_live(ptr, slab, index, "double free", "invalid free", function);
         bw_block_retire_checks(slab, ptr, function);
         atomic_store_explicit(word, allocated & ~bit, memory_order_relaxed);
 #if BW_QUARANTINE_SLOTS

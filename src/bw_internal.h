@@ -73,6 +73,17 @@
 #ifndef BW_ZERO_SIZE_FAULTS
 #define BW_ZERO_SIZE_FAULTS 0
 #endif
+#ifndef BW_ENTROPY_BITS_SMALL
+#define BW_ENTROPY_BITS_SMALL 0
+#define BW_ENTROPY_BITS_LARGE 0
+#endif
+/* Random ways: a bin keeps up to this many open slabs and every malloc
+ * picks one at random (entropy.c explains the counts). */
+#if BW_ENTROPY_BITS_SMALL || BW_ENTROPY_BITS_LARGE
+#define BW_WAYS_MAX 128
+#else
+#define BW_WAYS_MAX 1
+#endif
 #if BW_WAF_CHECK_MAX && !BW_ZERO_ON_FREE
 #error "BW_WAF_CHECK_MAX (write-after-free check) requires BW_ZERO_ON_FREE"
 #endif
@@ -122,7 +133,8 @@ struct bw_heap;
 typedef struct bw_slab {
     /* --- owner-thread fields (fast path) --- */
     void *free;              /* free-list head of blocks ready to hand out */
-    _Atomic(uint64_t) *bits; /* interleaved bitmap words: [2w] allocated, [2w+1] remote-pending */
+    _Atomic(uint64_t) *bits; /* interleaved words: [3w] allocated, [3w+1] remote-pending,
+                                [3w+2] handed out since the slab was formatted */
     uint32_t block_size;     /* bytes per block, 0 when the slot is unused */
     uint32_t block_inv;      /* ceil(2^32 / block_size): offset -> index without division */
     uint16_t nblocks;        /* blocks carved in this slab */
@@ -137,7 +149,8 @@ typedef struct bw_slab {
     _Atomic(void *) remote;  /* blocks freed by other threads, not yet collected */
     _Atomic(struct bw_slab *) remote_next; /* link in the owner heap's remote-slab stack */
     atomic_uchar queued;     /* on some heap's remote-slab stack */
-    uint8_t pad0[7];
+    uint8_t way;             /* index in its bin's ways while notify == BW_NOTIFY_NONE */
+    uint8_t pad0[6];
     uint64_t key;            /* per-slab secret, reserved for encoded links (hardening layer) */
     uint64_t freed_at_ms;    /* when the slot became free (purge delay) */
     uint64_t canary;         /* per-slab canary secret */
@@ -180,7 +193,7 @@ _Static_assert(sizeof(bw_segment_t) == 64, "segment header lookup is a shift by 
 
 /* ------------------------------------------------------------------ heaps */
 typedef struct {
-    bw_slab_t *current;   /* slab the fast path allocates from; never NULL */
+    bw_slab_t *ways[BW_WAYS_MAX]; /* slabs the fast path allocates from; never NULL */
     bw_slab_t *avail;     /* other slabs that may have free blocks (list head) */
     bw_slab_t *full;      /* slabs that had no free block when last looked at */
 } bw_bin_t;
@@ -199,6 +212,9 @@ typedef struct {
 } bw_rng_t;
 
 typedef struct bw_heap {
+    uint64_t way_random;   /* random bytes for the fast path's way choice */
+    uint32_t way_draws;    /* bytes left in way_random; 0 in the empty heap */
+    uint32_t pad_heap;
     bw_bin_t bins[BW_CLASS_COUNT];
     bw_rng_t rng;
 #if BW_QUARANTINE_SLOTS
@@ -219,7 +235,7 @@ typedef struct {
     uintptr_t arena_size;     /* bytes of carved segments; 0 until then: every free is slow */
     bw_slab_t *slabs;         /* descriptor array, one per slab slot */
     bw_segment_t *segments;   /* header array, one per segment */
-    uint64_t *bitmaps;        /* 2 * BW_BITMAP_WORDS words per slab slot */
+    uint64_t *bitmaps;        /* 3 * BW_BITMAP_WORDS words per slab slot */
 } bw_layout_t;
 
 extern BW_HIDDEN bw_layout_t bw_layout;
@@ -240,6 +256,8 @@ BW_INLINE unsigned bw_size_class(size_t size) {
     return bw_class_by_128[(size + 127) >> 7]; /* caller guarantees size <= BW_SMALL_MAX */
 }
 unsigned bw_size_class_aligned(size_t size, size_t alignment);
+extern BW_HIDDEN uint8_t bw_class_ways[BW_CLASS_COUNT];
+void bw_ways_init(void);
 
 /* The class serving a request: canary room included. */
 BW_INLINE bool bw_request_is_small(size_t size) {
@@ -337,6 +355,11 @@ size_t bw_slab_collect_remote(bw_slab_t *slab);
 void bw_slab_remote_free(bw_slab_t *slab, void *block, size_t index, uint64_t bit,
                          const char *function);
 void bw_slab_remote_push(bw_slab_t *slab, void *block);
+/* A block whose allocated bit is clear: freed before ("double free", or
+ * freed_class) if it was ever handed out, else never allocated. */
+__attribute__((noreturn)) void bw_report_not_live(const void *ptr, const bw_slab_t *slab,
+                                                  size_t index, const char *freed_class,
+                                                  const char *invalid_class, const char *function);
 __attribute__((noreturn)) void bw_report_overflow(const void *block, const bw_slab_t *slab,
                                                   const char *function);
 
@@ -349,7 +372,7 @@ BW_INLINE size_t bw_slab_block_index(const bw_slab_t *slab, uintptr_t offset_in_
  * words, so a relaxed load and store (plain moves on x86) suffice; remote
  * freers only read them. The pending words are shared and use atomic RMW. */
 BW_INLINE _Atomic(uint64_t) *bw_slab_alloc_word(const bw_slab_t *slab, size_t index) {
-    return &slab->bits[2 * (index >> 6)];
+    return &slab->bits[3 * (index >> 6)];
 }
 BW_INLINE void bw_bits_set(_Atomic(uint64_t) *word, uint64_t bit) {
     atomic_store_explicit(word, atomic_load_explicit(word, memory_order_relaxed) | bit,
@@ -431,7 +454,9 @@ BW_INLINE void *bw_slab_pop(bw_slab_t *slab) {
 #endif
     slab->used++;
     size_t index = bw_slab_block_index(slab, (uintptr_t)block & (BW_SLAB_SIZE - 1));
-    bw_bits_set(bw_slab_alloc_word(slab, index), 1ull << (index & 63));
+    _Atomic(uint64_t) *word = bw_slab_alloc_word(slab, index);
+    bw_bits_set(word, 1ull << (index & 63));
+    bw_bits_set(word + 2, 1ull << (index & 63)); /* tells a double free from a wild one */
     return block;
 }
 

@@ -2,8 +2,8 @@
  * refill slow path, collection of remote frees, and abandonment at thread
  * exit with adoption by other threads.
  *
- * A bin holds the slab the fast path allocates from ("current"), a list of
- * other slabs that may have free blocks ("avail") and a list of slabs that
+ * A bin holds the slabs the fast path allocates from (its "ways": one, or
+ * several picked at random for placement entropy), a list of other slabs that may have free blocks ("avail") and a list of slabs that
  * had none when last looked at ("full"). A thread freeing into one of its
  * own full slabs moves it back to avail; a thread freeing into another
  * thread's slab pushes the block on the slab's remote list and the slab on
@@ -14,12 +14,12 @@
 
 #include "bw_internal.h"
 
-/* Until a thread allocates, its heap is this empty one: every bin's current
- * slab is the sentinel, whose free list is empty, so the first malloc falls
+/* Until a thread allocates, its heap is this empty one: every way of every
+ * bin is the sentinel slab, whose free list is empty, so the first malloc falls
  * to the slow path without an extra branch on the fast path. */
 bw_slab_t bw_sentinel_slab;
 bw_heap_t bw_empty_heap = {
-    .bins = {[0 ... BW_CLASS_COUNT - 1] = {&bw_sentinel_slab, NULL, NULL}},
+    .bins = {[0 ... BW_CLASS_COUNT - 1] = {{[0 ... BW_WAYS_MAX - 1] = &bw_sentinel_slab}, NULL, NULL}},
 };
 __thread bw_heap_t *bw_tls_heap = &bw_empty_heap;
 
@@ -112,8 +112,8 @@ static void bw_list_remove(bw_slab_t **head, bw_slab_t *slab) {
 }
 
 static void bw_bin_unlink(bw_bin_t *bin, bw_slab_t *slab) {
-    if (slab == bin->current) {
-        bin->current = &bw_sentinel_slab;
+    if (slab->notify == BW_NOTIFY_NONE) {
+        bin->ways[slab->way] = &bw_sentinel_slab;
     } else if (slab->notify == BW_NOTIFY_FULL) {
         bw_list_remove(&bin->full, slab);
         slab->notify = BW_NOTIFY_NONE;
@@ -131,7 +131,7 @@ static void bw_heap_retire(bw_heap_t *heap, bw_slab_t *slab) {
 /* After collecting frees into a slab: put it on the right list. */
 static void bw_heap_settle(bw_heap_t *heap, bw_slab_t *slab) {
     bw_bin_t *bin = &heap->bins[slab->size_class];
-    if (slab->used == 0 && slab != bin->current) {
+    if (slab->used == 0 && slab->notify != BW_NOTIFY_NONE) {
         bw_heap_retire(heap, slab);
     } else if (slab->notify == BW_NOTIFY_FULL && slab->free) {
         bw_list_remove(&bin->full, slab);
@@ -305,8 +305,11 @@ void bw_heap_abandon(bw_heap_t *heap) {
     bw_heap_drain_remote(heap);
     for (unsigned c = 1; c < BW_CLASS_COUNT; c++) {
         bw_bin_t *bin = &heap->bins[c];
-        if (bin->current != &bw_sentinel_slab)
-            bw_abandon_slab(bin->current);
+        for (unsigned w = 0; w < BW_WAYS_MAX; w++) {
+            if (bin->ways[w] != &bw_sentinel_slab)
+                bw_abandon_slab(bin->ways[w]);
+            bin->ways[w] = &bw_sentinel_slab;
+        }
         while (bin->avail) {
             bw_slab_t *slab = bin->avail;
             bin->avail = slab->next;
@@ -317,7 +320,6 @@ void bw_heap_abandon(bw_heap_t *heap) {
             bin->full = slab->next;
             bw_abandon_slab(slab);
         }
-        bin->current = &bw_sentinel_slab;
     }
     /* Slabs queued here between the first drain and the owner change only
      * need their flag cleared (their owner is now NULL or another heap). */
@@ -356,9 +358,12 @@ bw_heap_t *bw_heap_get_or_create(void) {
     if (!heap)
         return NULL;
     for (unsigned c = 0; c < BW_CLASS_COUNT; c++) {
-        heap->bins[c].current = &bw_sentinel_slab;
+        for (unsigned w = 0; w < BW_WAYS_MAX; w++)
+            heap->bins[c].ways[w] = &bw_sentinel_slab;
         heap->bins[c].avail = heap->bins[c].full = NULL;
     }
+    heap->way_random = 0;
+    heap->way_draws = 0;
     bw_rng_seed(&heap->rng, heap->rng.stream);
 #if BW_QUARANTINE_SLOTS
     heap->quarantine_count = 0;
@@ -377,40 +382,42 @@ bw_heap_t *bw_heap_get_or_create(void) {
     return heap;
 }
 
-/* Give a bin a slab with at least one free block: the current one after
- * collecting its remote frees, another of the bin's slabs, an abandoned
- * slab of the class, or a fresh slot. NULL when memory is exhausted. */
-static bw_slab_t *bw_heap_refill(bw_heap_t *heap, unsigned size_class) {
+/* Give a way of a bin a slab with at least one free block: the way's slab
+ * after collecting its remote frees, another of the bin's slabs, an
+ * abandoned slab of the class, or a fresh slot. NULL when memory is
+ * exhausted. */
+static bw_slab_t *bw_heap_install(bw_bin_t *bin, unsigned way, bw_slab_t *slab) {
+    slab->notify = BW_NOTIFY_NONE;
+    slab->way = (uint8_t)way;
+    bin->ways[way] = slab;
+    return slab;
+}
+
+static bw_slab_t *bw_heap_refill(bw_heap_t *heap, unsigned size_class, unsigned way) {
     bw_bin_t *bin = &heap->bins[size_class];
     heap->slow_calls++;
     bw_heap_drain_remote(heap);
 
-    bw_slab_t *slab = bin->current;
+    bw_slab_t *slab = bin->ways[way];
     if (slab != &bw_sentinel_slab) {
         bw_slab_collect_remote(slab);
         if (slab->free)
             return slab;
-        bin->current = &bw_sentinel_slab;
+        bin->ways[way] = &bw_sentinel_slab;
         slab->notify = BW_NOTIFY_FULL;
         bw_list_push(&bin->full, slab);
     }
     while ((slab = bin->avail)) {
         bw_list_remove(&bin->avail, slab);
         bw_slab_collect_remote(slab);
-        if (slab->free) {
-            slab->notify = BW_NOTIFY_NONE;
-            bin->current = slab;
-            return slab;
-        }
+        if (slab->free)
+            return bw_heap_install(bin, way, slab);
         slab->notify = BW_NOTIFY_FULL;
         bw_list_push(&bin->full, slab);
     }
     for (int tries = 0; tries < 4 && (slab = bw_heap_adopt(heap, size_class)); tries++) {
-        if (slab->free) {
-            slab->notify = BW_NOTIFY_NONE;
-            bin->current = slab;
-            return slab;
-        }
+        if (slab->free)
+            return bw_heap_install(bin, way, slab);
         slab->notify = BW_NOTIFY_FULL;
         bw_list_push(&bin->full, slab);
     }
@@ -423,8 +430,26 @@ static bw_slab_t *bw_heap_refill(bw_heap_t *heap, unsigned size_class) {
     if (!slab)
         return NULL;
     bw_slab_format(slab, size_class, heap);
-    bin->current = slab;
-    return slab;
+    return bw_heap_install(bin, way, slab);
+}
+
+/* A block of the class from a random way, refilling it if needed. */
+static void *bw_heap_alloc_class(bw_heap_t *heap, unsigned size_class) {
+    unsigned way = 0;
+#if BW_WAYS_MAX > 1
+    way = bw_rng_below(&heap->rng, bw_class_ways[size_class]);
+    if (heap->way_draws == 0) { /* refill the fast path's random bytes */
+        heap->way_random = bw_rng_next(&heap->rng);
+        heap->way_draws = 8;
+    }
+#endif
+    bw_slab_t *slab = heap->bins[size_class].ways[way];
+    if (!slab->free) {
+        slab = bw_heap_refill(heap, size_class, way);
+        if (bw_unlikely(!slab))
+            return NULL;
+    }
+    return bw_slab_pop(slab);
 }
 
 /* Small allocation when the fast path missed; large ones go to large.c. */
@@ -444,16 +469,11 @@ void *bw_malloc_slow(size_t size, bool zero) {
         errno = ENOMEM;
         return NULL;
     }
-    unsigned size_class = bw_request_class(size);
-    bw_slab_t *slab = heap->bins[size_class].current;
-    if (!slab->free) {
-        slab = bw_heap_refill(heap, size_class);
-        if (bw_unlikely(!slab)) {
-            errno = ENOMEM;
-            return NULL;
-        }
+    void *block = bw_heap_alloc_class(heap, bw_request_class(size));
+    if (bw_unlikely(!block)) {
+        errno = ENOMEM;
+        return NULL;
     }
-    void *block = bw_slab_pop(slab);
     if (zero && size > BW_KNOWN_ZERO_BYTES)
         memset(block, 0, size);
     return block;
@@ -465,13 +485,7 @@ void *bw_malloc_class(unsigned size_class) {
     bw_heap_t *heap = bw_heap_get_or_create();
     if (bw_unlikely(!heap))
         return NULL;
-    bw_slab_t *slab = heap->bins[size_class].current;
-    if (!slab->free) {
-        slab = bw_heap_refill(heap, size_class);
-        if (bw_unlikely(!slab))
-            return NULL;
-    }
-    return bw_slab_pop(slab);
+    return bw_heap_alloc_class(heap, size_class);
 }
 
 /* malloc_trim: release the calling thread's empty current slabs, collect
@@ -486,14 +500,16 @@ size_t bw_heap_trim_current(void) {
         bw_heap_drain_remote(heap);
         for (unsigned c = 1; c < BW_CLASS_COUNT; c++) {
             bw_bin_t *bin = &heap->bins[c];
-            bw_slab_t *slab = bin->current;
-            if (slab == &bw_sentinel_slab)
-                continue;
-            bw_slab_collect_remote(slab);
-            if (slab->used == 0) {
-                bin->current = &bw_sentinel_slab;
-                bw_slab_slot_release(slab);
-                released++;
+            for (unsigned w = 0; w < BW_WAYS_MAX; w++) {
+                bw_slab_t *slab = bin->ways[w];
+                if (slab == &bw_sentinel_slab)
+                    continue;
+                bw_slab_collect_remote(slab);
+                if (slab->used == 0) {
+                    bin->ways[w] = &bw_sentinel_slab;
+                    bw_slab_slot_release(slab);
+                    released++;
+                }
             }
         }
     }

@@ -47,6 +47,7 @@ static BW_NOINLINE bool bw_init_slow(void) {
         atomic_store_explicit(&bw_init_state, 1, memory_order_relaxed);
         bw_os_init();
         bw_random_init();
+        bw_ways_init();
         bw_large_init();
         if (bw_segments_init() && bw_heaps_init() && bw_zero_init())
             state = 2;

@@ -32,7 +32,7 @@ static size_t bw_segments_carved;  /* segments handed out so far, in address ord
 
 #define BW_SLAB_DESC_BYTES (BW_SLAB_COUNT * sizeof(bw_slab_t))
 #define BW_SEG_HEADER_BYTES (((size_t)BW_SEGMENT_COUNT * sizeof(bw_segment_t) + BW_PAGE_SIZE - 1) & ~(size_t)(BW_PAGE_SIZE - 1))
-#define BW_BITMAP_BYTES_PER_SLAB (2 * BW_BITMAP_WORDS * sizeof(uint64_t))
+#define BW_BITMAP_BYTES_PER_SLAB (3 * BW_BITMAP_WORDS * sizeof(uint64_t))
 #define BW_BITMAP_BYTES (BW_SLAB_COUNT * BW_BITMAP_BYTES_PER_SLAB)
 
 static uintptr_t bw_meta_slab_descs, bw_meta_seg_headers, bw_meta_bitmaps;

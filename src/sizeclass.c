@@ -47,3 +47,22 @@ unsigned bw_size_class_aligned(size_t size, size_t alignment) {
     }
     return 0;
 }
+
+/* Random ways (Guarder's entropy target, BW_ENTROPY_BITS_*): a bin keeps
+ * enough open slabs that a malloc chooses among at least twice 2^bits free
+ * blocks when they are all fresh, so the target still holds when they are
+ * half used. Guarder (USENIX Security 2018) sets 10 bits for small objects;
+ * the issue asks 10 bits up to 256 bytes and 8 above. Capped at
+ * BW_WAYS_MAX (the 16 KiB class reaches 128 ways x 3 blocks = 8.6 bits). */
+uint8_t bw_class_ways[BW_CLASS_COUNT] = {[0 ... BW_CLASS_COUNT - 1] = 1};
+
+void bw_ways_init(void) {
+#if BW_WAYS_MAX > 1
+    for (unsigned c = 1; c < BW_CLASS_COUNT; c++) {
+        uint32_t blocks = (uint32_t)(BW_SLAB_USABLE / bw_class_size[c]);
+        unsigned bits = bw_class_size[c] <= 256 ? BW_ENTROPY_BITS_SMALL : BW_ENTROPY_BITS_LARGE;
+        uint32_t wanted = (2u << bits) / blocks + ((2u << bits) % blocks != 0);
+        bw_class_ways[c] = (uint8_t)(wanted < 1 ? 1 : wanted > BW_WAYS_MAX ? BW_WAYS_MAX : wanted);
+    }
+#endif
+}

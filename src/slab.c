@@ -64,7 +64,7 @@ void bw_slab_format(bw_slab_t *slab, unsigned size_class, bw_heap_t *owner) {
     slab->key = bw_rng_next(&owner->rng);
     slab->canary = bw_rng_next(&owner->rng);
     atomic_store_explicit(&slab->remote, NULL, memory_order_relaxed);
-    memset((void *)slab->bits, 0, 2 * ((count + 63) / 64) * sizeof(uint64_t));
+    memset((void *)slab->bits, 0, 3 * ((count + 63) / 64) * sizeof(uint64_t));
     bw_slab_build_free_list(slab, owner, start, size, count);
     atomic_store_explicit(&slab->owner, owner, memory_order_release);
 }
@@ -75,6 +75,14 @@ void bw_report_corrupt_link(const void *slot, const bw_slab_t *slab) {
 
 void bw_report_write_after_free(const void *block, const bw_slab_t *slab) {
     bw_fatal("write after free", block, BW_INFO_CLASS, slab->block_size, "malloc");
+}
+
+void bw_report_not_live(const void *ptr, const bw_slab_t *slab, size_t index,
+                        const char *freed_class, const char *invalid_class, const char *function) {
+    const _Atomic(uint64_t) *word = bw_slab_alloc_word(slab, index);
+    bool handed_out = atomic_load_explicit(word + 2, memory_order_relaxed) & (1ull << (index & 63));
+    bw_fatal(handed_out ? freed_class : invalid_class, ptr, BW_INFO_CLASS, slab->block_size,
+             function);
 }
 
 void bw_report_overflow(const void *block, const bw_slab_t *slab, const char *function) {
@@ -110,7 +118,7 @@ void bw_slab_remote_free(bw_slab_t *slab, void *block, size_t index, uint64_t bi
                          const char *function) {
     _Atomic(uint64_t) *word = bw_slab_alloc_word(slab, index);
     if (bw_unlikely(!(atomic_load_explicit(word, memory_order_relaxed) & bit)))
-        bw_fatal("double free", block, BW_INFO_CLASS, slab->block_size, function);
+        bw_report_not_live(block, slab, index, "double free", "invalid free", function);
     uint64_t before = atomic_fetch_or_explicit(word + 1, bit, memory_order_relaxed);
     if (bw_unlikely(before & bit))
         bw_fatal("double free", block, BW_INFO_CLASS, slab->block_size, function);

@@ -573,3 +573,21 @@ const char *bw_info_mapping(char *buf, size_t size, size_t map_size) {
     snprintf(buf, size, "%zu-byte mapping", map_size);
     return buf;
 }
+
+void *bw_test_malloc_beside(size_t request, void **anchor) {
+    void *spares[64];
+    size_t spare_count = 0;
+    char *first = malloc(request);
+    char *second = malloc(request);
+    while (first && second && ((uintptr_t)first ^ (uintptr_t)second) >> BW_SLAB_SHIFT != 0 &&
+           spare_count < 64) {
+        spares[spare_count++] = first;
+        first = second;
+        second = malloc(request);
+    }
+    for (size_t i = 0; i < spare_count; i++) free(spares[i]);
+    if (!first || !second || ((uintptr_t)first ^ (uintptr_t)second) >> BW_SLAB_SHIFT != 0)
+        fail_msg("no two blocks of %zu bytes in one slab", request);
+    *anchor = first;
+    return second;
+}

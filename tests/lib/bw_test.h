@@ -123,6 +123,13 @@ static inline size_t bw_opaque_size(size_t n) {
     ((((usable) + BW_TEST_LARGE_CANARY_BYTES + BW_TEST_PAGE - 1) & ~(size_t)(BW_TEST_PAGE - 1)) +   \
      2 * (size_t)BW_TEST_PAGE)
 
+/* malloc(request) twice or more until two blocks share a slab (a
+ * 2^BW_SLAB_SHIFT-aligned run); returns one, stores the other, the anchor,
+ * in *anchor. Keeping the anchor live keeps the slab from being released
+ * (and decommitted, which would zero it) while a test plays with the block
+ * after free. Blocks drawn on the way are freed. */
+void *bw_test_malloc_beside(size_t request, void **anchor);
+
 /* Like bw_expect_death_at, but the whole report line must be exactly
  *     bulwark: <bug_class> of 0x<address> (<info>) in <function>
  * where info is e.g. "64-byte class", "1060864-byte mapping" or

@@ -66,36 +66,40 @@ static void test_abandon_then_adopt(void **state) {
     assert_int_equal(s.slabs_abandoned, 0);
 }
 
-static void *free_all(void *arg) {
-    void **blocks = arg;
-    for (int i = 0; i < 64; i++)
-        free(blocks[i]);
+enum { MANY = 4096 };
+static void *many[MANY];
+
+static void *free_many(void *arg) {
+    size_t count = *(size_t *)arg;
+    for (size_t i = 0; i < count; i++)
+        free(many[i]);
     return NULL;
 }
 
 static void test_remote_free_into_full_slab(void **state) {
     (void)state;
-    /* fill a whole 4 KiB-class slab (16 blocks) and one more */
-    void *blocks[64];
-    for (int i = 0; i < 64; i++)
-        blocks[i] = malloc(4000);
-    bw_slab_t *first = slab_of(blocks[0]);
+    /* allocate 4 KiB-class blocks until the slab of the first one is full
+     * (with random ways the blocks spread over several slabs) */
+    size_t count = 0;
+    many[count++] = malloc(4000);
+    bw_slab_t *first = slab_of(many[0]);
+    while (first->notify != BW_NOTIFY_FULL && count < MANY)
+        many[count++] = malloc(4000);
     assert_int_equal(first->notify, BW_NOTIFY_FULL);
     pthread_t t;
-    pthread_create(&t, NULL, free_all, blocks);
+    pthread_create(&t, NULL, free_many, &count);
     pthread_join(t, NULL); /* the thread's exit flushed its quarantine */
     assert_non_null(atomic_load(&bw_tls_heap->remote_slabs));
     /* the owner's next slow path collects them: the slab is reused */
-    void *again[64];
-    for (int i = 0; i < 64; i++)
-        again[i] = malloc(4000);
     bool reused = false;
-    for (int i = 0; i < 64; i++)
-        if (slab_of(again[i]) == first)
-            reused = true;
+    size_t again = 0;
+    for (; again < MANY && !reused; again++) {
+        many[again] = malloc(4000);
+        reused = slab_of(many[again]) == first;
+    }
     assert_true(reused);
-    for (int i = 0; i < 64; i++)
-        free(again[i]);
+    for (size_t i = 0; i < again; i++)
+        free(many[i]);
 }
 
 static void *touch_heap(void *arg) {

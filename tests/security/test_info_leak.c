@@ -1,0 +1,149 @@
+/* test_info_leak.c — proves that data freed by one owner never reaches the
+ * next owner of the memory, nor a dangling pointer:
+ *  - small blocks (BW_ZERO_ON_FREE): a block filled with a secret pattern
+ *    and freed reads as zeros through the dangling pointer from the moment
+ *    of the free (but the first 8 bytes, which the free list may use), and
+ *    when malloc hands the same block out again (which the test makes sure
+ *    happens) neither it nor any other block of the class handed out
+ *    meanwhile holds any 8-byte word of the secret; for classes from 16
+ *    bytes to the largest;
+ *  - large blocks (BW_LARGE_QUARANTINE: a freed mapping is discarded while
+ *    in quarantine): when the mapping comes back from the quarantine and the
+ *    cache to a new malloc of the same size, it holds none of the secret.
+ * The fast profile keeps old contents by design and is skipped. */
+#include <malloc.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+/* cmocka.h needs these first; a separate block keeps clang-format from
+ * sorting it above them. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+
+#include <cmocka.h>
+
+#include "bw_test.h"
+
+#define MiB ((size_t)1 << 20)
+#define SECRET_SEED 0x5ec2e7
+
+/* The secret: bw_fill's pattern for SECRET_SEED, as long as the largest
+ * block tested; filled once. */
+#define SECRET_BYTES (2 * MiB)
+static char secret[SECRET_BYTES];
+
+static void fill_secret(char *p, size_t n) {
+    if (n > SECRET_BYTES) _exit(7);
+    memcpy(p, secret, n);
+}
+
+/* True if any aligned 8-byte word of [p, p+n) equals the secret's word at
+ * the same offset (reuse is block-granular, so a leak keeps its offset). */
+static bool holds_secret(const char *p, size_t n) {
+    for (size_t i = 0; i + 8 <= n && i + 8 <= SECRET_BYTES; i += 8) {
+        if (memcmp(p + i, secret + i, 8) == 0) {
+            fprintf(stderr, "secret word found at %p+%zu\n", (const void *)p, i);
+            return true;
+        }
+    }
+    return false;
+}
+
+/* ------------------------------------------------------------ small */
+
+struct leak {
+    char *block;
+    size_t request;
+};
+
+/* In the child: free the secret, check the dangling view, empty the
+ * quarantine and allocate the class until the block comes back; every block
+ * handed out on the way is checked. Exit 3: secret seen; 4: the block never
+ * came back. */
+static void do_small_reuse(void *arg) {
+    const struct leak *op = arg;
+    size_t usable = malloc_usable_size(op->block);
+    fill_secret(op->block, usable);
+    free(op->block);
+    if (!bw_check_zero((char *)bw_launder(op->block) + 8, usable - 8)) _exit(6);
+    malloc_trim(0);
+    size_t rounds = ((size_t)64 << 20) / BW_TEST_CLASS_FOR(op->request);
+    for (size_t i = 0; i < rounds; i++) {
+        char *p = malloc(op->request);
+        if (!p) _exit(2);
+        if (holds_secret(p, malloc_usable_size(p))) _exit(3);
+        if (p == op->block) return;
+    }
+    _exit(4);
+}
+
+static void test_small_freed_secret_never_handed_out(void **state) {
+    BW_SKIP_UNLESS(BW_ZERO_ON_FREE);
+    static const size_t requests[] = {8, 64, 200, 1000, 4096, 10000,
+                                      BW_TEST_SMALL_MAX - BW_TEST_CANARY_BYTES};
+    for (size_t i = 0; i < sizeof requests / sizeof requests[0]; i++) {
+        /* An anchor keeps the slab live (a released slab would be zeroed by
+         * the kernel, proving nothing about bulwark). */
+        void *anchor;
+        char *block = bw_test_malloc_beside(requests[i], &anchor);
+        struct leak op = {block, requests[i]};
+        bw_expect_no_report(do_small_reuse, &op);
+        free(block);
+        free(anchor);
+    }
+}
+
+/* ------------------------------------------------------------ large */
+
+/* The large quarantine holds BW_LARGE_QUARANTINE mappings; after that many
+ * more frees of the same size the secret's mapping is in the cache, and the
+ * next malloc of the size gets it back. */
+static void do_large_reuse(void *arg) {
+    const struct leak *op = arg;
+    size_t usable = malloc_usable_size(op->block);
+    fill_secret(op->block, usable);
+    free(op->block);
+    for (size_t i = 0; i < 4 * (BW_LARGE_QUARANTINE + BW_LARGE_CACHE_ENTRIES); i++) {
+        char *p = malloc(op->request);
+        if (!p) _exit(2);
+        if (holds_secret(p, malloc_usable_size(p))) _exit(3);
+        if (p == op->block) return;
+        free(p);
+    }
+    _exit(4);
+}
+
+static void test_large_freed_secret_never_handed_out(void **state) {
+    BW_SKIP_UNLESS(BW_LARGE_QUARANTINE);
+    static const size_t requests[] = {BW_TEST_SMALL_MAX + 1, 100000, MiB};
+    for (size_t i = 0; i < sizeof requests / sizeof requests[0]; i++) {
+        char *block = malloc(requests[i]);
+        assert_non_null(block);
+        struct leak op = {block, requests[i]};
+        bw_expect_no_report(do_large_reuse, &op);
+        free(block);
+    }
+}
+
+int main(void) {
+    if (!bw_is_bulwark_loaded()) {
+        fprintf(stderr, "test_info_leak: malloc is not bulwark's; refusing to test glibc\n");
+        return 1;
+    }
+    if (!BW_ZERO_ON_FREE && !BW_LARGE_QUARANTINE) {
+        printf("skipped: BW_ZERO_ON_FREE=0 and BW_LARGE_QUARANTINE=0 in profile %s\n",
+               BW_PROFILE_NAME);
+        return 77;
+    }
+    bw_fill(secret, sizeof secret, SECRET_SEED);
+    bw_test_filters_from_env();
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_small_freed_secret_never_handed_out),
+        cmocka_unit_test(test_large_freed_secret_never_handed_out),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

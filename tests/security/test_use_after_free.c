@@ -1,0 +1,127 @@
+/* test_use_after_free.c — proves two things about using a block after
+ * free:
+ *  - malloc_usable_size of a freed block is fatal with
+ *        bulwark: use after free of 0x<block> (<info>) in malloc_usable_size
+ *    and SIGABRT, for small, medium, the largest small and large blocks
+ *    (the info names the class, or "not a bulwark block" for a large block,
+ *    whose mapping is gone);
+ *  - reading a freed large block faults (SIGSEGV, no report) while it sits
+ *    in the large quarantine (BW_LARGE_QUARANTINE > 0), at its first byte,
+ *    in the middle and at its last byte, also after other large frees that
+ *    do not push it out. Writes after free are in test_write_after_free.c,
+ *    what a freed small block reads as in test_info_leak.c. */
+#include <malloc.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* cmocka.h needs these first; a separate block keeps clang-format from
+ * sorting it above them. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+
+#include <cmocka.h>
+
+#include "bw_test.h"
+
+#define MiB ((size_t)1 << 20)
+
+static volatile size_t sink;
+
+static void do_free_then_usable_size(void *block) {
+    free(block);
+    sink = malloc_usable_size(bw_launder(block));
+}
+
+static void expect_small_use_after_free(size_t request) {
+    char info[64];
+    void *block = malloc(request);
+    assert_non_null(block);
+    bw_expect_report(do_free_then_usable_size, block, "use after free", block,
+                     bw_info_class(info, sizeof info, BW_TEST_CLASS_FOR(request)),
+                     "malloc_usable_size");
+    free(block);
+}
+
+static void test_usable_size_after_free_small(void **state) {
+    expect_small_use_after_free(1);
+    expect_small_use_after_free(64);
+    expect_small_use_after_free(1000);
+}
+
+static void test_usable_size_after_free_medium(void **state) {
+    expect_small_use_after_free(4096);
+    expect_small_use_after_free(BW_TEST_SMALL_MAX - BW_TEST_CANARY_BYTES);
+}
+
+static void test_usable_size_after_free_large(void **state) {
+    static const size_t sizes[] = {BW_TEST_SMALL_MAX + 1, 100000, MiB};
+    for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
+        void *block = malloc(sizes[i]);
+        assert_non_null(block);
+        bw_expect_report(do_free_then_usable_size, block, "use after free", block,
+                         BW_INFO_NOT_A_BLOCK, "malloc_usable_size");
+        free(block);
+    }
+}
+
+/* ------------------------------------------------------------ large reads */
+
+struct read_after_free {
+    char *block;
+    size_t offset;         /* byte read after the free */
+    size_t other_frees;    /* large blocks freed in between */
+};
+
+static void do_read_after_free(void *arg) {
+    const struct read_after_free *op = arg;
+    free(op->block);
+    for (size_t i = 0; i < op->other_frees; i++) free(malloc(MiB));
+    sink = ((volatile char *)bw_launder(op->block))[op->offset];
+}
+
+static void expect_read_fault(size_t size, size_t offset, size_t other_frees) {
+    char *block = malloc(size);
+    assert_non_null(block);
+    memset(block, 0x5a, size);
+    struct read_after_free op = {block, offset, other_frees};
+    /* The page of the byte read, no earlier one. */
+    char *page = (char *)((uintptr_t)(block + offset) & ~(uintptr_t)(BW_TEST_PAGE - 1));
+    bw_expect_fault_in(do_read_after_free, &op, page, page + BW_TEST_PAGE);
+    free(block);
+}
+
+static void test_read_after_free_large_faults(void **state) {
+    BW_SKIP_UNLESS(BW_LARGE_QUARANTINE);
+    expect_read_fault(MiB, 0, 0);
+    expect_read_fault(MiB, MiB / 2, 0);
+    expect_read_fault(MiB, MiB - 1, 0);
+    expect_read_fault(100000, 0, 0);
+    expect_read_fault(100000, 99999, 0);
+    expect_read_fault(BW_TEST_SMALL_MAX + 1, 0, 0);
+}
+
+/* Still inaccessible after BW_LARGE_QUARANTINE - 1 other large frees: the
+ * quarantine is a FIFO of that many mappings. */
+static void test_read_after_free_large_faults_after_other_frees(void **state) {
+    BW_SKIP_UNLESS(BW_LARGE_QUARANTINE);
+    expect_read_fault(MiB, 100, BW_LARGE_QUARANTINE > 1 ? BW_LARGE_QUARANTINE - 1 : 0);
+}
+
+int main(void) {
+    if (!bw_is_bulwark_loaded()) {
+        fprintf(stderr, "test_use_after_free: malloc is not bulwark's; refusing to test glibc\n");
+        return 1;
+    }
+    bw_test_filters_from_env();
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_usable_size_after_free_small),
+        cmocka_unit_test(test_usable_size_after_free_medium),
+        cmocka_unit_test(test_usable_size_after_free_large),
+        cmocka_unit_test(test_read_after_free_large_faults),
+        cmocka_unit_test(test_read_after_free_large_faults_after_other_frees),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
