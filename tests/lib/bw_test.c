@@ -574,20 +574,34 @@ const char *bw_info_mapping(char *buf, size_t size, size_t map_size) {
     return buf;
 }
 
-void *bw_test_malloc_beside(size_t request, void **anchor) {
-    void *spares[64];
-    size_t spare_count = 0;
-    char *first = malloc(request);
-    char *second = malloc(request);
-    while (first && second && ((uintptr_t)first ^ (uintptr_t)second) >> BW_SLAB_SHIFT != 0 &&
-           spare_count < 64) {
-        spares[spare_count++] = first;
-        first = second;
-        second = malloc(request);
+void bw_test_malloc_in_one_slab(size_t request, size_t count, void **out) {
+    enum { MAX_DRAWN = 4096 };
+    static void *drawn[MAX_DRAWN];
+    size_t drawn_count = 0, found = 0;
+    uintptr_t slab = 0;
+    while (found < count && drawn_count < MAX_DRAWN) {
+        void *block = malloc(request);
+        if (!block) break;
+        drawn[drawn_count++] = block;
+        /* How many drawn so far share this block's slab? */
+        uintptr_t this_slab = (uintptr_t)block >> BW_SLAB_SHIFT;
+        size_t same = 0;
+        for (size_t i = 0; i < drawn_count; i++) same += (uintptr_t)drawn[i] >> BW_SLAB_SHIFT == this_slab;
+        if (same >= count) {
+            slab = this_slab;
+            found = count;
+        }
     }
-    for (size_t i = 0; i < spare_count; i++) free(spares[i]);
-    if (!first || !second || ((uintptr_t)first ^ (uintptr_t)second) >> BW_SLAB_SHIFT != 0)
-        fail_msg("no two blocks of %zu bytes in one slab", request);
-    *anchor = first;
-    return second;
+    if (found < count) {
+        for (size_t i = 0; i < drawn_count; i++) free(drawn[i]);
+        fail_msg("no %zu blocks of %zu bytes in one slab among %zu drawn", count, request,
+                 drawn_count);
+    }
+    size_t kept = 0;
+    for (size_t i = 0; i < drawn_count; i++) {
+        if ((uintptr_t)drawn[i] >> BW_SLAB_SHIFT == slab && kept < count)
+            out[kept++] = drawn[i];
+        else
+            free(drawn[i]);
+    }
 }

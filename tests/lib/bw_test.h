@@ -123,12 +123,13 @@ static inline size_t bw_opaque_size(size_t n) {
     ((((usable) + BW_TEST_LARGE_CANARY_BYTES + BW_TEST_PAGE - 1) & ~(size_t)(BW_TEST_PAGE - 1)) +   \
      2 * (size_t)BW_TEST_PAGE)
 
-/* malloc(request) twice or more until two blocks share a slab (a
- * 2^BW_SLAB_SHIFT-aligned run); returns one, stores the other, the anchor,
- * in *anchor. Keeping the anchor live keeps the slab from being released
- * (and decommitted, which would zero it) while a test plays with the block
- * after free. Blocks drawn on the way are freed. */
-void *bw_test_malloc_beside(size_t request, void **anchor);
+/* Allocates blocks of `request` bytes until `count` of them share one slab
+ * (a 2^BW_SLAB_SHIFT-aligned run), stores those in out[0..count-1] in the
+ * order they were returned, and frees the others. Tests that use a block
+ * after free keep one of them (an anchor) live: a slab with a live block is
+ * never released and decommitted, which would zero it behind the test's
+ * back. Fails the test if 4096 draws do not give such a group. */
+void bw_test_malloc_in_one_slab(size_t request, size_t count, void **out);
 
 /* Like bw_expect_death_at, but the whole report line must be exactly
  *     bulwark: <bug_class> of 0x<address> (<info>) in <function>

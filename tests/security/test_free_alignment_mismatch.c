@@ -53,7 +53,7 @@ static void *allocate_misaligned(size_t alignment, size_t size, size_t not_align
 
 static void test_small_block_claimed_more_aligned(void **state) {
     char info[64];
-    static const size_t claims[] = {128, 4096, 65536};
+    static const size_t claims[] = {256, 4096, 65536};
     for (size_t i = 0; i < sizeof claims / sizeof claims[0]; i++) {
         void *block = allocate_misaligned(64, 64, claims[i]);
         size_t class_size = malloc_usable_size(block) + BW_TEST_CANARY_BYTES;

@@ -61,23 +61,11 @@ static uint64_t forged_link(const struct poison *op) {
 /* A block and a neighbour in the same slab, plus an anchor there that
  * stays live so the slab is never released while the test runs. */
 static void allocate_in_one_slab(char **block, char **neighbour, void **anchor) {
-    void *spares[64];
-    size_t spare_count = 0;
-    char *a = malloc(REQUEST), *b = malloc(REQUEST), *c = malloc(REQUEST);
-    while ((((uintptr_t)a ^ (uintptr_t)b) >= BW_TEST_SLAB_BYTES ||
-            ((uintptr_t)a ^ (uintptr_t)c) >= BW_TEST_SLAB_BYTES) &&
-           spare_count < 63) {
-        spares[spare_count++] = a;
-        a = b;
-        b = c;
-        c = malloc(REQUEST);
-    }
-    for (size_t i = 0; i < spare_count; i++) free(spares[i]);
-    assert_true(((uintptr_t)a ^ (uintptr_t)b) < BW_TEST_SLAB_BYTES);
-    assert_true(((uintptr_t)a ^ (uintptr_t)c) < BW_TEST_SLAB_BYTES);
-    *anchor = a;
-    *block = b;
-    *neighbour = c;
+    void *three[3];
+    bw_test_malloc_in_one_slab(REQUEST, 3, three);
+    *anchor = three[0];
+    *block = three[1];
+    *neighbour = three[2];
 }
 
 /* malloc until the class is exhausted many times over; returning the

@@ -88,8 +88,10 @@ static void test_small_freed_secret_never_handed_out(void **state) {
     for (size_t i = 0; i < sizeof requests / sizeof requests[0]; i++) {
         /* An anchor keeps the slab live (a released slab would be zeroed by
          * the kernel, proving nothing about bulwark). */
-        void *anchor;
-        char *block = bw_test_malloc_beside(requests[i], &anchor);
+        void *pair[2];
+        bw_test_malloc_in_one_slab(requests[i], 2, pair);
+        void *anchor = pair[0];
+        char *block = pair[1];
         struct leak op = {block, requests[i]};
         bw_expect_no_report(do_small_reuse, &op);
         free(block);

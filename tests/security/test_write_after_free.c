@@ -88,8 +88,10 @@ static void do_write_after_free_under_churn(void *arg) {
 
 static void expect_write_after_free(size_t request, size_t offset, void (*body)(void *)) {
     char info[64];
-    void *anchor;
-    char *block = bw_test_malloc_beside(request, &anchor);
+    void *pair[2];
+    bw_test_malloc_in_one_slab(request, 2, pair);
+    void *anchor = pair[0];
+    char *block = pair[1];
     assert_true(offset < malloc_usable_size(block) + BW_TEST_CANARY_BYTES);
     struct stale_write op = {block, request, offset};
     bw_expect_report(body, &op, "write after free", block,
