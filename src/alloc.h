@@ -33,7 +33,8 @@ BW_INLINE void *bw_alloc_inline(size_t size) {
         uint32_t r = (uint32_t)heap->way_random & 0xff;
         heap->way_random >>= 8;
         heap->way_draws--;
-        bw_slab_t *slab = heap->bins[size_class].ways[(r * bw_class_ways[size_class]) >> 8];
+        bw_bin_t *bin = &heap->bins[size_class];
+        bw_slab_t *slab = bin->ways[(r * bin->active_ways) >> 8];
 #else
         bw_slab_t *slab = heap->bins[size_class].ways[0];
 #endif

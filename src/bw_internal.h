@@ -150,7 +150,8 @@ typedef struct bw_slab {
     _Atomic(struct bw_slab *) remote_next; /* link in the owner heap's remote-slab stack */
     atomic_uchar queued;     /* on some heap's remote-slab stack */
     uint8_t way;             /* index in its bin's ways while notify == BW_NOTIFY_NONE */
-    uint8_t pad0[6];
+    uint8_t idle;            /* a way slab found empty by the last aging scan */
+    uint8_t pad0[5];
     uint64_t key;            /* per-slab secret, reserved for encoded links (hardening layer) */
     uint64_t freed_at_ms;    /* when the slot became free (purge delay) */
     uint64_t canary;         /* per-slab canary secret */
@@ -193,9 +194,12 @@ _Static_assert(sizeof(bw_segment_t) == 64, "segment header lookup is a shift by 
 
 /* ------------------------------------------------------------------ heaps */
 typedef struct {
-    bw_slab_t *ways[BW_WAYS_MAX]; /* slabs the fast path allocates from; never NULL */
     bw_slab_t *avail;     /* other slabs that may have free blocks (list head) */
     bw_slab_t *full;      /* slabs that had no free block when last looked at */
+    uint32_t active_ways; /* ways in use: widens as the class fills slabs, up to
+                             bw_class_ways; 1 when the class is lightly used */
+    uint32_t widened;     /* active_ways grew since the last aging scan */
+    bw_slab_t *ways[BW_WAYS_MAX]; /* slabs the fast path allocates from; never NULL */
 } bw_bin_t;
 
 /* Per-thread CSPRNG (random.c): 256 bytes of ChaCha20 keystream consumed
@@ -220,13 +224,16 @@ typedef struct bw_heap {
 #if BW_QUARANTINE_SLOTS
     size_t quarantine_count;
     size_t quarantine_bytes;
+    uint8_t quarantine_epoch;                     /* bumped by each aging scan */
     void *quarantine[BW_QUARANTINE_SLOTS];
+    uint8_t quarantine_age[BW_QUARANTINE_SLOTS];  /* epoch when each entry came in */
 #endif
     _Atomic(bw_slab_t *) remote_slabs; /* slabs with remote frees to collect */
     struct bw_heap *next_free;         /* heap pool free list */
     uint32_t node;                     /* NUMA node of the thread at heap creation */
     uint32_t live;                     /* 1 while a thread uses the heap */
     uint64_t slow_calls;               /* slow-path entries, to pace maintenance */
+    uint64_t last_age_ms;              /* last aging scan of the ways */
 } bw_heap_t;
 
 /* ------------------------------------------------------------------ globals */

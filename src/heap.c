@@ -19,7 +19,8 @@
  * to the slow path without an extra branch on the fast path. */
 bw_slab_t bw_sentinel_slab;
 bw_heap_t bw_empty_heap = {
-    .bins = {[0 ... BW_CLASS_COUNT - 1] = {{[0 ... BW_WAYS_MAX - 1] = &bw_sentinel_slab}, NULL, NULL}},
+    .bins = {[0 ... BW_CLASS_COUNT - 1] = {NULL, NULL, 1, 0,
+                                           {[0 ... BW_WAYS_MAX - 1] = &bw_sentinel_slab}}},
 };
 __thread bw_heap_t *bw_tls_heap = &bw_empty_heap;
 
@@ -201,11 +202,13 @@ static size_t bw_block_size_of(const void *block) {
 void bw_quarantine_put(bw_heap_t *heap, void *block, bw_slab_t *slab) {
     void *victim = NULL;
     if (heap->quarantine_count < BW_QUARANTINE_SLOTS) {
+        heap->quarantine_age[heap->quarantine_count] = heap->quarantine_epoch;
         heap->quarantine[heap->quarantine_count++] = block;
     } else {
         size_t i = bw_rng_u16(&heap->rng) & (BW_QUARANTINE_SLOTS - 1);
         victim = heap->quarantine[i];
         heap->quarantine[i] = block;
+        heap->quarantine_age[i] = heap->quarantine_epoch;
         heap->quarantine_bytes -= bw_block_size_of(victim);
     }
     heap->quarantine_bytes += slab->block_size;
@@ -215,9 +218,30 @@ void bw_quarantine_put(bw_heap_t *heap, void *block, bw_slab_t *slab) {
         size_t i = bw_rng_below(&heap->rng, (uint32_t)heap->quarantine_count);
         victim = heap->quarantine[i];
         heap->quarantine[i] = heap->quarantine[--heap->quarantine_count];
+        heap->quarantine_age[i] = heap->quarantine_age[heap->quarantine_count];
         heap->quarantine_bytes -= bw_block_size_of(victim);
         bw_quarantine_release(heap, victim);
     }
+}
+
+/* Time bound on top of the count and byte bounds: entries that were already
+ * waiting at the previous aging scan (at least BW_PURGE_DELAY_MS ago) leave,
+ * so an idle thread's quarantine does not pin slabs forever. */
+static void bw_quarantine_age(bw_heap_t *heap) {
+    uint8_t old = heap->quarantine_epoch;
+    size_t i = 0;
+    while (i < heap->quarantine_count) {
+        if (heap->quarantine_age[i] != old) {
+            void *victim = heap->quarantine[i];
+            heap->quarantine[i] = heap->quarantine[--heap->quarantine_count];
+            heap->quarantine_age[i] = heap->quarantine_age[heap->quarantine_count];
+            heap->quarantine_bytes -= bw_block_size_of(victim);
+            bw_quarantine_release(heap, victim);
+        } else {
+            i++;
+        }
+    }
+    heap->quarantine_epoch = (uint8_t)(old + 1);
 }
 
 void bw_quarantine_flush(bw_heap_t *heap) {
@@ -228,6 +252,9 @@ void bw_quarantine_flush(bw_heap_t *heap) {
     }
 }
 #else
+static void bw_quarantine_age(bw_heap_t *heap) {
+    (void)heap;
+}
 void bw_quarantine_flush(bw_heap_t *heap) {
     (void)heap;
     (void)bw_quarantine_release;
@@ -361,13 +388,17 @@ bw_heap_t *bw_heap_get_or_create(void) {
         for (unsigned w = 0; w < BW_WAYS_MAX; w++)
             heap->bins[c].ways[w] = &bw_sentinel_slab;
         heap->bins[c].avail = heap->bins[c].full = NULL;
+        heap->bins[c].active_ways = 1;
+        heap->bins[c].widened = 0;
     }
     heap->way_random = 0;
     heap->way_draws = 0;
+    heap->last_age_ms = 0;
     bw_rng_seed(&heap->rng, heap->rng.stream);
 #if BW_QUARANTINE_SLOTS
     heap->quarantine_count = 0;
     heap->quarantine_bytes = 0;
+    heap->quarantine_epoch = 0;
 #endif
     heap->node = bw_topology.current_node ? bw_topology.current_node() : 0;
     heap->live = 1;
@@ -388,14 +419,52 @@ bw_heap_t *bw_heap_get_or_create(void) {
  * exhausted. */
 static bw_slab_t *bw_heap_install(bw_bin_t *bin, unsigned way, bw_slab_t *slab) {
     slab->notify = BW_NOTIFY_NONE;
+    slab->idle = 0;
     slab->way = (uint8_t)way;
     bin->ways[way] = slab;
     return slab;
 }
 
+/* Way slabs are never retired by free (a malloc/free loop would otherwise
+ * acquire and release a slab each time); instead, every BW_PURGE_DELAY_MS
+ * the slow path retires way slabs found empty by two scans in a row, so an
+ * idle heap's memory returns to the segment pools and the purge. */
+static void bw_heap_age_ways(bw_heap_t *heap) {
+    uint64_t now = bw_os_now_ms();
+    if (now - heap->last_age_ms < BW_PURGE_DELAY_MS)
+        return;
+    heap->last_age_ms = now;
+    bw_quarantine_age(heap);
+    for (unsigned c = 1; c < BW_CLASS_COUNT; c++) {
+        bw_bin_t *bin = &heap->bins[c];
+        for (unsigned w = 0; w < bw_class_ways[c]; w++) {
+            bw_slab_t *slab = bin->ways[w];
+            if (slab == &bw_sentinel_slab)
+                continue;
+            if (slab->used != 0 || atomic_load_explicit(&slab->remote, memory_order_relaxed)) {
+                slab->idle = 0;
+            } else if (!slab->idle) {
+                slab->idle = 1;
+            } else {
+                slab->idle = 0;
+                bin->ways[w] = &bw_sentinel_slab;
+                bw_slab_slot_release(slab);
+            }
+        }
+#if BW_WAYS_MAX > 1
+        /* A class that no longer fills slabs narrows back; the slabs of the
+         * ways above active_ways are not chosen again and go once idle. */
+        if (!bin->widened && bin->active_ways > 1)
+            bin->active_ways /= 2;
+        bin->widened = 0;
+        while (bin->active_ways > 1 && bin->ways[bin->active_ways - 1] == &bw_sentinel_slab)
+            bin->active_ways--;
+#endif
+    }
+}
+
 static bw_slab_t *bw_heap_refill(bw_heap_t *heap, unsigned size_class, unsigned way) {
     bw_bin_t *bin = &heap->bins[size_class];
-    heap->slow_calls++;
     bw_heap_drain_remote(heap);
 
     bw_slab_t *slab = bin->ways[way];
@@ -406,6 +475,11 @@ static bw_slab_t *bw_heap_refill(bw_heap_t *heap, unsigned size_class, unsigned 
         bin->ways[way] = &bw_sentinel_slab;
         slab->notify = BW_NOTIFY_FULL;
         bw_list_push(&bin->full, slab);
+        /* The class fills whole slabs: spread it over one more way. */
+        if (bin->active_ways < bw_class_ways[size_class]) {
+            bin->active_ways++;
+            bin->widened = 1;
+        }
     }
     while ((slab = bin->avail)) {
         bw_list_remove(&bin->avail, slab);
@@ -436,8 +510,10 @@ static bw_slab_t *bw_heap_refill(bw_heap_t *heap, unsigned size_class, unsigned 
 /* A block of the class from a random way, refilling it if needed. */
 static void *bw_heap_alloc_class(bw_heap_t *heap, unsigned size_class) {
     unsigned way = 0;
+    if ((++heap->slow_calls & 15) == 0)
+        bw_heap_age_ways(heap); /* reads the (vDSO) clock once per 16 slow calls */
 #if BW_WAYS_MAX > 1
-    way = bw_rng_below(&heap->rng, bw_class_ways[size_class]);
+    way = bw_rng_below(&heap->rng, heap->bins[size_class].active_ways);
     if (heap->way_draws == 0) { /* refill the fast path's random bytes */
         heap->way_random = bw_rng_next(&heap->rng);
         heap->way_draws = 8;

@@ -322,7 +322,7 @@ bool bw_large_free(void *ptr, size_t size, size_t alignment, const char *functio
     bw_lock(&bw_large_lock);
     bw_large_entry_t *slot = bw_table_find(user);
     if (!slot) {
-        if ((user & (BW_PAGE_SIZE - 1)) == 0 && bw_freed_recently(user)) {
+        if (bw_freed_recently(user)) { /* error path only: a linear scan is fine */
             bw_unlock(&bw_large_lock);
             bw_fatal("double free", ptr, BW_INFO_NONE, 0, function);
         }

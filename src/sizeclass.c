@@ -48,12 +48,14 @@ unsigned bw_size_class_aligned(size_t size, size_t alignment) {
     return 0;
 }
 
-/* Random ways (Guarder's entropy target, BW_ENTROPY_BITS_*): a bin keeps
+/* Random ways (Guarder's entropy target, BW_ENTROPY_BITS_*): a bin may keep
  * enough open slabs that a malloc chooses among at least twice 2^bits free
  * blocks when they are all fresh, so the target still holds when they are
  * half used. Guarder (USENIX Security 2018) sets 10 bits for small objects;
  * the issue asks 10 bits up to 256 bytes and 8 above. Capped at
- * BW_WAYS_MAX (the 16 KiB class reaches 128 ways x 3 blocks = 8.6 bits). */
+ * BW_WAYS_MAX (the 16 KiB class reaches 128 ways x 3 blocks = 8.6 bits).
+ * A bin opens these ways only as the class fills slabs (heap.c), so a
+ * lightly used class costs one slab. */
 uint8_t bw_class_ways[BW_CLASS_COUNT] = {[0 ... BW_CLASS_COUNT - 1] = 1};
 
 void bw_ways_init(void) {

@@ -421,9 +421,9 @@ static void child_trampoline(void *arg) {
 struct child_outcome {
     int status;
     ssize_t kept;
-    char *output;          /* NUL-terminated */
-    size_t report_lines;   /* lines containing "bulwark:" */
-    const char *report;    /* the first of them */
+    char *output;        /* NUL-terminated */
+    size_t report_lines; /* lines containing "bulwark:" */
+    const char *report;  /* the first of them */
     size_t report_len;
     bool fault_seen;
     uintptr_t fault_address;
@@ -478,7 +478,8 @@ static void run_child(void (*fn)(void *), void *arg, bool record_faults,
 
 static void describe_status(char *buf, size_t size, int status) {
     if (WIFSIGNALED(status))
-        snprintf(buf, size, "died of signal %d (%s)", WTERMSIG(status), strsignal(WTERMSIG(status)));
+        snprintf(buf, size, "died of signal %d (%s)", WTERMSIG(status),
+                 strsignal(WTERMSIG(status)));
     else if (WIFEXITED(status))
         snprintf(buf, size, "exited with status %d", WEXITSTATUS(status));
     else
@@ -586,7 +587,8 @@ void bw_test_malloc_in_one_slab(size_t request, size_t count, void **out) {
         /* How many drawn so far share this block's slab? */
         uintptr_t this_slab = (uintptr_t)block >> BW_SLAB_SHIFT;
         size_t same = 0;
-        for (size_t i = 0; i < drawn_count; i++) same += (uintptr_t)drawn[i] >> BW_SLAB_SHIFT == this_slab;
+        for (size_t i = 0; i < drawn_count; i++)
+            same += (uintptr_t)drawn[i] >> BW_SLAB_SHIFT == this_slab;
         if (same >= count) {
             slab = this_slab;
             found = count;

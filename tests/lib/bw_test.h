@@ -107,20 +107,20 @@ static inline size_t bw_opaque_size(size_t n) {
  * -include policy/<profile>.h): a small block's class holds its usable size
  * plus the canary; a large block keeps its canary in the last 8 bytes before
  * the trailing guard unless it is right-aligned onto that guard. */
-#define BW_TEST_CANARY_BYTES (BW_CANARY ? 8u : 0u)
+#define BW_TEST_CANARY_BYTES       (BW_CANARY ? 8u : 0u)
 #define BW_TEST_LARGE_CANARY_BYTES ((BW_CANARY && !BW_LARGE_RIGHT_ALIGN) ? 8u : 0u)
-#define BW_TEST_PAGE 4096u
-#define BW_TEST_SLAB_BYTES ((size_t)1 << BW_SLAB_SHIFT)
+#define BW_TEST_PAGE               4096u
+#define BW_TEST_SLAB_BYTES         ((size_t)1 << BW_SLAB_SHIFT)
 /* First byte of the guard page at the end of p's slab (BW_SLAB_GUARD). */
 #define BW_TEST_SLAB_GUARD_OF(p)                                                                   \
-    ((char *)(((uintptr_t)(p) & ~(uintptr_t)(BW_TEST_SLAB_BYTES - 1)) + BW_TEST_SLAB_BYTES -        \
+    ((char *)(((uintptr_t)(p) & ~(uintptr_t)(BW_TEST_SLAB_BYTES - 1)) + BW_TEST_SLAB_BYTES -       \
               BW_TEST_PAGE))
 
 /* The class a small request lands in, and the size of the mapping behind a
  * large block of `usable` bytes (user pages, canary room, two guards). */
 #define BW_TEST_CLASS_FOR(request) bw_test_class_of((request) + BW_TEST_CANARY_BYTES)
 #define BW_TEST_LARGE_MAP_SIZE(usable)                                                             \
-    ((((usable) + BW_TEST_LARGE_CANARY_BYTES + BW_TEST_PAGE - 1) & ~(size_t)(BW_TEST_PAGE - 1)) +   \
+    ((((usable) + BW_TEST_LARGE_CANARY_BYTES + BW_TEST_PAGE - 1) & ~(size_t)(BW_TEST_PAGE - 1)) +  \
      2 * (size_t)BW_TEST_PAGE)
 
 /* Allocates blocks of `request` bytes until `count` of them share one slab

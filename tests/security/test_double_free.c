@@ -172,8 +172,8 @@ static void test_double_free_second_in_other_thread(void **state) {
  * alone and which leaving the quarantine overwrites with an encoded link,
  * confirms it before the second free. */
 #define QUARANTINE_FILLERS (BW_QUARANTINE_SLOTS / 2)
-#define FILLER_SIZE 64
-#define MARKER 0x5a5a5a5a5a5a5a5aull
+#define FILLER_SIZE        64
+#define MARKER             0x5a5a5a5a5a5a5a5aull
 
 static void do_double_free_in_quarantine(void *block) {
     static void *fillers[QUARANTINE_FILLERS > 0 ? QUARANTINE_FILLERS : 1];
@@ -219,8 +219,8 @@ static void test_double_free_through_realloc(void **state) {
                      bw_info_class(info, sizeof info, BW_TEST_CLASS_FOR(64)), "realloc");
     bw_expect_report(do_free_then_realloc, large, "double free", large, BW_INFO_NOT_A_BLOCK,
                      "realloc");
-    bw_expect_report(do_free_then_realloc, odd_large, "double free", odd_large,
-                     BW_INFO_NOT_A_BLOCK, "realloc");
+    bw_expect_report(do_free_then_realloc, odd_large, "double free", odd_large, BW_INFO_NOT_A_BLOCK,
+                     "realloc");
     free(small);
     free(large);
     free(odd_large);

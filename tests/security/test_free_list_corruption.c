@@ -32,7 +32,7 @@
 
 #include "bw_test.h"
 
-#define REQUEST 100
+#define REQUEST       100
 #define MALLOC_ROUNDS 65536 /* more than the free blocks of the class */
 
 /* The target of the poisoning: aligned like a block, so alignment alone

@@ -156,7 +156,8 @@ static void test_correct_sizes_are_accepted(void **state) {
 
 int main(void) {
     if (!bw_is_bulwark_loaded()) {
-        fprintf(stderr, "test_free_size_mismatch: malloc is not bulwark's; refusing to test glibc\n");
+        fprintf(stderr,
+                "test_free_size_mismatch: malloc is not bulwark's; refusing to test glibc\n");
         return 1;
     }
     bw_test_filters_from_env();

@@ -33,28 +33,28 @@
 
 #include "bw_test.h"
 
-#define MiB ((size_t)1 << 20)
+#define MiB          ((size_t)1 << 20)
 #define LARGE_CANARY (BW_CANARY && !BW_LARGE_RIGHT_ALIGN)
 
 static volatile uintptr_t sink;
 
 /* Requests covering the smallest class, a few in between, and the largest. */
-static const size_t small_requests[] = {1, 8, 24, 64, 100, 1000, 4096, 10000,
-                                        BW_TEST_SMALL_MAX - BW_TEST_CANARY_BYTES};
+static const size_t small_requests[] = {
+    1, 8, 24, 64, 100, 1000, 4096, 10000, BW_TEST_SMALL_MAX - BW_TEST_CANARY_BYTES};
 #define SMALL_REQUEST_COUNT (sizeof small_requests / sizeof small_requests[0])
 
 /* Large requests: just above the small limit, page multiples, odd sizes. */
-static const size_t large_requests[] = {BW_TEST_SMALL_MAX - BW_TEST_CANARY_BYTES + 1, 20000,
-                                        65536, 100000, MiB, MiB + 1};
+static const size_t large_requests[] = {
+    BW_TEST_SMALL_MAX - BW_TEST_CANARY_BYTES + 1, 20000, 65536, 100000, MiB, MiB + 1};
 #define LARGE_REQUEST_COUNT (sizeof large_requests / sizeof large_requests[0])
 
 /* ------------------------------------------------------------ child bodies */
 
 struct overflow {
     char *block;
-    size_t offset;  /* first byte written */
-    size_t length;  /* bytes written */
-    int then;       /* what follows the write */
+    size_t offset; /* first byte written */
+    size_t length; /* bytes written */
+    int then;      /* what follows the write */
 };
 
 enum { THEN_FREE, THEN_REALLOC_GROW, THEN_REALLOC_SAME, THEN_FREE_SIZED, THEN_NOTHING };

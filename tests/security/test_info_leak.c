@@ -28,7 +28,7 @@
 
 #include "bw_test.h"
 
-#define MiB ((size_t)1 << 20)
+#define MiB         ((size_t)1 << 20)
 #define SECRET_SEED 0x5ec2e7
 
 /* The secret: bw_fill's pattern for SECRET_SEED, as long as the largest
@@ -83,8 +83,8 @@ static void do_small_reuse(void *arg) {
 
 static void test_small_freed_secret_never_handed_out(void **state) {
     BW_SKIP_UNLESS(BW_ZERO_ON_FREE);
-    static const size_t requests[] = {8, 64, 200, 1000, 4096, 10000,
-                                      BW_TEST_SMALL_MAX - BW_TEST_CANARY_BYTES};
+    static const size_t requests[] = {
+        8, 64, 200, 1000, 4096, 10000, BW_TEST_SMALL_MAX - BW_TEST_CANARY_BYTES};
     for (size_t i = 0; i < sizeof requests / sizeof requests[0]; i++) {
         /* An anchor keeps the slab live (a released slab would be zeroed by
          * the kernel, proving nothing about bulwark). */

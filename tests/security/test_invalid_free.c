@@ -24,7 +24,7 @@
 
 #include "bw_test.h"
 
-#define MiB ((size_t)1 << 20)
+#define MiB           ((size_t)1 << 20)
 #define SEGMENT_BYTES ((uintptr_t)1 << BW_SEGMENT_SHIFT)
 
 /* Aligned like a block, so only its origin makes freeing it wrong. */

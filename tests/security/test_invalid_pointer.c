@@ -22,7 +22,7 @@
 
 #include "bw_test.h"
 
-#define MiB ((size_t)1 << 20)
+#define MiB           ((size_t)1 << 20)
 #define SEGMENT_BYTES ((uintptr_t)1 << BW_SEGMENT_SHIFT)
 
 static char global_block[256] __attribute__((aligned(64)));

@@ -71,8 +71,8 @@ static void test_usable_size_after_free_large(void **state) {
 
 struct read_after_free {
     char *block;
-    size_t offset;         /* byte read after the free */
-    size_t other_frees;    /* large blocks freed in between */
+    size_t offset;      /* byte read after the free */
+    size_t other_frees; /* large blocks freed in between */
 };
 
 static void do_read_after_free(void *arg) {

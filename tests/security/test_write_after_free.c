@@ -67,7 +67,7 @@ static void do_write_after_free_then_flush(void *arg) {
  * frees leave the block inside with probability e^-31. Small classes only:
  * every round keeps a block of the class. */
 #define CHURN_FILLER_SIZE 32
-#define CHURN_ROUNDS (32 * (BW_QUARANTINE_SLOTS + 1) + 4096)
+#define CHURN_ROUNDS      (32 * (BW_QUARANTINE_SLOTS + 1) + 4096)
 
 static void do_write_after_free_under_churn(void *arg) {
     const struct stale_write *op = arg;
@@ -110,8 +110,8 @@ static size_t checked_end(size_t request) {
 static void test_small_write_after_free_detected_at_reuse(void **state) {
     BW_SKIP_UNLESS(BW_ZERO_ON_FREE);
     BW_SKIP_UNLESS(BW_WAF_CHECK_MAX);
-    static const size_t requests[] = {1, 40, 64, 200, 1000, 4096,
-                                      BW_TEST_SMALL_MAX - BW_TEST_CANARY_BYTES};
+    static const size_t requests[] = {
+        1, 40, 64, 200, 1000, 4096, BW_TEST_SMALL_MAX - BW_TEST_CANARY_BYTES};
     for (size_t i = 0; i < sizeof requests / sizeof requests[0]; i++) {
         size_t end = checked_end(requests[i]);
         expect_write_after_free(requests[i], 8, do_write_after_free_then_flush);
@@ -164,8 +164,7 @@ static void test_large_write_after_free_faults(void **state) {
         size_t offsets[] = {0, sizes[i] / 2, sizes[i] - 1};
         for (size_t j = 0; j < 3; j++) {
             struct stale_write op = {block, sizes[i], offsets[j]};
-            char *page =
-                (char *)((uintptr_t)(block + offsets[j]) & ~(uintptr_t)(BW_TEST_PAGE - 1));
+            char *page = (char *)((uintptr_t)(block + offsets[j]) & ~(uintptr_t)(BW_TEST_PAGE - 1));
             bw_expect_fault_in(do_large_write_after_free, &op, page, page + BW_TEST_PAGE);
         }
         free(block);
