@@ -42,16 +42,16 @@ BW_API int bw_malloc_info(int options, FILE *stream);
 
 /* A consistent-enough snapshot of the allocator's counters. */
 struct bw_stats {
-    size_t small_in_use_bytes;   /* bytes in small blocks handed out (class size) */
+    size_t small_in_use_bytes;    /* bytes in small blocks handed out (class size) */
     size_t small_committed_bytes; /* slab memory in use by live slabs */
-    size_t large_in_use_bytes;   /* bytes of live large mappings (whole mapping) */
-    size_t large_cached_bytes;   /* freed large mappings kept for reuse */
-    size_t large_count;          /* live large allocations */
-    size_t segments_in_use;      /* segments carved from the arena */
-    size_t slabs_in_use;         /* slabs serving a size class */
-    size_t slabs_abandoned;      /* slabs of exited threads not yet adopted */
-    size_t heaps_live;           /* thread heaps in use */
-    size_t numa_nodes;           /* NUMA nodes seen at start-up */
+    size_t large_in_use_bytes;    /* bytes of live large mappings (whole mapping) */
+    size_t large_cached_bytes;    /* freed large mappings kept for reuse */
+    size_t large_count;           /* live large allocations */
+    size_t segments_in_use;       /* segments carved from the arena */
+    size_t slabs_in_use;          /* slabs serving a size class */
+    size_t slabs_abandoned;       /* slabs of exited threads not yet adopted */
+    size_t heaps_live;            /* thread heaps in use */
+    size_t numa_nodes;            /* NUMA nodes seen at start-up */
 };
 BW_API void bw_get_stats(struct bw_stats *out);
 /* Writes a human-readable statistics report to a file descriptor without

@@ -31,7 +31,7 @@
  * 1 MiB blocks from costing an mmap+munmap per call; costs up to this much
  * resident memory until purged. */
 #define BW_LARGE_CACHE_ENTRIES 16
-#define BW_LARGE_CACHE_BYTES (64u << 20)
+#define BW_LARGE_CACHE_BYTES   (64u << 20)
 
 /* Recently freed large blocks remembered so that freeing one again reports a
  * double free rather than an invalid free. Costs 8 bytes per entry. */
@@ -44,7 +44,7 @@
  * decoded. Stops free-list poisoning and makes adjacent allocations
  * unpredictable. Costs ~6 instructions per malloc, a shuffle per new slab. */
 #define BW_RANDOM_FREELIST 1
-#define BW_ENCODE_LINKS 1
+#define BW_ENCODE_LINKS    1
 
 /* The last page of every 64 KiB slab is a guard page: a linear overflow off
  * the end of a slab faults. Costs 1/16 of the arena's address space, no

@@ -34,7 +34,7 @@
  * 1 MiB blocks from costing an mmap+munmap per call; costs up to this much
  * resident memory until purged. */
 #define BW_LARGE_CACHE_ENTRIES 16
-#define BW_LARGE_CACHE_BYTES (64u << 20)
+#define BW_LARGE_CACHE_BYTES   (64u << 20)
 
 /* Recently freed large blocks remembered so that freeing one again reports a
  * double free rather than an invalid free. Costs 8 bytes per entry. */
@@ -45,19 +45,19 @@
 /* Random free-list order and encoded, validated links: stops free-list
  * poisoning; costs ~6 instructions per malloc. */
 #define BW_RANDOM_FREELIST 1
-#define BW_ENCODE_LINKS 1
+#define BW_ENCODE_LINKS    1
 
 /* Off here (see policy/default.h for what each stops): slab guard pages,
  * canaries, zero-on-free, write-after-free check, quarantines. */
-#define BW_SLAB_GUARD 0
-#define BW_CANARY 0
-#define BW_ZERO_ON_FREE 0
-#define BW_WAF_CHECK_MAX 0
-#define BW_QUARANTINE_SLOTS 0
-#define BW_QUARANTINE_BYTES 0
-#define BW_LARGE_QUARANTINE 0
+#define BW_SLAB_GUARD        0
+#define BW_CANARY            0
+#define BW_ZERO_ON_FREE      0
+#define BW_WAF_CHECK_MAX     0
+#define BW_QUARANTINE_SLOTS  0
+#define BW_QUARANTINE_BYTES  0
+#define BW_LARGE_QUARANTINE  0
 #define BW_LARGE_RIGHT_ALIGN 0
-#define BW_SEED_FROM_ENV 0
-#define BW_ZERO_SIZE_FAULTS 0
+#define BW_SEED_FROM_ENV     0
+#define BW_ZERO_SIZE_FAULTS  0
 
 #endif

@@ -33,22 +33,22 @@
  * 1 MiB blocks from costing an mmap+munmap per call; costs up to this much
  * resident memory until purged. */
 #define BW_LARGE_CACHE_ENTRIES 16
-#define BW_LARGE_CACHE_BYTES (64u << 20)
+#define BW_LARGE_CACHE_BYTES   (64u << 20)
 
 /* Recently freed large blocks remembered so that freeing one again reports a
  * double free rather than an invalid free. Costs 8 bytes per entry. */
 #define BW_LARGE_FREED_HISTORY 4096
 
 /* ---- hardening: everything strict has ---- */
-#define BW_RANDOM_FREELIST 1
-#define BW_ENCODE_LINKS 1
-#define BW_SLAB_GUARD 1
-#define BW_CANARY 1
-#define BW_ZERO_ON_FREE 1
-#define BW_WAF_CHECK_MAX 16384
-#define BW_QUARANTINE_SLOTS 8192
-#define BW_QUARANTINE_BYTES (16u << 20)
-#define BW_LARGE_QUARANTINE 64
+#define BW_RANDOM_FREELIST   1
+#define BW_ENCODE_LINKS      1
+#define BW_SLAB_GUARD        1
+#define BW_CANARY            1
+#define BW_ZERO_ON_FREE      1
+#define BW_WAF_CHECK_MAX     16384
+#define BW_QUARANTINE_SLOTS  8192
+#define BW_QUARANTINE_BYTES  (16u << 20)
+#define BW_LARGE_QUARANTINE  64
 #define BW_LARGE_RIGHT_ALIGN 1
 
 /* BULWARK_SEED=<decimal> fixes every random choice (free-list order,

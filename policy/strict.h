@@ -33,7 +33,7 @@
  * 1 MiB blocks from costing an mmap+munmap per call; costs up to this much
  * resident memory until purged. */
 #define BW_LARGE_CACHE_ENTRIES 16
-#define BW_LARGE_CACHE_BYTES (64u << 20)
+#define BW_LARGE_CACHE_BYTES   (64u << 20)
 
 /* Recently freed large blocks remembered so that freeing one again reports a
  * double free rather than an invalid free. Costs 8 bytes per entry. */
@@ -41,10 +41,10 @@
 
 /* ---- hardening ---- */
 #define BW_RANDOM_FREELIST 1
-#define BW_ENCODE_LINKS 1
-#define BW_SLAB_GUARD 1
-#define BW_CANARY 1
-#define BW_ZERO_ON_FREE 1
+#define BW_ENCODE_LINKS    1
+#define BW_SLAB_GUARD      1
+#define BW_CANARY          1
+#define BW_ZERO_ON_FREE    1
 
 /* Whole-block write-after-free check (blocks are at most 16 KiB): catches a
  * stale write anywhere in a freed block. Costs a read of the block per malloc. */
@@ -58,7 +58,7 @@
 /* A large block ends exactly at its trailing guard: a one-byte overflow of
  * any large block faults. Costs the alignment of large blocks beyond 16. */
 #define BW_LARGE_RIGHT_ALIGN 1
-#define BW_SEED_FROM_ENV 0
+#define BW_SEED_FROM_ENV     0
 
 /* malloc(0) returns a unique pointer into never-accessible address space:
  * any read or write through it faults. Costs a lock per malloc(0). */

@@ -17,14 +17,12 @@ void bw_report_bad_small(const void *ptr, const bw_slab_t *slab, const char *fun
     if (slab->nblocks == 0 && size != 0 && in_slab % size == 0 &&
         in_slab / size < BW_SLAB_SIZE / size)
         bw_fatal("double free", ptr, BW_INFO_CLASS, size, function);
-    if (size)
-        bw_fatal("invalid free", ptr, BW_INFO_CLASS, size, function);
+    if (size) bw_fatal("invalid free", ptr, BW_INFO_CLASS, size, function);
     bw_fatal("invalid free", ptr, BW_INFO_NONE, 0, function);
 }
 
 void bw_free_outside_arena(void *ptr, size_t size, size_t alignment, const char *function) {
-    if (!ptr)
-        return;
+    if (!ptr) return;
     int saved_errno = errno; /* free must not change errno (CONVENTIONS trap 6) */
 #if BW_ZERO_SIZE_FAULTS
     if (bw_zero_owns(ptr)) {
@@ -43,8 +41,7 @@ void bw_free_outside_arena(void *ptr, size_t size, size_t alignment, const char 
  * alignment rounding), the pointer must have the alignment. */
 void bw_free_checked(void *ptr, size_t size, size_t alignment, const char *function) {
     uintptr_t offset = (uintptr_t)ptr - bw_layout.arena_base;
-    if (!ptr)
-        return;
+    if (!ptr) return;
     if (offset >= bw_layout.arena_size) {
         bw_free_outside_arena(ptr, size, alignment, function);
         return;
@@ -68,8 +65,8 @@ void bw_free_checked(void *ptr, size_t size, size_t alignment, const char *funct
         return;
     }
     unsigned expected = !bw_request_is_small(size) ? 0
-                        : alignment > 16           ? bw_size_class_aligned(size + BW_CANARY_BYTES, alignment)
-                                                   : bw_request_class(size);
+                        : alignment > 16 ? bw_size_class_aligned(size + BW_CANARY_BYTES, alignment)
+                                         : bw_request_class(size);
     if (expected != slab->size_class) {
         /* The size alone fits: the alignment given is not the one used. */
         bool size_fits = size + BW_CANARY_BYTES <= slab->block_size &&
@@ -116,8 +113,7 @@ size_t bw_usable_size_checked(const void *ptr, const char *function) {
  * realloc frees the old block. */
 static size_t bw_realloc_old_size(void *ptr) {
     uintptr_t offset = (uintptr_t)ptr - bw_layout.arena_base;
-    if (offset >= bw_layout.arena_size)
-        return 0; /* large: bw_large_realloc checks */
+    if (offset >= bw_layout.arena_size) return 0; /* large: bw_large_realloc checks */
     const bw_slab_t *slab = &bw_layout.slabs[offset >> BW_SLAB_SHIFT];
     uintptr_t in_slab = offset & (BW_SLAB_SIZE - 1);
     size_t index = bw_slab_block_index(slab, in_slab);
@@ -137,8 +133,7 @@ static size_t bw_realloc_old_size(void *ptr) {
 
 void *bw_realloc_impl(void *ptr, size_t size);
 void *bw_realloc_impl(void *ptr, size_t size) {
-    if (!ptr)
-        return bw_alloc_inline(size);
+    if (!ptr) return bw_alloc_inline(size);
     if (size == 0) { /* glibc: free and return NULL (CONVENTIONS trap 9) */
         bw_free_inline(ptr, "realloc");
         return NULL;
@@ -146,8 +141,7 @@ void *bw_realloc_impl(void *ptr, size_t size) {
     size_t old_size = bw_realloc_old_size(ptr);
     if (old_size) {
         /* Same class, or a shrink that keeps at least half the block. */
-        if (size <= old_size && (size > old_size / 2 || size <= 16 - BW_CANARY_BYTES))
-            return ptr;
+        if (size <= old_size && (size > old_size / 2 || size <= 16 - BW_CANARY_BYTES)) return ptr;
     } else {
         if (atomic_load_explicit(&bw_init_state, memory_order_acquire) != 2)
             bw_fatal("invalid free", ptr, BW_INFO_NONE, 0, "realloc");
@@ -155,18 +149,15 @@ void *bw_realloc_impl(void *ptr, size_t size) {
         if (bw_zero_owns(ptr)) {
             bw_zero_validate(ptr, "double free", "invalid free", "realloc");
             void *moved = bw_alloc_inline(size);
-            if (moved)
-                bw_zero_free(ptr, 0, "realloc");
+            if (moved) bw_zero_free(ptr, 0, "realloc");
             return moved;
         }
 #endif
-        if (bw_large_realloc(ptr, size))
-            return ptr;
+        if (bw_large_realloc(ptr, size)) return ptr;
         old_size = bw_large_usable_size(ptr, "realloc");
     }
     void *moved = bw_alloc_inline(size);
-    if (!moved)
-        return NULL; /* errno is ENOMEM, the old block is intact */
+    if (!moved) return NULL; /* errno is ENOMEM, the old block is intact */
     memcpy(moved, ptr, old_size < size ? old_size : size);
     bw_free_inline(ptr, "realloc");
     return moved;
@@ -176,8 +167,7 @@ void *bw_realloc_impl(void *ptr, size_t size) {
  * classes serve it when a class is a multiple of the alignment (slabs start
  * on 64 KiB boundaries); larger alignments get their own mapping. */
 void *bw_alloc_aligned(size_t alignment, size_t size) {
-    if (alignment <= 16)
-        return bw_alloc_inline(size);
+    if (alignment <= 16) return bw_alloc_inline(size);
     if (!bw_ensure_init()) {
         errno = ENOMEM;
         return NULL;
@@ -186,8 +176,7 @@ void *bw_alloc_aligned(size_t alignment, size_t size) {
         bw_request_is_small(size) ? bw_size_class_aligned(size + BW_CANARY_BYTES, alignment) : 0;
     if (size_class) {
         void *block = bw_malloc_class(size_class);
-        if (!block)
-            errno = ENOMEM;
+        if (!block) errno = ENOMEM;
         return block;
     }
     return bw_large_alloc(size, alignment, false);

@@ -25,21 +25,19 @@ BW_INLINE void *bw_alloc_inline(size_t size) {
     if (bw_likely(size - BW_ZERO_SIZE_FAULTS <= 1024 - BW_CANARY_BYTES - BW_ZERO_SIZE_FAULTS)) {
         bw_heap_t *heap = bw_tls_heap;
         unsigned size_class = bw_class_by_16[(size + BW_CANARY_BYTES + 15) >> 4];
-#if BW_WAYS_MAX > 1
-        /* One random byte picks the way (the empty heap has no bytes, so a
+#if BW_RANDOM_WAYS
+        /* 16 random bits pick the way (the empty heap has none, so a
          * thread's first malloc falls to the slow path that creates its heap). */
-        if (bw_unlikely(heap->way_draws == 0))
-            return bw_malloc_slow(size, false);
-        uint32_t r = (uint32_t)heap->way_random & 0xff;
-        heap->way_random >>= 8;
+        if (bw_unlikely(heap->way_draws == 0)) return bw_malloc_slow(size, false);
+        uint32_t r = (uint32_t)heap->way_random & 0xffff;
+        heap->way_random >>= 16;
         heap->way_draws--;
-        bw_bin_t *bin = &heap->bins[size_class];
-        bw_slab_t *slab = bin->ways[(r * bin->active_ways) >> 8];
+        const bw_bin_t *bin = &heap->bins[size_class];
+        bw_slab_t *slab = heap->ways[bin->way_base + ((r * bin->way_count) >> 16)];
 #else
-        bw_slab_t *slab = heap->bins[size_class].ways[0];
+        bw_slab_t *slab = heap->ways[size_class];
 #endif
-        if (bw_likely(slab->free != NULL))
-            return bw_slab_pop(slab);
+        if (bw_likely(slab->free != NULL)) return bw_slab_pop(slab);
     }
     return bw_malloc_slow(size, false);
 }
@@ -72,8 +70,7 @@ BW_INLINE void bw_free_inline(void *ptr, const char *function) {
         bw_link_store(slab, ptr, slab->free);
         slab->free = ptr;
         slab->used--;
-        if (BW_NOTIFY_NEEDED(slab))
-            bw_free_slow_local(heap, slab);
+        if (BW_NOTIFY_NEEDED(slab)) bw_free_slow_local(heap, slab);
 #endif
         return;
     }

@@ -27,28 +27,24 @@ void bw_free(void *ptr) {
 
 void *bw_calloc(size_t count, size_t size) {
     size_t total;
-    if (__builtin_mul_overflow(count, size, &total) || total > PTRDIFF_MAX)
-        return bw_enomem();
+    if (__builtin_mul_overflow(count, size, &total) || total > PTRDIFF_MAX) return bw_enomem();
     if (!bw_request_is_small(total))
         return bw_malloc_slow(total, true); /* large: bulwark knows when it is zero */
     void *block = bw_alloc_inline(total);
     /* Zero-on-free plus the reuse check already proved the first
      * BW_WAF_CHECK_MAX bytes zero. */
-    if (block && total > BW_KNOWN_ZERO_BYTES)
-        memset(block, 0, total);
+    if (block && total > BW_KNOWN_ZERO_BYTES) memset(block, 0, total);
     return block;
 }
 
 void *bw_realloc(void *ptr, size_t size) {
-    if (size > PTRDIFF_MAX)
-        return bw_enomem();
+    if (size > PTRDIFF_MAX) return bw_enomem();
     return bw_realloc_impl(ptr, size);
 }
 
 void *bw_reallocarray(void *ptr, size_t count, size_t size) {
     size_t total;
-    if (__builtin_mul_overflow(count, size, &total) || total > PTRDIFF_MAX)
-        return bw_enomem();
+    if (__builtin_mul_overflow(count, size, &total) || total > PTRDIFF_MAX) return bw_enomem();
     return bw_realloc_impl(ptr, total);
 }
 
@@ -59,10 +55,8 @@ static bool bw_is_pow2(size_t x) {
 /* POSIX: EINVAL unless a power of two multiple of sizeof(void *); *out is
  * left untouched on any error (CONVENTIONS trap 6). */
 int bw_posix_memalign(void **out, size_t alignment, size_t size) {
-    if (!bw_is_pow2(alignment) || alignment % sizeof(void *) != 0)
-        return EINVAL;
-    if (size > PTRDIFF_MAX)
-        return ENOMEM;
+    if (!bw_is_pow2(alignment) || alignment % sizeof(void *) != 0) return EINVAL;
+    if (size > PTRDIFF_MAX) return ENOMEM;
     int saved_errno = errno;
     void *block = bw_alloc_aligned(alignment, size);
     if (!block) {
@@ -78,8 +72,7 @@ void *bw_aligned_alloc(size_t alignment, size_t size) {
         errno = EINVAL;
         return NULL;
     }
-    if (size > PTRDIFF_MAX)
-        return bw_enomem();
+    if (size > PTRDIFF_MAX) return bw_enomem();
     return bw_alloc_aligned(alignment, size);
 }
 
@@ -93,15 +86,13 @@ void *bw_valloc(size_t size) {
 
 void *bw_pvalloc(size_t size) {
     size_t rounded;
-    if (__builtin_add_overflow(size, BW_PAGE_SIZE - 1, &rounded))
-        return bw_enomem();
+    if (__builtin_add_overflow(size, BW_PAGE_SIZE - 1, &rounded)) return bw_enomem();
     rounded &= ~(size_t)(BW_PAGE_SIZE - 1);
     return bw_aligned_alloc(BW_PAGE_SIZE, rounded ? rounded : BW_PAGE_SIZE);
 }
 
 size_t bw_malloc_usable_size(const void *ptr) {
-    if (!ptr)
-        return 0;
+    if (!ptr) return 0;
     return bw_usable_size_checked(ptr, "malloc_usable_size");
 }
 
@@ -117,8 +108,7 @@ void bw_free_aligned_sized(void *ptr, size_t alignment, size_t size) {
 
 int bw_malloc_trim(size_t pad) {
     (void)pad;
-    if (atomic_load_explicit(&bw_init_state, memory_order_acquire) != 2)
-        return 0;
+    if (atomic_load_explicit(&bw_init_state, memory_order_acquire) != 2) return 0;
     size_t released = bw_heap_trim_current();
     released += bw_segments_purge(true);
     released += bw_large_trim();

@@ -14,27 +14,27 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define bw_likely(x) __builtin_expect(!!(x), 1)
+#define bw_likely(x)   __builtin_expect(!!(x), 1)
 #define bw_unlikely(x) __builtin_expect(!!(x), 0)
-#define BW_HIDDEN __attribute__((visibility("hidden")))
-#define BW_NOINLINE __attribute__((noinline))
-#define BW_COLD __attribute__((cold, noinline))
-#define BW_INLINE static inline __attribute__((always_inline))
+#define BW_HIDDEN      __attribute__((visibility("hidden")))
+#define BW_NOINLINE    __attribute__((noinline))
+#define BW_COLD        __attribute__((cold, noinline))
+#define BW_INLINE      static inline __attribute__((always_inline))
 
-#define BW_PAGE_SIZE 4096u
-#define BW_ARENA_SIZE ((uintptr_t)1 << BW_ARENA_SHIFT)
-#define BW_SEGMENT_SIZE ((uintptr_t)1 << BW_SEGMENT_SHIFT)
-#define BW_SLAB_SIZE ((uintptr_t)1 << BW_SLAB_SHIFT)
+#define BW_PAGE_SIZE         4096u
+#define BW_ARENA_SIZE        ((uintptr_t)1 << BW_ARENA_SHIFT)
+#define BW_SEGMENT_SIZE      ((uintptr_t)1 << BW_SEGMENT_SHIFT)
+#define BW_SLAB_SIZE         ((uintptr_t)1 << BW_SLAB_SHIFT)
 #define BW_SLABS_PER_SEGMENT (1u << (BW_SEGMENT_SHIFT - BW_SLAB_SHIFT))
-#define BW_SEGMENT_COUNT (1u << (BW_ARENA_SHIFT - BW_SEGMENT_SHIFT))
-#define BW_SLAB_COUNT ((size_t)1 << (BW_ARENA_SHIFT - BW_SLAB_SHIFT))
+#define BW_SEGMENT_COUNT     (1u << (BW_ARENA_SHIFT - BW_SEGMENT_SHIFT))
+#define BW_SLAB_COUNT        ((size_t)1 << (BW_ARENA_SHIFT - BW_SLAB_SHIFT))
 
 /* Size classes: see sizeclass.c for the table and its derivation. */
-#define BW_CLASS_COUNT 37 /* class 0 is "no class"; 1..36 are real */
-#define BW_SMALL_MAX 16384u
-#define BW_MIN_BLOCK 16u
+#define BW_CLASS_COUNT         37 /* class 0 is "no class"; 1..36 are real */
+#define BW_SMALL_MAX           16384u
+#define BW_MIN_BLOCK           16u
 #define BW_MAX_BLOCKS_PER_SLAB (BW_SLAB_SIZE / BW_MIN_BLOCK)
-#define BW_BITMAP_WORDS (BW_MAX_BLOCKS_PER_SLAB / 64)
+#define BW_BITMAP_WORDS        (BW_MAX_BLOCKS_PER_SLAB / 64)
 
 #define BW_MAX_NUMA_NODES 64u
 
@@ -77,12 +77,17 @@
 #define BW_ENTROPY_BITS_SMALL 0
 #define BW_ENTROPY_BITS_LARGE 0
 #endif
-/* Random ways: a bin keeps up to this many open slabs and every malloc
- * picks one at random (entropy.c explains the counts). */
+/* Random ways: a bin keeps up to BW_WAYS_MAX open slabs and every malloc
+ * picks one at random (sizeclass.c explains the counts). The ways of all
+ * classes share one flat array of BW_WAYS_TOTAL slots per heap. */
 #if BW_ENTROPY_BITS_SMALL || BW_ENTROPY_BITS_LARGE
-#define BW_WAYS_MAX 128
+#define BW_RANDOM_WAYS 1
+#define BW_WAYS_MAX    1024u
+#define BW_WAYS_TOTAL  4096u
 #else
-#define BW_WAYS_MAX 1
+#define BW_RANDOM_WAYS 0
+#define BW_WAYS_MAX    1u
+#define BW_WAYS_TOTAL  BW_CLASS_COUNT
 #endif
 #if BW_WAF_CHECK_MAX && !BW_ZERO_ON_FREE
 #error "BW_WAF_CHECK_MAX (write-after-free check) requires BW_ZERO_ON_FREE"
@@ -93,7 +98,7 @@
 
 /* Bytes a slab can carve (the guard page is not usable) and the canary room
  * every small block reserves. */
-#define BW_SLAB_USABLE (BW_SLAB_SIZE - (BW_SLAB_GUARD ? BW_PAGE_SIZE : 0))
+#define BW_SLAB_USABLE  (BW_SLAB_SIZE - (BW_SLAB_GUARD ? BW_PAGE_SIZE : 0))
 #define BW_CANARY_BYTES (BW_CANARY ? 8u : 0u)
 /* A block handed out is proven zero over this many leading bytes: zeroed at
  * free and checked at reuse. calloc skips its memset below it. */
@@ -116,8 +121,7 @@ typedef struct {
 
 void bw_lock_acquire_slow(bw_lock_t *lock);
 BW_INLINE void bw_lock(bw_lock_t *lock) {
-    if (bw_likely(!atomic_exchange_explicit(&lock->held, 1, memory_order_acquire)))
-        return;
+    if (bw_likely(!atomic_exchange_explicit(&lock->held, 1, memory_order_acquire))) return;
     bw_lock_acquire_slow(lock);
 }
 BW_INLINE void bw_unlock(bw_lock_t *lock) {
@@ -138,23 +142,23 @@ typedef struct bw_slab {
     uint32_t block_size;     /* bytes per block, 0 when the slot is unused */
     uint32_t block_inv;      /* ceil(2^32 / block_size): offset -> index without division */
     uint16_t nblocks;        /* blocks carved in this slab */
-    uint16_t used;           /* blocks allocated (owner's view; remote frees not yet collected count) */
-    uint8_t size_class;      /* 0 = slot not serving a class */
-    uint8_t notify;          /* bw_notify: when the owner's free must call the slow path */
-    uint8_t state;           /* bw_slab_state */
-    uint8_t node;            /* NUMA node of the segment */
+    uint16_t used;      /* blocks allocated (owner's view; remote frees not yet collected count) */
+    uint8_t size_class; /* 0 = slot not serving a class */
+    uint8_t notify;     /* bw_notify: when the owner's free must call the slow path */
+    uint8_t state;      /* bw_slab_state */
+    uint8_t node;       /* NUMA node of the segment */
     _Atomic(struct bw_heap *) owner; /* NULL while abandoned or unused */
     struct bw_slab *next, *prev;     /* bin lists, abandoned list, pool lists */
     /* --- shared fields (cross-thread) --- */
-    _Atomic(void *) remote;  /* blocks freed by other threads, not yet collected */
+    _Atomic(void *) remote;                /* blocks freed by other threads, not yet collected */
     _Atomic(struct bw_slab *) remote_next; /* link in the owner heap's remote-slab stack */
-    atomic_uchar queued;     /* on some heap's remote-slab stack */
-    uint8_t way;             /* index in its bin's ways while notify == BW_NOTIFY_NONE */
-    uint8_t idle;            /* a way slab found empty by the last aging scan */
-    uint8_t pad0[5];
-    uint64_t key;            /* per-slab secret, reserved for encoded links (hardening layer) */
-    uint64_t freed_at_ms;    /* when the slot became free (purge delay) */
-    uint64_t canary;         /* per-slab canary secret */
+    atomic_uchar queued;                   /* on some heap's remote-slab stack */
+    uint8_t idle;                          /* a way slab found empty by the last aging scan */
+    uint16_t way; /* index in its heap's ways while notify == BW_NOTIFY_NONE */
+    uint8_t pad0[4];
+    uint64_t key;         /* per-slab secret, reserved for encoded links (hardening layer) */
+    uint64_t freed_at_ms; /* when the slot became free (purge delay) */
+    uint64_t canary;      /* per-slab canary secret */
     uint8_t pad[24];
 } bw_slab_t;
 _Static_assert(sizeof(bw_slab_t) == 128, "slab descriptor lookup is a shift by 7");
@@ -163,11 +167,7 @@ _Static_assert(sizeof(bw_slab_t) == 128, "slab descriptor lookup is a shift by 7
  * (the common case costs one test), every free for a slab on the full list
  * (it must move back to avail), the last free for a slab on the avail list
  * (it can be retired). */
-enum bw_notify {
-    BW_NOTIFY_NONE = 0,
-    BW_NOTIFY_FULL = 1,
-    BW_NOTIFY_EMPTY = 2
-};
+enum bw_notify { BW_NOTIFY_NONE = 0, BW_NOTIFY_FULL = 1, BW_NOTIFY_EMPTY = 2 };
 
 /* A local free just pushed a block and decremented used. */
 #define BW_NOTIFY_NEEDED(slab)                                                                     \
@@ -183,10 +183,10 @@ enum bw_slab_state {
 
 /* Out-of-line segment header. */
 typedef struct bw_segment {
-    uint64_t free_slots;    /* bit i: slab slot i is free */
-    uint64_t dirty_slots;   /* bit i: free and still committed */
-    uint32_t node;          /* NUMA node the segment is bound to */
-    uint32_t in_pool_list;  /* on its node's partial list */
+    uint64_t free_slots;   /* bit i: slab slot i is free */
+    uint64_t dirty_slots;  /* bit i: free and still committed */
+    uint32_t node;         /* NUMA node the segment is bound to */
+    uint32_t in_pool_list; /* on its node's partial list */
     struct bw_segment *next, *prev;
     uint8_t pad[24];
 } bw_segment_t;
@@ -194,55 +194,54 @@ _Static_assert(sizeof(bw_segment_t) == 64, "segment header lookup is a shift by 
 
 /* ------------------------------------------------------------------ heaps */
 typedef struct {
-    bw_slab_t *avail;     /* other slabs that may have free blocks (list head) */
-    bw_slab_t *full;      /* slabs that had no free block when last looked at */
-    uint32_t active_ways; /* ways in use: widens as the class fills slabs, up to
-                             bw_class_ways; 1 when the class is lightly used */
-    uint32_t widened;     /* active_ways grew since the last aging scan */
-    bw_slab_t *ways[BW_WAYS_MAX]; /* slabs the fast path allocates from; never NULL */
+    bw_slab_t *avail;   /* other slabs that may have free blocks (list head) */
+    bw_slab_t *full;    /* slabs that had no free block when last looked at */
+    uint32_t way_base;  /* this class's first slot in the heap's ways */
+    uint32_t way_count; /* ways the fast path chooses among (bw_class_ways) */
 } bw_bin_t;
 
 /* Per-thread CSPRNG (random.c): 256 bytes of ChaCha20 keystream consumed
  * a word at a time, so a draw is a load and an increment. */
 typedef struct {
     uint64_t words[32];
-    uint32_t pos;          /* next unused word; 32 = refill */
-    uint32_t generation;   /* fork generation the key belongs to */
+    uint32_t pos;        /* next unused word; 32 = refill */
+    uint32_t generation; /* fork generation the key belongs to */
     uint64_t nonce;
-    uint64_t stream;       /* which heap this is, for a reproducible fixed seed */
-    uint64_t spare;        /* unused 16-bit draws of the last word */
+    uint64_t stream; /* which heap this is, for a reproducible fixed seed */
+    uint64_t spare;  /* unused 16-bit draws of the last word */
     uint32_t spare_count;
     uint8_t key[32];
 } bw_rng_t;
 
 typedef struct bw_heap {
-    uint64_t way_random;   /* random bytes for the fast path's way choice */
-    uint32_t way_draws;    /* bytes left in way_random; 0 in the empty heap */
+    uint64_t way_random; /* random bytes for the fast path's way choice */
+    uint32_t way_draws;  /* bytes left in way_random; 0 in the empty heap */
     uint32_t pad_heap;
     bw_bin_t bins[BW_CLASS_COUNT];
     bw_rng_t rng;
 #if BW_QUARANTINE_SLOTS
     size_t quarantine_count;
     size_t quarantine_bytes;
-    uint8_t quarantine_epoch;                     /* bumped by each aging scan */
+    uint8_t quarantine_epoch; /* bumped by each aging scan */
     void *quarantine[BW_QUARANTINE_SLOTS];
-    uint8_t quarantine_age[BW_QUARANTINE_SLOTS];  /* epoch when each entry came in */
+    uint8_t quarantine_age[BW_QUARANTINE_SLOTS]; /* epoch when each entry came in */
 #endif
     _Atomic(bw_slab_t *) remote_slabs; /* slabs with remote frees to collect */
     struct bw_heap *next_free;         /* heap pool free list */
     uint32_t node;                     /* NUMA node of the thread at heap creation */
     uint32_t live;                     /* 1 while a thread uses the heap */
     uint64_t slow_calls;               /* slow-path entries, to pace maintenance */
+    bw_slab_t *ways[BW_WAYS_TOTAL];    /* slabs the fast path allocates from; never NULL */
     uint64_t last_age_ms;              /* last aging scan of the ways */
 } bw_heap_t;
 
 /* ------------------------------------------------------------------ globals */
 typedef struct {
-    uintptr_t arena_base;     /* start of the small-object reservation */
-    uintptr_t arena_size;     /* bytes of carved segments; 0 until then: every free is slow */
-    bw_slab_t *slabs;         /* descriptor array, one per slab slot */
-    bw_segment_t *segments;   /* header array, one per segment */
-    uint64_t *bitmaps;        /* 3 * BW_BITMAP_WORDS words per slab slot */
+    uintptr_t arena_base;   /* start of the small-object reservation */
+    uintptr_t arena_size;   /* bytes of carved segments; 0 until then: every free is slow */
+    bw_slab_t *slabs;       /* descriptor array, one per slab slot */
+    bw_segment_t *segments; /* header array, one per segment */
+    uint64_t *bitmaps;      /* 3 * BW_BITMAP_WORDS words per slab slot */
 } bw_layout_t;
 
 extern BW_HIDDEN bw_layout_t bw_layout;
@@ -258,12 +257,12 @@ extern BW_HIDDEN const uint32_t bw_class_size[BW_CLASS_COUNT];
 
 /* Size → class without loops or division: two small tables. */
 BW_INLINE unsigned bw_size_class(size_t size) {
-    if (size <= 1024)
-        return bw_class_by_16[(size + 15) >> 4];
+    if (size <= 1024) return bw_class_by_16[(size + 15) >> 4];
     return bw_class_by_128[(size + 127) >> 7]; /* caller guarantees size <= BW_SMALL_MAX */
 }
 unsigned bw_size_class_aligned(size_t size, size_t alignment);
-extern BW_HIDDEN uint8_t bw_class_ways[BW_CLASS_COUNT];
+extern BW_HIDDEN uint16_t bw_class_ways[BW_CLASS_COUNT];
+extern BW_HIDDEN uint16_t bw_class_way_base[BW_CLASS_COUNT];
 void bw_ways_init(void);
 
 /* The class serving a request: canary room included. */
@@ -280,8 +279,7 @@ void bw_rng_seed(bw_rng_t *rng, uint64_t stream);
 void bw_random_init(void);
 void bw_random_fork_child(void);
 BW_INLINE uint64_t bw_rng_next(bw_rng_t *rng) {
-    if (bw_likely(rng->pos < 32))
-        return rng->words[rng->pos++];
+    if (bw_likely(rng->pos < 32)) return rng->words[rng->pos++];
     return bw_rng_refill(rng);
 }
 /* 16 random bits: four per keystream word, for choices that need few
@@ -326,9 +324,9 @@ unsigned bw_os_current_node_getcpu(void);
 
 /* report.c */
 typedef enum {
-    BW_INFO_NONE,     /* pointer not in any bulwark region */
-    BW_INFO_CLASS,    /* size is a small size class */
-    BW_INFO_MAPPING,  /* size is a large mapping */
+    BW_INFO_NONE,    /* pointer not in any bulwark region */
+    BW_INFO_CLASS,   /* size is a small size class */
+    BW_INFO_MAPPING, /* size is a large mapping */
 } bw_info_kind_t;
 __attribute__((noreturn, cold)) void bw_fatal(const char *bug_class, const void *ptr,
                                               bw_info_kind_t kind, size_t size,
@@ -369,7 +367,6 @@ __attribute__((noreturn)) void bw_report_not_live(const void *ptr, const bw_slab
                                                   const char *invalid_class, const char *function);
 __attribute__((noreturn)) void bw_report_overflow(const void *block, const bw_slab_t *slab,
                                                   const char *function);
-
 
 BW_INLINE size_t bw_slab_block_index(const bw_slab_t *slab, uintptr_t offset_in_slab) {
     return (size_t)((offset_in_slab * (uint64_t)slab->block_inv) >> 32);
@@ -450,10 +447,8 @@ BW_INLINE void *bw_slab_pop(bw_slab_t *slab) {
         const uint64_t *words = (const uint64_t *)block;
         size_t n = (slab->block_size < BW_WAF_CHECK_MAX ? slab->block_size : BW_WAF_CHECK_MAX) / 8;
         uint64_t seen = 0;
-        for (size_t i = 1; i < n; i++)
-            seen |= words[i];
-        if (bw_unlikely(seen != 0))
-            bw_report_write_after_free(block, slab);
+        for (size_t i = 1; i < n; i++) seen |= words[i];
+        if (bw_unlikely(seen != 0)) bw_report_write_after_free(block, slab);
     }
 #endif
 #if BW_CANARY

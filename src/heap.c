@@ -3,11 +3,11 @@
  * exit with adoption by other threads.
  *
  * A bin holds the slabs the fast path allocates from (its "ways": one, or
- * several picked at random for placement entropy), a list of other slabs that may have free blocks ("avail") and a list of slabs that
- * had none when last looked at ("full"). A thread freeing into one of its
- * own full slabs moves it back to avail; a thread freeing into another
- * thread's slab pushes the block on the slab's remote list and the slab on
- * the owner's remote-slab stack, which the owner drains in its slow path. */
+ * several picked at random for placement entropy), a list of other slabs that may have free blocks
+ * ("avail") and a list of slabs that had none when last looked at ("full"). A thread freeing into
+ * one of its own full slabs moves it back to avail; a thread freeing into another thread's slab
+ * pushes the block on the slab's remote list and the slab on the owner's remote-slab stack, which
+ * the owner drains in its slow path. */
 #include <errno.h>
 #include <pthread.h>
 #include <string.h>
@@ -19,8 +19,7 @@
  * to the slow path without an extra branch on the fast path. */
 bw_slab_t bw_sentinel_slab;
 bw_heap_t bw_empty_heap = {
-    .bins = {[0 ... BW_CLASS_COUNT - 1] = {NULL, NULL, 1, 0,
-                                           {[0 ... BW_WAYS_MAX - 1] = &bw_sentinel_slab}}},
+    .ways = {[0 ... BW_WAYS_TOTAL - 1] = &bw_sentinel_slab},
 };
 __thread bw_heap_t *bw_tls_heap = &bw_empty_heap;
 
@@ -28,13 +27,13 @@ __thread bw_heap_t *bw_tls_heap = &bw_empty_heap;
  * Heaps live in their own reservation (metadata, never next to user memory)
  * and are never unmapped, so a stale pointer to a dead heap still points at
  * a heap-shaped object; dead heaps are recycled LIFO. */
-#define BW_MAX_HEAPS 65536u
-#define BW_HEAP_STRIDE ((sizeof(bw_heap_t) + 63) & ~(size_t)63)
+#define BW_MAX_HEAPS         65536u
+#define BW_HEAP_STRIDE       ((sizeof(bw_heap_t) + 63) & ~(size_t)63)
 #define BW_HEAP_COMMIT_CHUNK (64u * 1024u)
 
 static bw_lock_t bw_heap_pool_lock;
-static char *bw_heap_region;        /* reservation start */
-static size_t bw_heap_region_used;  /* bytes handed out */
+static char *bw_heap_region;       /* reservation start */
+static size_t bw_heap_region_used; /* bytes handed out */
 static size_t bw_heap_region_committed;
 static bw_heap_t *bw_heap_free_list;
 static size_t bw_heaps_live;
@@ -53,8 +52,7 @@ bool bw_heaps_init(void);
 bool bw_heaps_init(void) {
     size_t size = (size_t)BW_MAX_HEAPS * BW_HEAP_STRIDE;
     bw_heap_region = bw_os_reserve(size, BW_PAGE_SIZE, true);
-    if (!bw_heap_region)
-        return false;
+    if (!bw_heap_region) return false;
     /* pthread_key_create takes a slot in a static table: no allocation. */
     bw_thread_key_ok = pthread_key_create(&bw_thread_key, bw_heap_thread_exit) == 0;
     return true;
@@ -97,8 +95,7 @@ static void bw_heap_pool_give(bw_heap_t *heap) {
 static void bw_list_push(bw_slab_t **head, bw_slab_t *slab) {
     slab->prev = NULL;
     slab->next = *head;
-    if (*head)
-        (*head)->prev = slab;
+    if (*head) (*head)->prev = slab;
     *head = slab;
 }
 
@@ -107,14 +104,13 @@ static void bw_list_remove(bw_slab_t **head, bw_slab_t *slab) {
         slab->prev->next = slab->next;
     else
         *head = slab->next;
-    if (slab->next)
-        slab->next->prev = slab->prev;
+    if (slab->next) slab->next->prev = slab->prev;
     slab->next = slab->prev = NULL;
 }
 
-static void bw_bin_unlink(bw_bin_t *bin, bw_slab_t *slab) {
+static void bw_bin_unlink(bw_heap_t *heap, bw_bin_t *bin, bw_slab_t *slab) {
     if (slab->notify == BW_NOTIFY_NONE) {
-        bin->ways[slab->way] = &bw_sentinel_slab;
+        heap->ways[slab->way] = &bw_sentinel_slab;
     } else if (slab->notify == BW_NOTIFY_FULL) {
         bw_list_remove(&bin->full, slab);
         slab->notify = BW_NOTIFY_NONE;
@@ -125,7 +121,7 @@ static void bw_bin_unlink(bw_bin_t *bin, bw_slab_t *slab) {
 
 /* The slab holds no live block: give its slot back to the segment pool. */
 static void bw_heap_retire(bw_heap_t *heap, bw_slab_t *slab) {
-    bw_bin_unlink(&heap->bins[slab->size_class], slab);
+    bw_bin_unlink(heap, &heap->bins[slab->size_class], slab);
     bw_slab_slot_release(slab);
 }
 
@@ -150,8 +146,7 @@ void bw_free_slow_local(bw_heap_t *heap, bw_slab_t *slab) {
  * heap. A slab that is no longer ours (its old owner died and it was
  * adopted) is passed on to its current owner. */
 static void bw_heap_drain_remote(bw_heap_t *heap) {
-    if (!atomic_load_explicit(&heap->remote_slabs, memory_order_relaxed))
-        return;
+    if (!atomic_load_explicit(&heap->remote_slabs, memory_order_relaxed)) return;
     bw_slab_t *slab = atomic_exchange_explicit(&heap->remote_slabs, NULL, memory_order_acquire);
     while (slab) {
         bw_slab_t *next = atomic_load_explicit(&slab->remote_next, memory_order_relaxed);
@@ -189,8 +184,7 @@ static void bw_quarantine_release(bw_heap_t *heap, void *block) {
     bw_link_store(slab, block, slab->free);
     slab->free = block;
     slab->used--;
-    if (BW_NOTIFY_NEEDED(slab))
-        bw_heap_settle(heap, slab);
+    if (BW_NOTIFY_NEEDED(slab)) bw_heap_settle(heap, slab);
 }
 
 #if BW_QUARANTINE_SLOTS
@@ -212,8 +206,7 @@ void bw_quarantine_put(bw_heap_t *heap, void *block, bw_slab_t *slab) {
         heap->quarantine_bytes -= bw_block_size_of(victim);
     }
     heap->quarantine_bytes += slab->block_size;
-    if (victim)
-        bw_quarantine_release(heap, victim);
+    if (victim) bw_quarantine_release(heap, victim);
     while (heap->quarantine_bytes > BW_QUARANTINE_BYTES) {
         size_t i = bw_rng_below(&heap->rng, (uint32_t)heap->quarantine_count);
         victim = heap->quarantine[i];
@@ -330,13 +323,12 @@ static void bw_abandon_slab(bw_slab_t *slab) {
 void bw_heap_abandon(bw_heap_t *heap) {
     bw_quarantine_flush(heap);
     bw_heap_drain_remote(heap);
+    for (unsigned w = 0; w < BW_WAYS_TOTAL; w++) {
+        if (heap->ways[w] != &bw_sentinel_slab) bw_abandon_slab(heap->ways[w]);
+        heap->ways[w] = &bw_sentinel_slab;
+    }
     for (unsigned c = 1; c < BW_CLASS_COUNT; c++) {
         bw_bin_t *bin = &heap->bins[c];
-        for (unsigned w = 0; w < BW_WAYS_MAX; w++) {
-            if (bin->ways[w] != &bw_sentinel_slab)
-                bw_abandon_slab(bin->ways[w]);
-            bin->ways[w] = &bw_sentinel_slab;
-        }
         while (bin->avail) {
             bw_slab_t *slab = bin->avail;
             bin->avail = slab->next;
@@ -357,8 +349,7 @@ void bw_heap_abandon(bw_heap_t *heap) {
 
 static bw_slab_t *bw_heap_adopt(bw_heap_t *heap, unsigned size_class) {
     bw_slab_t *slab = bw_abandoned_pop(size_class);
-    if (!slab)
-        return NULL;
+    if (!slab) return NULL;
     slab->state = BW_SLAB_ACTIVE;
     slab->notify = BW_NOTIFY_NONE;
     atomic_store_explicit(&slab->owner, heap, memory_order_release);
@@ -379,17 +370,14 @@ void bw_heap_thread_exit(void *arg) {
  * heap can be had (address space exhausted). */
 bw_heap_t *bw_heap_get_or_create(void) {
     bw_heap_t *heap = bw_tls_heap;
-    if (bw_likely(heap != &bw_empty_heap))
-        return heap;
+    if (bw_likely(heap != &bw_empty_heap)) return heap;
     heap = bw_heap_pool_take();
-    if (!heap)
-        return NULL;
+    if (!heap) return NULL;
+    for (unsigned w = 0; w < BW_WAYS_TOTAL; w++) heap->ways[w] = &bw_sentinel_slab;
     for (unsigned c = 0; c < BW_CLASS_COUNT; c++) {
-        for (unsigned w = 0; w < BW_WAYS_MAX; w++)
-            heap->bins[c].ways[w] = &bw_sentinel_slab;
         heap->bins[c].avail = heap->bins[c].full = NULL;
-        heap->bins[c].active_ways = 1;
-        heap->bins[c].widened = 0;
+        heap->bins[c].way_base = BW_RANDOM_WAYS ? bw_class_way_base[c] : c;
+        heap->bins[c].way_count = BW_RANDOM_WAYS ? bw_class_ways[c] : 1;
     }
     heap->way_random = 0;
     heap->way_draws = 0;
@@ -407,8 +395,7 @@ bw_heap_t *bw_heap_get_or_create(void) {
     bw_tls_heap = heap;
     /* May allocate (a second-level key block for keys >= 32): our heap is
      * already in place, so the nested malloc succeeds. */
-    if (bw_thread_key_ok)
-        pthread_setspecific(bw_thread_key, heap);
+    if (bw_thread_key_ok) pthread_setspecific(bw_thread_key, heap);
     bw_heap_drain_remote(heap); /* stale entries from the heap's previous life */
     return heap;
 }
@@ -417,11 +404,11 @@ bw_heap_t *bw_heap_get_or_create(void) {
  * after collecting its remote frees, another of the bin's slabs, an
  * abandoned slab of the class, or a fresh slot. NULL when memory is
  * exhausted. */
-static bw_slab_t *bw_heap_install(bw_bin_t *bin, unsigned way, bw_slab_t *slab) {
+static bw_slab_t *bw_heap_install(bw_heap_t *heap, unsigned way, bw_slab_t *slab) {
     slab->notify = BW_NOTIFY_NONE;
     slab->idle = 0;
-    slab->way = (uint8_t)way;
-    bin->ways[way] = slab;
+    slab->way = (uint16_t)way;
+    heap->ways[way] = slab;
     return slab;
 }
 
@@ -431,35 +418,23 @@ static bw_slab_t *bw_heap_install(bw_bin_t *bin, unsigned way, bw_slab_t *slab) 
  * idle heap's memory returns to the segment pools and the purge. */
 static void bw_heap_age_ways(bw_heap_t *heap) {
     uint64_t now = bw_os_now_ms();
-    if (now - heap->last_age_ms < BW_PURGE_DELAY_MS)
-        return;
+    if (now - heap->last_age_ms < BW_PURGE_DELAY_MS) return;
     heap->last_age_ms = now;
     bw_quarantine_age(heap);
-    for (unsigned c = 1; c < BW_CLASS_COUNT; c++) {
-        bw_bin_t *bin = &heap->bins[c];
-        for (unsigned w = 0; w < bw_class_ways[c]; w++) {
-            bw_slab_t *slab = bin->ways[w];
-            if (slab == &bw_sentinel_slab)
-                continue;
+    for (unsigned w = 0; w < BW_WAYS_TOTAL; w++) {
+        {
+            bw_slab_t *slab = heap->ways[w];
+            if (slab == &bw_sentinel_slab) continue;
             if (slab->used != 0 || atomic_load_explicit(&slab->remote, memory_order_relaxed)) {
                 slab->idle = 0;
             } else if (!slab->idle) {
                 slab->idle = 1;
             } else {
                 slab->idle = 0;
-                bin->ways[w] = &bw_sentinel_slab;
+                heap->ways[w] = &bw_sentinel_slab;
                 bw_slab_slot_release(slab);
             }
         }
-#if BW_WAYS_MAX > 1
-        /* A class that no longer fills slabs narrows back; the slabs of the
-         * ways above active_ways are not chosen again and go once idle. */
-        if (!bin->widened && bin->active_ways > 1)
-            bin->active_ways /= 2;
-        bin->widened = 0;
-        while (bin->active_ways > 1 && bin->ways[bin->active_ways - 1] == &bw_sentinel_slab)
-            bin->active_ways--;
-#endif
     }
 }
 
@@ -467,63 +442,53 @@ static bw_slab_t *bw_heap_refill(bw_heap_t *heap, unsigned size_class, unsigned 
     bw_bin_t *bin = &heap->bins[size_class];
     bw_heap_drain_remote(heap);
 
-    bw_slab_t *slab = bin->ways[way];
+    bw_slab_t *slab = heap->ways[way];
     if (slab != &bw_sentinel_slab) {
         bw_slab_collect_remote(slab);
-        if (slab->free)
-            return slab;
-        bin->ways[way] = &bw_sentinel_slab;
+        if (slab->free) return slab;
+        heap->ways[way] = &bw_sentinel_slab;
         slab->notify = BW_NOTIFY_FULL;
         bw_list_push(&bin->full, slab);
-        /* The class fills whole slabs: spread it over one more way. */
-        if (bin->active_ways < bw_class_ways[size_class]) {
-            bin->active_ways++;
-            bin->widened = 1;
-        }
     }
     while ((slab = bin->avail)) {
         bw_list_remove(&bin->avail, slab);
         bw_slab_collect_remote(slab);
-        if (slab->free)
-            return bw_heap_install(bin, way, slab);
+        if (slab->free) return bw_heap_install(heap, way, slab);
         slab->notify = BW_NOTIFY_FULL;
         bw_list_push(&bin->full, slab);
     }
     for (int tries = 0; tries < 4 && (slab = bw_heap_adopt(heap, size_class)); tries++) {
-        if (slab->free)
-            return bw_heap_install(bin, way, slab);
+        if (slab->free) return bw_heap_install(heap, way, slab);
         slab->notify = BW_NOTIFY_FULL;
         bw_list_push(&bin->full, slab);
     }
     /* Periodically reclaim abandoned slabs of other classes that other
      * threads emptied, so thread churn cannot strand memory. */
-    if ((heap->slow_calls & 63) == 0)
-        bw_abandoned_sweep(16);
+    if ((heap->slow_calls & 63) == 0) bw_abandoned_sweep(16);
     unsigned node = bw_topology.current_node ? bw_topology.current_node() : heap->node;
     slab = bw_slab_slot_acquire(node);
-    if (!slab)
-        return NULL;
+    if (!slab) return NULL;
     bw_slab_format(slab, size_class, heap);
-    return bw_heap_install(bin, way, slab);
+    return bw_heap_install(heap, way, slab);
 }
 
 /* A block of the class from a random way, refilling it if needed. */
 static void *bw_heap_alloc_class(bw_heap_t *heap, unsigned size_class) {
-    unsigned way = 0;
+    const bw_bin_t *bin = &heap->bins[size_class];
+    unsigned way = bin->way_base;
     if ((++heap->slow_calls & 15) == 0)
         bw_heap_age_ways(heap); /* reads the (vDSO) clock once per 16 slow calls */
-#if BW_WAYS_MAX > 1
-    way = bw_rng_below(&heap->rng, heap->bins[size_class].active_ways);
-    if (heap->way_draws == 0) { /* refill the fast path's random bytes */
+#if BW_RANDOM_WAYS
+    way += bw_rng_below(&heap->rng, bin->way_count);
+    if (heap->way_draws == 0) { /* refill the fast path's random draws */
         heap->way_random = bw_rng_next(&heap->rng);
-        heap->way_draws = 8;
+        heap->way_draws = 4;
     }
 #endif
-    bw_slab_t *slab = heap->bins[size_class].ways[way];
+    bw_slab_t *slab = heap->ways[way];
     if (!slab->free) {
         slab = bw_heap_refill(heap, size_class, way);
-        if (bw_unlikely(!slab))
-            return NULL;
+        if (bw_unlikely(!slab)) return NULL;
     }
     return bw_slab_pop(slab);
 }
@@ -534,11 +499,9 @@ void *bw_malloc_slow(size_t size, bool zero) {
         errno = ENOMEM;
         return NULL;
     }
-    if (!bw_request_is_small(size))
-        return bw_large_alloc(size, 0, zero);
+    if (!bw_request_is_small(size)) return bw_large_alloc(size, 0, zero);
 #if BW_ZERO_SIZE_FAULTS
-    if (size == 0)
-        return bw_zero_alloc();
+    if (size == 0) return bw_zero_alloc();
 #endif
     bw_heap_t *heap = bw_heap_get_or_create();
     if (bw_unlikely(!heap)) {
@@ -550,8 +513,7 @@ void *bw_malloc_slow(size_t size, bool zero) {
         errno = ENOMEM;
         return NULL;
     }
-    if (zero && size > BW_KNOWN_ZERO_BYTES)
-        memset(block, 0, size);
+    if (zero && size > BW_KNOWN_ZERO_BYTES) memset(block, 0, size);
     return block;
 }
 
@@ -559,8 +521,7 @@ void *bw_malloc_slow(size_t size, bool zero) {
 void *bw_malloc_class(unsigned size_class);
 void *bw_malloc_class(unsigned size_class) {
     bw_heap_t *heap = bw_heap_get_or_create();
-    if (bw_unlikely(!heap))
-        return NULL;
+    if (bw_unlikely(!heap)) return NULL;
     return bw_heap_alloc_class(heap, size_class);
 }
 
@@ -574,18 +535,14 @@ size_t bw_heap_trim_current(void) {
          * abandoned slabs the sweep below can then release. */
         bw_quarantine_flush(heap);
         bw_heap_drain_remote(heap);
-        for (unsigned c = 1; c < BW_CLASS_COUNT; c++) {
-            bw_bin_t *bin = &heap->bins[c];
-            for (unsigned w = 0; w < BW_WAYS_MAX; w++) {
-                bw_slab_t *slab = bin->ways[w];
-                if (slab == &bw_sentinel_slab)
-                    continue;
-                bw_slab_collect_remote(slab);
-                if (slab->used == 0) {
-                    bin->ways[w] = &bw_sentinel_slab;
-                    bw_slab_slot_release(slab);
-                    released++;
-                }
+        for (unsigned w = 0; w < BW_WAYS_TOTAL; w++) {
+            bw_slab_t *slab = heap->ways[w];
+            if (slab == &bw_sentinel_slab) continue;
+            bw_slab_collect_remote(slab);
+            if (slab->used == 0) {
+                heap->ways[w] = &bw_sentinel_slab;
+                bw_slab_slot_release(slab);
+                released++;
             }
         }
     }

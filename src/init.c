@@ -62,8 +62,7 @@ static BW_NOINLINE bool bw_init_slow(void) {
 }
 
 bool bw_ensure_init(void) {
-    if (bw_likely(atomic_load_explicit(&bw_init_state, memory_order_acquire) == 2))
-        return true;
+    if (bw_likely(atomic_load_explicit(&bw_init_state, memory_order_acquire) == 2)) return true;
     return bw_init_slow();
 }
 

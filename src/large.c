@@ -18,17 +18,17 @@
 #include "bw_internal.h"
 
 typedef struct {
-    uintptr_t user;      /* 0 = empty slot */
-    uintptr_t map_base;  /* whole mapping, guards included */
+    uintptr_t user;     /* 0 = empty slot */
+    uintptr_t map_base; /* whole mapping, guards included */
     size_t map_size;
-    size_t requested;    /* size asked for (free_sized checks it) */
+    size_t requested; /* size asked for (free_sized checks it) */
 } bw_large_entry_t;
 
 typedef struct {
     uintptr_t map_base;
     size_t map_size;
     uint64_t freed_at_ms;
-    bool zeroed;         /* contents known to be zero (came out of quarantine) */
+    bool zeroed; /* contents known to be zero (came out of quarantine) */
 } bw_large_cached_t;
 
 /* Freed mappings made inaccessible, oldest first (invariant 4). */
@@ -48,7 +48,7 @@ void bw_large_init(void) {
  * bytes before the trailing guard, reserved at allocation and excluded from
  * the usable size (CONVENTIONS trap 10), so writing one byte past
  * malloc_usable_size() is caught at free. */
-#define BW_LARGE_CANARY (BW_CANARY && !BW_LARGE_RIGHT_ALIGN)
+#define BW_LARGE_CANARY       (BW_CANARY && !BW_LARGE_RIGHT_ALIGN)
 #define BW_LARGE_CANARY_BYTES (BW_LARGE_CANARY ? 8u : 0u)
 
 static uintptr_t bw_large_region_end(const bw_large_entry_t *e) {
@@ -82,13 +82,13 @@ static size_t bw_large_usable(const bw_large_entry_t *e) {
 /* Where the user part starts in a mapping: right after the leading guard, or
  * (BW_LARGE_RIGHT_ALIGN) as late as the alignment allows, so the block ends
  * at the trailing guard and a one-byte overflow faults. */
-static uintptr_t bw_large_place(uintptr_t map_base, size_t map_size, size_t size, size_t alignment) {
+static uintptr_t bw_large_place(uintptr_t map_base, size_t map_size, size_t size,
+                                size_t alignment) {
 #if BW_LARGE_RIGHT_ALIGN
     size_t align = alignment > 16 ? alignment : 16;
     uintptr_t end = map_base + map_size - BW_PAGE_SIZE;
     uintptr_t user = (end - (size ? size : 1)) & ~(uintptr_t)(align - 1);
-    if (user >= map_base + BW_PAGE_SIZE)
-        return user;
+    if (user >= map_base + BW_PAGE_SIZE) return user;
 #endif
     (void)size;
     (void)alignment;
@@ -97,8 +97,8 @@ static uintptr_t bw_large_place(uintptr_t map_base, size_t map_size, size_t size
 }
 
 static bw_lock_t bw_large_lock;
-static bw_large_entry_t *bw_table;   /* own mapping with guard pages */
-static size_t bw_table_capacity;     /* power of two */
+static bw_large_entry_t *bw_table; /* own mapping with guard pages */
+static size_t bw_table_capacity;   /* power of two */
 static size_t bw_table_count;
 static size_t bw_large_in_use_bytes;
 
@@ -123,8 +123,7 @@ static size_t bw_table_slot(uintptr_t user, size_t capacity) {
 static bw_large_entry_t *bw_table_map(size_t capacity) {
     size_t bytes = bw_page_round(capacity * sizeof(bw_large_entry_t));
     char *map = bw_os_map(bytes + 2 * BW_PAGE_SIZE);
-    if (!map)
-        return NULL;
+    if (!map) return NULL;
     if (!bw_os_guard(map, BW_PAGE_SIZE) || !bw_os_guard(map + BW_PAGE_SIZE + bytes, BW_PAGE_SIZE)) {
         bw_os_release(map, bytes + 2 * BW_PAGE_SIZE);
         return NULL;
@@ -139,36 +138,29 @@ static void bw_table_unmap(bw_large_entry_t *table, size_t capacity) {
 
 static void bw_table_put(bw_large_entry_t *table, size_t capacity, const bw_large_entry_t *e) {
     size_t i = bw_table_slot(e->user, capacity);
-    while (table[i].user)
-        i = (i + 1) & (capacity - 1);
+    while (table[i].user) i = (i + 1) & (capacity - 1);
     table[i] = *e;
 }
 
 /* Keeps the load factor at or below 1/2. Called with the lock held. */
 static bool bw_table_reserve_one(void) {
-    if ((bw_table_count + 1) * 2 <= bw_table_capacity)
-        return true;
+    if ((bw_table_count + 1) * 2 <= bw_table_capacity) return true;
     size_t capacity = bw_table_capacity ? bw_table_capacity * 2 : 1024;
     bw_large_entry_t *table = bw_table_map(capacity);
-    if (!table)
-        return false;
+    if (!table) return false;
     for (size_t i = 0; i < bw_table_capacity; i++)
-        if (bw_table[i].user)
-            bw_table_put(table, capacity, &bw_table[i]);
-    if (bw_table)
-        bw_table_unmap(bw_table, bw_table_capacity);
+        if (bw_table[i].user) bw_table_put(table, capacity, &bw_table[i]);
+    if (bw_table) bw_table_unmap(bw_table, bw_table_capacity);
     bw_table = table;
     bw_table_capacity = capacity;
     return true;
 }
 
 static bw_large_entry_t *bw_table_find(uintptr_t user) {
-    if (!bw_table_capacity)
-        return NULL;
+    if (!bw_table_capacity) return NULL;
     size_t i = bw_table_slot(user, bw_table_capacity);
     while (bw_table[i].user) {
-        if (bw_table[i].user == user)
-            return &bw_table[i];
+        if (bw_table[i].user == user) return &bw_table[i];
         i = (i + 1) & (bw_table_capacity - 1);
     }
     return NULL;
@@ -181,8 +173,7 @@ static void bw_table_erase(bw_large_entry_t *slot) {
     size_t i = hole;
     for (;;) {
         i = (i + 1) & mask;
-        if (!bw_table[i].user)
-            break;
+        if (!bw_table[i].user) break;
         size_t home = bw_table_slot(bw_table[i].user, bw_table_capacity);
         /* Move entry i into the hole unless its home lies cyclically in (hole, i]. */
         bool stays = hole <= i ? (home > hole && home <= i) : (home > hole || home <= i);
@@ -201,20 +192,16 @@ static void bw_table_erase(bw_large_entry_t *slot) {
 static bool bw_large_map(size_t user_bytes, size_t alignment, bw_large_entry_t *out) {
     size_t extra = alignment > BW_PAGE_SIZE ? alignment : 0;
     size_t total;
-    if (__builtin_add_overflow(user_bytes, 2 * BW_PAGE_SIZE + extra, &total))
-        return false;
+    if (__builtin_add_overflow(user_bytes, 2 * BW_PAGE_SIZE + extra, &total)) return false;
     char *map = bw_os_map(total);
-    if (!map)
-        return false;
+    if (!map) return false;
     uintptr_t user = (uintptr_t)map + BW_PAGE_SIZE;
     if (extra) {
         user = (user + alignment - 1) & ~(uintptr_t)(alignment - 1);
         uintptr_t base = user - BW_PAGE_SIZE;
         uintptr_t end = user + user_bytes + BW_PAGE_SIZE;
-        if (base > (uintptr_t)map)
-            bw_os_release(map, base - (uintptr_t)map);
-        if ((uintptr_t)map + total > end)
-            bw_os_release((void *)end, (uintptr_t)map + total - end);
+        if (base > (uintptr_t)map) bw_os_release(map, base - (uintptr_t)map);
+        if ((uintptr_t)map + total > end) bw_os_release((void *)end, (uintptr_t)map + total - end);
         map = (char *)base;
         total = end - base;
     }
@@ -239,11 +226,9 @@ static bool bw_cache_take(size_t user_bytes, size_t alignment, bw_large_entry_t 
         if (usable < user_bytes || usable - user_bytes > user_bytes / 4 ||
             (user & (alignment - 1)) != 0)
             continue;
-        if (best == (size_t)-1 || usable < bw_cache[best].map_size - 2 * BW_PAGE_SIZE)
-            best = i;
+        if (best == (size_t)-1 || usable < bw_cache[best].map_size - 2 * BW_PAGE_SIZE) best = i;
     }
-    if (best == (size_t)-1)
-        return false;
+    if (best == (size_t)-1) return false;
     out->map_base = bw_cache[best].map_base;
     out->map_size = bw_cache[best].map_size;
     out->user = out->map_base + BW_PAGE_SIZE;
@@ -255,8 +240,7 @@ static bool bw_cache_take(size_t user_bytes, size_t alignment, bw_large_entry_t 
 
 void *bw_large_alloc(size_t size, size_t alignment, bool zero) {
     size_t user_alignment = alignment;
-    if (alignment < BW_PAGE_SIZE)
-        alignment = BW_PAGE_SIZE;
+    if (alignment < BW_PAGE_SIZE) alignment = BW_PAGE_SIZE;
     if (size > PTRDIFF_MAX - 2 * BW_PAGE_SIZE - alignment) {
         errno = ENOMEM;
         return NULL;
@@ -300,8 +284,7 @@ void *bw_large_alloc(size_t size, size_t alignment, bool zero) {
 
 static bool bw_freed_recently(uintptr_t user) {
     for (size_t i = 0; i < BW_LARGE_FREED_HISTORY; i++)
-        if (bw_freed_history[i] == user)
-            return true;
+        if (bw_freed_history[i] == user) return true;
     return false;
 }
 
@@ -371,8 +354,7 @@ bool bw_large_free(void *ptr, size_t size, size_t alignment, const char *functio
     else
         bw_fifo_count++;
     bw_unlock(&bw_large_lock);
-    if (!have_oldest)
-        return true;
+    if (!have_oldest) return true;
     if (!bw_os_unguard((void *)(from_fifo.map_base + BW_PAGE_SIZE),
                        from_fifo.map_size - 2 * BW_PAGE_SIZE)) {
         bw_os_release((void *)from_fifo.map_base, from_fifo.map_size);
@@ -387,14 +369,12 @@ bool bw_large_free(void *ptr, size_t size, size_t alignment, const char *functio
     /* Cache the mapping; evict the oldest entry if the cache is full. */
     bw_large_cached_t evicted = {0, 0, 0, false};
     bool cached = false;
-    if (entry.map_size <= BW_LARGE_CACHE_BYTES / 4 &&
-        (entry.map_base & (BW_PAGE_SIZE - 1)) == 0) {
+    if (entry.map_size <= BW_LARGE_CACHE_BYTES / 4 && (entry.map_base & (BW_PAGE_SIZE - 1)) == 0) {
         if (bw_cache_count == BW_LARGE_CACHE_ENTRIES ||
             bw_cache_bytes + entry.map_size > BW_LARGE_CACHE_BYTES) {
             size_t oldest = 0;
             for (size_t i = 1; i < bw_cache_count; i++)
-                if (bw_cache[i].freed_at_ms < bw_cache[oldest].freed_at_ms)
-                    oldest = i;
+                if (bw_cache[i].freed_at_ms < bw_cache[oldest].freed_at_ms) oldest = i;
             if (bw_cache_count) {
                 evicted = bw_cache[oldest];
                 bw_cache_bytes -= evicted.map_size;
@@ -410,10 +390,8 @@ bool bw_large_free(void *ptr, size_t size, size_t alignment, const char *functio
         }
     }
     bw_unlock(&bw_large_lock);
-    if (evicted.map_size)
-        bw_os_release((void *)evicted.map_base, evicted.map_size);
-    if (!cached)
-        bw_os_release((void *)entry.map_base, entry.map_size);
+    if (evicted.map_size) bw_os_release((void *)evicted.map_base, evicted.map_size);
+    if (!cached) bw_os_release((void *)entry.map_base, entry.map_size);
     return true;
 }
 
@@ -422,8 +400,7 @@ size_t bw_large_usable_size(const void *ptr, const char *function) {
     uintptr_t user = (uintptr_t)ptr;
     bw_lock(&bw_large_lock);
     bw_large_entry_t *slot = bw_table_find(user);
-    if (!slot)
-        bw_large_bad_pointer(user, "use after free", "invalid pointer", function);
+    if (!slot) bw_large_bad_pointer(user, "use after free", "invalid pointer", function);
     size_t usable = bw_large_usable(slot);
     bw_unlock(&bw_large_lock);
     return usable;
@@ -435,8 +412,7 @@ void *bw_large_realloc(void *ptr, size_t size) {
     uintptr_t user = (uintptr_t)ptr;
     bw_lock(&bw_large_lock);
     bw_large_entry_t *slot = bw_table_find(user);
-    if (!slot)
-        bw_large_bad_pointer(user, "double free", "invalid free", "realloc");
+    if (!slot) bw_large_bad_pointer(user, "double free", "invalid free", "realloc");
     size_t usable = bw_large_usable(slot);
     void *result = NULL;
     if (size <= usable && size > usable / 2 && size > BW_SMALL_MAX) {

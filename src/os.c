@@ -42,23 +42,18 @@ void *bw_os_reserve(size_t size, size_t alignment, bool random_base) {
             uintptr_t hint = ((uintptr_t)1 << 40) + (uintptr_t)(r % ((uint64_t)63 << 40));
             hint &= ~(uintptr_t)(alignment - 1);
             void *p = mmap((void *)hint, size, PROT_NONE, flags | MAP_FIXED_NOREPLACE, -1, 0);
-            if (p == (void *)hint)
-                return p;
-            if (p != MAP_FAILED)
-                munmap(p, size); /* old kernel ignored MAP_FIXED_NOREPLACE */
+            if (p == (void *)hint) return p;
+            if (p != MAP_FAILED) munmap(p, size); /* old kernel ignored MAP_FIXED_NOREPLACE */
         }
     }
     /* Fallback: over-reserve and trim to the alignment. */
     size_t over = size + alignment;
     void *p = mmap(NULL, over, PROT_NONE, flags, -1, 0);
-    if (p == MAP_FAILED)
-        return NULL;
+    if (p == MAP_FAILED) return NULL;
     uintptr_t start = ((uintptr_t)p + alignment - 1) & ~(uintptr_t)(alignment - 1);
-    if (start > (uintptr_t)p)
-        munmap(p, start - (uintptr_t)p);
+    if (start > (uintptr_t)p) munmap(p, start - (uintptr_t)p);
     uintptr_t end = start + size;
-    if ((uintptr_t)p + over > end)
-        munmap((void *)end, (uintptr_t)p + over - end);
+    if ((uintptr_t)p + over > end) munmap((void *)end, (uintptr_t)p + over - end);
     return (void *)start;
 }
 
@@ -66,23 +61,19 @@ void *bw_os_reserve(size_t size, size_t alignment, bool random_base) {
  * protection merge into one VMA, so committing segments in address order
  * does not grow the mapping count. */
 bool bw_os_commit(void *addr, size_t size) {
-    if (mprotect(addr, size, PROT_READ | PROT_WRITE) == 0)
-        return true;
-    if (errno == ENOMEM)
-        return false;
+    if (mprotect(addr, size, PROT_READ | PROT_WRITE) == 0) return true;
+    if (errno == ENOMEM) return false;
     bw_fatal_os("mprotect", errno);
 }
 
 /* Give the pages back to the kernel but keep the range readable and
  * writable: it reads as zeros when touched again, and no VMA is split. */
 void bw_os_decommit(void *addr, size_t size) {
-    if (madvise(addr, size, MADV_DONTNEED) != 0 && errno != ENOMEM)
-        bw_fatal_os("madvise", errno);
+    if (madvise(addr, size, MADV_DONTNEED) != 0 && errno != ENOMEM) bw_fatal_os("madvise", errno);
 }
 
 void bw_os_release(void *addr, size_t size) {
-    if (munmap(addr, size) != 0)
-        bw_fatal_os("munmap", errno);
+    if (munmap(addr, size) != 0) bw_fatal_os("munmap", errno);
 }
 
 /* Make [addr, addr+size) fault on any access. MADV_GUARD_INSTALL (Linux
@@ -90,15 +81,11 @@ void bw_os_release(void *addr, size_t size) {
  * VMA; elsewhere mprotect(PROT_NONE) costs one or two VMAs. */
 bool bw_os_guard(void *addr, size_t size) {
     if (bw_guard_madvise_ok) {
-        if (madvise(addr, size, MADV_GUARD_INSTALL) == 0)
-            return true;
-        if (errno == ENOMEM || errno == EAGAIN)
-            return false;
+        if (madvise(addr, size, MADV_GUARD_INSTALL) == 0) return true;
+        if (errno == ENOMEM || errno == EAGAIN) return false;
     }
-    if (mprotect(addr, size, PROT_NONE) == 0)
-        return true;
-    if (errno == ENOMEM)
-        return false;
+    if (mprotect(addr, size, PROT_NONE) == 0) return true;
+    if (errno == ENOMEM) return false;
     bw_fatal_os("mprotect", errno);
 }
 
@@ -106,14 +93,12 @@ bool bw_os_guard(void *addr, size_t size) {
  * zeros (guard installation discarded its contents). */
 bool bw_os_unguard(void *addr, size_t size) {
     if (bw_guard_madvise_ok) {
-        if (madvise(addr, size, MADV_GUARD_REMOVE) == 0)
-            return true;
+        if (madvise(addr, size, MADV_GUARD_REMOVE) == 0) return true;
     } else if (mprotect(addr, size, PROT_READ | PROT_WRITE) == 0) {
         bw_os_decommit(addr, size);
         return true;
     }
-    if (errno == ENOMEM || errno == EAGAIN)
-        return false;
+    if (errno == ENOMEM || errno == EAGAIN) return false;
     bw_fatal_os("unguard", errno);
 }
 
@@ -130,8 +115,7 @@ void *bw_os_map(size_t size) {
 /* Prefer the given node for the range (raw syscall: no libnuma). PREFERRED,
  * not BIND, so a full node spills over instead of failing the allocation. */
 void bw_os_bind_node(void *addr, size_t size, unsigned node) {
-    if (bw_topology.node_count <= 1 || node >= BW_MAX_NUMA_NODES)
-        return;
+    if (bw_topology.node_count <= 1 || node >= BW_MAX_NUMA_NODES) return;
     unsigned long mask = 1ul << node;
     (void)syscall(SYS_mbind, addr, size, MPOL_PREFERRED, &mask, (unsigned long)BW_MAX_NUMA_NODES,
                   0u);
@@ -153,12 +137,10 @@ void bw_os_random(void *buf, size_t size) {
 unsigned bw_os_node_count_sysfs(void) {
     char text[256];
     int fd = open("/sys/devices/system/node/possible", O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return 1;
+    if (fd < 0) return 1;
     ssize_t n = read(fd, text, sizeof text - 1);
     close(fd);
-    if (n <= 0)
-        return 1;
+    if (n <= 0) return 1;
     text[n] = 0;
     unsigned highest = 0, value = 0;
     bool in_number = false;
@@ -168,8 +150,7 @@ unsigned bw_os_node_count_sysfs(void) {
             value = value * 10 + (unsigned)(c - '0');
             in_number = true;
         } else {
-            if (in_number && value > highest)
-                highest = value;
+            if (in_number && value > highest) highest = value;
             value = 0;
             in_number = false;
         }
@@ -180,8 +161,7 @@ unsigned bw_os_node_count_sysfs(void) {
 
 unsigned bw_os_current_node_getcpu(void) {
     unsigned cpu = 0, node = 0;
-    if (getcpu(&cpu, &node) != 0)
-        return 0;
+    if (getcpu(&cpu, &node) != 0) return 0;
     return node;
 }
 
@@ -189,8 +169,8 @@ unsigned bw_os_current_node_getcpu(void) {
 void bw_os_init(void) {
     bw_topology.node_count = bw_os_node_count_sysfs();
     bw_topology.current_node = bw_os_current_node_getcpu;
-    void *probe = mmap(NULL, 2 * BW_PAGE_SIZE, PROT_READ | PROT_WRITE,
-                       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    void *probe =
+        mmap(NULL, 2 * BW_PAGE_SIZE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (probe != MAP_FAILED) {
         bw_guard_madvise_ok = madvise(probe, BW_PAGE_SIZE, MADV_GUARD_INSTALL) == 0;
         munmap(probe, 2 * BW_PAGE_SIZE);

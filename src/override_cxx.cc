@@ -21,13 +21,11 @@ namespace {
 void *bw_new_impl(std::size_t size, std::size_t alignment, bool nothrow) {
     for (;;) {
         void *p = alignment > alignof(std::max_align_t) ? bw_alloc_aligned(alignment, size)
-                                                       : bw_malloc(size);
-        if (p)
-            return p;
+                                                        : bw_malloc(size);
+        if (p) return p;
         std::new_handler handler = std::get_new_handler();
         if (!handler) {
-            if (nothrow)
-                return nullptr;
+            if (nothrow) return nullptr;
             throw std::bad_alloc();
         }
         if (nothrow) {
@@ -48,10 +46,14 @@ void bw_delete_sized(void *p, std::size_t size, std::size_t alignment, const cha
     bw_free_checked(p, size, alignment, fn);
 }
 
-}  // namespace
+} // namespace
 
-BW_CXX_EXPORT void *operator new(std::size_t n) { return bw_new_impl(n, 0, false); }
-BW_CXX_EXPORT void *operator new[](std::size_t n) { return bw_new_impl(n, 0, false); }
+BW_CXX_EXPORT void *operator new(std::size_t n) {
+    return bw_new_impl(n, 0, false);
+}
+BW_CXX_EXPORT void *operator new[](std::size_t n) {
+    return bw_new_impl(n, 0, false);
+}
 BW_CXX_EXPORT void *operator new(std::size_t n, const std::nothrow_t &) noexcept {
     return bw_new_impl(n, 0, true);
 }
@@ -73,10 +75,18 @@ BW_CXX_EXPORT void *operator new[](std::size_t n, std::align_val_t a,
     return bw_new_impl(n, static_cast<std::size_t>(a), true);
 }
 
-BW_CXX_EXPORT void operator delete(void *p) noexcept { bw_free(p); }
-BW_CXX_EXPORT void operator delete[](void *p) noexcept { bw_free(p); }
-BW_CXX_EXPORT void operator delete(void *p, const std::nothrow_t &) noexcept { bw_free(p); }
-BW_CXX_EXPORT void operator delete[](void *p, const std::nothrow_t &) noexcept { bw_free(p); }
+BW_CXX_EXPORT void operator delete(void *p) noexcept {
+    bw_free(p);
+}
+BW_CXX_EXPORT void operator delete[](void *p) noexcept {
+    bw_free(p);
+}
+BW_CXX_EXPORT void operator delete(void *p, const std::nothrow_t &) noexcept {
+    bw_free(p);
+}
+BW_CXX_EXPORT void operator delete[](void *p, const std::nothrow_t &) noexcept {
+    bw_free(p);
+}
 BW_CXX_EXPORT void operator delete(void *p, std::size_t n) noexcept {
     bw_delete_sized(p, n, 0, "operator delete");
 }
@@ -92,8 +102,7 @@ BW_CXX_EXPORT void operator delete[](void *p, std::align_val_t a) noexcept {
 BW_CXX_EXPORT void operator delete(void *p, std::align_val_t a, const std::nothrow_t &) noexcept {
     bw_delete_sized(p, 0, static_cast<std::size_t>(a), "operator delete");
 }
-BW_CXX_EXPORT void operator delete[](void *p, std::align_val_t a,
-                                     const std::nothrow_t &) noexcept {
+BW_CXX_EXPORT void operator delete[](void *p, std::align_val_t a, const std::nothrow_t &) noexcept {
     bw_delete_sized(p, 0, static_cast<std::size_t>(a), "operator delete[]");
 }
 BW_CXX_EXPORT void operator delete(void *p, std::size_t n, std::align_val_t a) noexcept {

@@ -24,17 +24,13 @@ static uint64_t bw_fixed_seed;
 void bw_random_init(void) {
     /* Picks libsodium's SIMD ChaCha20 (4x faster than the portable code it
      * uses otherwise); allocates nothing, takes only libsodium's own lock. */
-    if (sodium_init() < 0)
-        bw_fatal_os("sodium_init", 0);
+    if (sodium_init() < 0) bw_fatal_os("sodium_init", 0);
 #if BW_SEED_FROM_ENV
-    if (getauxval(AT_SECURE))
-        return;
+    if (getauxval(AT_SECURE)) return;
     const char *text = getenv("BULWARK_SEED");
-    if (!text || !*text)
-        return;
+    if (!text || !*text) return;
     uint64_t seed = 0;
-    for (const char *c = text; *c >= '0' && *c <= '9'; c++)
-        seed = seed * 10 + (uint64_t)(*c - '0');
+    for (const char *c = text; *c >= '0' && *c <= '9'; c++) seed = seed * 10 + (uint64_t)(*c - '0');
     bw_fixed_seed = seed;
     bw_fixed_seed_set = true;
 #endif
@@ -61,8 +57,7 @@ void bw_rng_seed(bw_rng_t *rng, uint64_t stream) {
 
 uint64_t bw_rng_refill(bw_rng_t *rng) {
     unsigned generation = atomic_load_explicit(&bw_rng_generation, memory_order_relaxed);
-    if (rng->generation != generation)
-        bw_rng_seed(rng, rng->stream);
+    if (rng->generation != generation) bw_rng_seed(rng, rng->stream);
     unsigned char nonce[crypto_stream_chacha20_NONCEBYTES];
     memcpy(nonce, &rng->nonce, sizeof nonce);
     rng->nonce++;
@@ -72,10 +67,15 @@ uint64_t bw_rng_refill(bw_rng_t *rng) {
 }
 
 /* In the child after fork: every heap's key is stale; the calling thread's
- * buffered words are discarded so its next draw rekeys. */
+ * buffered randomness (keystream words, spare 16-bit draws and the fast
+ * path's way bytes) is discarded so that sibling children do not repeat the
+ * same choices. */
 void bw_random_fork_child(void) {
     atomic_fetch_add_explicit(&bw_rng_generation, 1, memory_order_relaxed);
     bw_heap_t *heap = bw_tls_heap;
-    if (heap != &bw_empty_heap)
+    if (heap != &bw_empty_heap) {
         heap->rng.pos = 32;
+        heap->rng.spare_count = 0;
+        heap->way_draws = 0;
+    }
 }

@@ -19,8 +19,7 @@ size_t bw_fmt_u64(char *out, uint64_t v) {
         tmp[n++] = (char)('0' + v % 10);
         v /= 10;
     } while (v);
-    for (size_t i = 0; i < n; i++)
-        out[i] = tmp[n - 1 - i];
+    for (size_t i = 0; i < n; i++) out[i] = tmp[n - 1 - i];
     return n;
 }
 
@@ -32,18 +31,15 @@ size_t bw_fmt_hex(char *out, uint64_t v) {
         tmp[n++] = digits[v & 15];
         v >>= 4;
     } while (v);
-    for (size_t i = 0; i < n; i++)
-        out[i] = tmp[n - 1 - i];
+    for (size_t i = 0; i < n; i++) out[i] = tmp[n - 1 - i];
     return n;
 }
 
 static void bw_write_all(int fd, const char *buf, size_t len) {
     while (len) {
         ssize_t w = write(fd, buf, len);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w <= 0)
-            return;
+        if (w < 0 && errno == EINTR) continue;
+        if (w <= 0) return;
         buf += w;
         len -= (size_t)w;
     }
@@ -54,8 +50,7 @@ void bw_write_str(int fd, const char *s) {
 }
 
 static size_t bw_append(char *buf, size_t at, size_t cap, const char *s) {
-    while (*s && at < cap)
-        buf[at++] = *s++;
+    while (*s && at < cap) buf[at++] = *s++;
     return at;
 }
 

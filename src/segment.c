@@ -21,29 +21,30 @@ bw_layout_t bw_layout;
 
 typedef struct {
     bw_lock_t lock;
-    bw_segment_t *partial;   /* segments with at least one free slot */
-    size_t dirty_slots;      /* free slots still committed */
+    bw_segment_t *partial; /* segments with at least one free slot */
+    size_t dirty_slots;    /* free slots still committed */
     uint64_t last_purge_ms;
 } bw_node_pool_t;
 
 static bw_node_pool_t bw_pools[BW_MAX_NUMA_NODES];
-static bw_lock_t bw_arena_lock;    /* guards bw_segments_carved */
-static size_t bw_segments_carved;  /* segments handed out so far, in address order */
+static bw_lock_t bw_arena_lock;   /* guards bw_segments_carved */
+static size_t bw_segments_carved; /* segments handed out so far, in address order */
 
 #define BW_SLAB_DESC_BYTES (BW_SLAB_COUNT * sizeof(bw_slab_t))
-#define BW_SEG_HEADER_BYTES (((size_t)BW_SEGMENT_COUNT * sizeof(bw_segment_t) + BW_PAGE_SIZE - 1) & ~(size_t)(BW_PAGE_SIZE - 1))
+#define BW_SEG_HEADER_BYTES                                                                        \
+    (((size_t)BW_SEGMENT_COUNT * sizeof(bw_segment_t) + BW_PAGE_SIZE - 1) &                        \
+     ~(size_t)(BW_PAGE_SIZE - 1))
 #define BW_BITMAP_BYTES_PER_SLAB (3 * BW_BITMAP_WORDS * sizeof(uint64_t))
-#define BW_BITMAP_BYTES (BW_SLAB_COUNT * BW_BITMAP_BYTES_PER_SLAB)
+#define BW_BITMAP_BYTES          (BW_SLAB_COUNT * BW_BITMAP_BYTES_PER_SLAB)
 
 static uintptr_t bw_meta_slab_descs, bw_meta_seg_headers, bw_meta_bitmaps;
 
 bool bw_segments_init(void) {
     const size_t guard = BW_PAGE_SIZE;
-    size_t meta_size = guard + BW_SLAB_DESC_BYTES + guard + BW_SEG_HEADER_BYTES + guard +
-                       BW_BITMAP_BYTES + guard;
+    size_t meta_size =
+        guard + BW_SLAB_DESC_BYTES + guard + BW_SEG_HEADER_BYTES + guard + BW_BITMAP_BYTES + guard;
     void *meta = bw_os_reserve(meta_size, BW_PAGE_SIZE, true);
-    if (!meta)
-        return false;
+    if (!meta) return false;
     void *arena = bw_os_reserve(BW_ARENA_SIZE, BW_SEGMENT_SIZE, true);
     if (!arena) {
         bw_os_release(meta, meta_size);
@@ -70,8 +71,7 @@ unsigned bw_pool_index_for_node(unsigned node) {
 static void bw_pool_push(bw_node_pool_t *pool, bw_segment_t *seg) {
     seg->prev = NULL;
     seg->next = pool->partial;
-    if (pool->partial)
-        pool->partial->prev = seg;
+    if (pool->partial) pool->partial->prev = seg;
     pool->partial = seg;
     seg->in_pool_list = 1;
 }
@@ -81,8 +81,7 @@ static void bw_pool_remove(bw_node_pool_t *pool, bw_segment_t *seg) {
         seg->prev->next = seg->next;
     else
         pool->partial = seg->next;
-    if (seg->next)
-        seg->next->prev = seg->prev;
+    if (seg->next) seg->next->prev = seg->prev;
     seg->next = seg->prev = NULL;
     seg->in_pool_list = 0;
 }
@@ -99,7 +98,8 @@ static bw_segment_t *bw_segment_carve(unsigned node) {
     size_t first_slab = index * BW_SLABS_PER_SEGMENT;
     void *descs = &bw_layout.slabs[first_slab];
     void *bitmaps = (char *)bw_meta_bitmaps + first_slab * BW_BITMAP_BYTES_PER_SLAB;
-    uintptr_t header_page = ((uintptr_t)&bw_layout.segments[index]) & ~(uintptr_t)(BW_PAGE_SIZE - 1);
+    uintptr_t header_page =
+        ((uintptr_t)&bw_layout.segments[index]) & ~(uintptr_t)(BW_PAGE_SIZE - 1);
     void *memory = (void *)(bw_layout.arena_base + (index << BW_SEGMENT_SHIFT));
     bool ok = bw_os_commit(descs, BW_SLABS_PER_SEGMENT * sizeof(bw_slab_t)) &&
               bw_os_commit(bitmaps, BW_SLABS_PER_SEGMENT * BW_BITMAP_BYTES_PER_SLAB) &&
@@ -123,8 +123,7 @@ static bw_segment_t *bw_segment_carve(unsigned node) {
      * MADV_DONTNEED. */
     for (unsigned i = 0; i < BW_SLABS_PER_SEGMENT; i++) {
         char *guard = (char *)memory + ((size_t)(i + 1) << BW_SLAB_SHIFT) - BW_PAGE_SIZE;
-        if (!bw_os_guard(guard, BW_PAGE_SIZE))
-            bw_fatal_os("guard page", 12);
+        if (!bw_os_guard(guard, BW_PAGE_SIZE)) bw_fatal_os("guard page", 12);
     }
 #endif
     bw_segment_t *seg = &bw_layout.segments[index];
@@ -164,8 +163,7 @@ bw_slab_t *bw_slab_slot_acquire(unsigned node) {
         seg->dirty_slots &= ~bit;
         pool->dirty_slots--;
     }
-    if (seg->free_slots == 0)
-        bw_pool_remove(pool, seg);
+    if (seg->free_slots == 0) bw_pool_remove(pool, seg);
     bw_unlock(&pool->lock);
     size_t seg_index = (size_t)(seg - bw_layout.segments);
     return &bw_layout.slabs[seg_index * BW_SLABS_PER_SEGMENT + slot];
@@ -198,10 +196,8 @@ void bw_slab_slot_release(bw_slab_t *slab) {
     seg->free_slots |= bit;
     seg->dirty_slots |= bit;
     pool->dirty_slots++;
-    if (!seg->in_pool_list)
-        bw_pool_push(pool, seg);
-    if (now - pool->last_purge_ms >= BW_PURGE_DELAY_MS)
-        bw_pool_purge_locked(pool, now, false);
+    if (!seg->in_pool_list) bw_pool_push(pool, seg);
+    if (now - pool->last_purge_ms >= BW_PURGE_DELAY_MS) bw_pool_purge_locked(pool, now, false);
     bw_unlock(&pool->lock);
 }
 
@@ -210,30 +206,25 @@ void bw_slab_slot_release(bw_slab_t *slab) {
 static size_t bw_pool_purge_locked(bw_node_pool_t *pool, uint64_t now, bool force) {
     size_t purged = 0;
     pool->last_purge_ms = now;
-    if (pool->dirty_slots == 0)
-        return 0;
+    if (pool->dirty_slots == 0) return 0;
     for (bw_segment_t *seg = pool->partial; seg; seg = seg->next) {
         uint64_t dirty = seg->dirty_slots;
-        if (!dirty)
-            continue;
+        if (!dirty) continue;
         size_t seg_index = (size_t)(seg - bw_layout.segments);
         bw_slab_t *first = &bw_layout.slabs[seg_index * BW_SLABS_PER_SEGMENT];
         uintptr_t seg_base = bw_layout.arena_base + (seg_index << BW_SEGMENT_SHIFT);
         uint64_t ready = 0;
         for (uint64_t d = dirty; d; d &= d - 1) {
             unsigned slot = (unsigned)__builtin_ctzll(d);
-            if (force || now - first[slot].freed_at_ms >= BW_PURGE_DELAY_MS)
-                ready |= 1ull << slot;
+            if (force || now - first[slot].freed_at_ms >= BW_PURGE_DELAY_MS) ready |= 1ull << slot;
         }
         while (ready) {
             unsigned start = (unsigned)__builtin_ctzll(ready);
             unsigned end = start;
-            while (end < 64 && (ready >> end) & 1)
-                end++;
+            while (end < 64 && (ready >> end) & 1) end++;
             bw_os_decommit((void *)(seg_base + ((uintptr_t)start << BW_SLAB_SHIFT)),
                            (size_t)(end - start) << BW_SLAB_SHIFT);
-            for (unsigned s = start; s < end; s++)
-                first[s].state = BW_SLAB_UNUSED;
+            for (unsigned s = start; s < end; s++) first[s].state = BW_SLAB_UNUSED;
             uint64_t run = (end == 64 ? ~0ull : ((1ull << end) - 1)) & ~((1ull << start) - 1);
             ready &= ~run;
             seg->dirty_slots &= ~run;
@@ -261,19 +252,16 @@ size_t bw_segments_in_use(void) {
 }
 
 void bw_segments_fork_prepare(void) {
-    for (unsigned i = 0; i < BW_MAX_NUMA_NODES; i++)
-        bw_lock(&bw_pools[i].lock);
+    for (unsigned i = 0; i < BW_MAX_NUMA_NODES; i++) bw_lock(&bw_pools[i].lock);
     bw_lock(&bw_arena_lock);
 }
 
 void bw_segments_fork_parent(void) {
     bw_unlock(&bw_arena_lock);
-    for (unsigned i = 0; i < BW_MAX_NUMA_NODES; i++)
-        bw_unlock(&bw_pools[i].lock);
+    for (unsigned i = 0; i < BW_MAX_NUMA_NODES; i++) bw_unlock(&bw_pools[i].lock);
 }
 
 void bw_segments_fork_child(void) {
     atomic_store(&bw_arena_lock.held, 0);
-    for (unsigned i = 0; i < BW_MAX_NUMA_NODES; i++)
-        atomic_store(&bw_pools[i].lock.held, 0);
+    for (unsigned i = 0; i < BW_MAX_NUMA_NODES; i++) atomic_store(&bw_pools[i].lock.held, 0);
 }

@@ -16,12 +16,11 @@
 /* Fisher-Yates shuffle of the block indices, so the free list hands blocks
  * out in a random order (invariant 3). The scratch array lives on the stack
  * of the slow path: 2 bytes per block, 7.5 KiB for the 16-byte class. */
-static void bw_slab_build_free_list(bw_slab_t *slab, bw_heap_t *owner, char *start,
-                                    uint32_t size, uint32_t count) {
+static void bw_slab_build_free_list(bw_slab_t *slab, bw_heap_t *owner, char *start, uint32_t size,
+                                    uint32_t count) {
 #if BW_RANDOM_FREELIST
     uint16_t order[BW_MAX_BLOCKS_PER_SLAB];
-    for (uint32_t i = 0; i < count; i++)
-        order[i] = (uint16_t)i;
+    for (uint32_t i = 0; i < count; i++) order[i] = (uint16_t)i;
     for (uint32_t i = count - 1; i > 0; i--) {
         uint32_t j = bw_rng_below(&owner->rng, i + 1);
         uint16_t t = order[i];
@@ -48,8 +47,7 @@ void bw_slab_format(bw_slab_t *slab, unsigned size_class, bw_heap_t *owner) {
 #if BW_ZERO_ON_FREE
     /* A reused slot that served another class still holds that class's old
      * links at other offsets; the write-after-free check needs zeros. */
-    if (slab->state == BW_SLAB_DIRTY && slab->block_size != size)
-        memset(start, 0, BW_SLAB_USABLE);
+    if (slab->state == BW_SLAB_DIRTY && slab->block_size != size) memset(start, 0, BW_SLAB_USABLE);
 #endif
     slab->size_class = (uint8_t)size_class;
     slab->block_size = size;
@@ -92,8 +90,7 @@ void bw_report_overflow(const void *block, const bw_slab_t *slab, const char *fu
 /* Owner side: move every block other threads freed onto the local free
  * list. Returns the number collected. */
 size_t bw_slab_collect_remote(bw_slab_t *slab) {
-    if (!atomic_load_explicit(&slab->remote, memory_order_relaxed))
-        return 0;
+    if (!atomic_load_explicit(&slab->remote, memory_order_relaxed)) return 0;
     void *list = atomic_exchange_explicit(&slab->remote, NULL, memory_order_acquire);
     size_t count = 0;
     while (list) {
@@ -153,8 +150,7 @@ void bw_slab_remote_push(bw_slab_t *slab, void *block) {
         bw_slab_t *top = atomic_load_explicit(&owner->remote_slabs, memory_order_relaxed);
         do {
             atomic_store_explicit(&slab->remote_next, top, memory_order_relaxed);
-        } while (!atomic_compare_exchange_weak_explicit(&owner->remote_slabs, &top, slab,
-                                                        memory_order_release,
-                                                        memory_order_relaxed));
+        } while (!atomic_compare_exchange_weak_explicit(
+            &owner->remote_slabs, &top, slab, memory_order_release, memory_order_relaxed));
     }
 }

@@ -13,14 +13,12 @@
 void bw_get_stats(struct bw_stats *out) {
     memset(out, 0, sizeof *out);
     out->numa_nodes = bw_topology.node_count;
-    if (atomic_load_explicit(&bw_init_state, memory_order_acquire) != 2)
-        return;
+    if (atomic_load_explicit(&bw_init_state, memory_order_acquire) != 2) return;
     size_t segments = bw_segments_in_use();
     out->segments_in_use = segments;
     for (size_t i = 0; i < segments * BW_SLABS_PER_SEGMENT; i++) {
         const bw_slab_t *slab = &bw_layout.slabs[i];
-        if (slab->state != BW_SLAB_ACTIVE && slab->state != BW_SLAB_ABANDONED)
-            continue;
+        if (slab->state != BW_SLAB_ACTIVE && slab->state != BW_SLAB_ABANDONED) continue;
         out->slabs_in_use++;
         out->small_committed_bytes += BW_SLAB_SIZE;
         out->small_in_use_bytes += (size_t)slab->used * slab->block_size;
@@ -63,8 +61,7 @@ void bw_malloc_stats(void) {
 }
 
 int bw_malloc_info(int options, FILE *stream) {
-    if (options != 0)
-        return -1; /* glibc: EINVAL for non-zero options */
+    if (options != 0) return -1; /* glibc: EINVAL for non-zero options */
     struct bw_stats s;
     bw_get_stats(&s);
     fprintf(stream,

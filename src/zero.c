@@ -11,9 +11,9 @@
 #include "bw_internal.h"
 
 #if BW_ZERO_SIZE_FAULTS
-#define BW_ZERO_SLOTS (1u << 20)
+#define BW_ZERO_SLOTS   (1u << 20)
 #define BW_ZERO_SPACING 16u
-#define BW_ZERO_WORDS (BW_ZERO_SLOTS / 64)
+#define BW_ZERO_WORDS   (BW_ZERO_SLOTS / 64)
 
 static bw_lock_t bw_zero_lock;
 static uintptr_t bw_zero_base;
@@ -23,8 +23,7 @@ bool bw_zero_init(void) {
     void *region = bw_os_reserve((size_t)BW_ZERO_SLOTS * BW_ZERO_SPACING, BW_PAGE_SIZE, true);
     size_t bitmap_bytes = BW_ZERO_WORDS * sizeof(uint64_t);
     char *bits = bw_os_map(bitmap_bytes + 2 * BW_PAGE_SIZE);
-    if (!region || !bits)
-        return false;
+    if (!region || !bits) return false;
     if (!bw_os_guard(bits, BW_PAGE_SIZE) ||
         !bw_os_guard(bits + BW_PAGE_SIZE + bitmap_bytes, BW_PAGE_SIZE))
         return false;
@@ -44,8 +43,7 @@ void *bw_zero_alloc(void) {
     for (uint32_t n = 0; n < BW_ZERO_WORDS; n++) {
         uint32_t w = (start + n) & (BW_ZERO_WORDS - 1);
         uint64_t free_bits = ~bw_zero_bits[w];
-        if (!free_bits)
-            continue;
+        if (!free_bits) continue;
         unsigned bit = (unsigned)__builtin_ctzll(free_bits);
         bw_zero_bits[w] |= 1ull << bit;
         bw_unlock(&bw_zero_lock);
@@ -60,22 +58,18 @@ void *bw_zero_alloc(void) {
 static void bw_zero_check(void *ptr, bool release, const char *freed_class,
                           const char *invalid_class, const char *function) {
     uintptr_t offset = (uintptr_t)ptr - bw_zero_base;
-    if (offset % BW_ZERO_SPACING)
-        bw_fatal(invalid_class, ptr, BW_INFO_CLASS, 0, function);
+    if (offset % BW_ZERO_SPACING) bw_fatal(invalid_class, ptr, BW_INFO_CLASS, 0, function);
     size_t slot = offset / BW_ZERO_SPACING;
     uint64_t bit = 1ull << (slot & 63);
     bw_lock(&bw_zero_lock);
     bool live = bw_zero_bits[slot >> 6] & bit;
-    if (live && release)
-        bw_zero_bits[slot >> 6] &= ~bit;
+    if (live && release) bw_zero_bits[slot >> 6] &= ~bit;
     bw_unlock(&bw_zero_lock);
-    if (!live)
-        bw_fatal(freed_class, ptr, BW_INFO_CLASS, 0, function);
+    if (!live) bw_fatal(freed_class, ptr, BW_INFO_CLASS, 0, function);
 }
 
 void bw_zero_free(void *ptr, size_t size, const char *function) {
-    if (size)
-        bw_fatal("free size mismatch", ptr, BW_INFO_CLASS, 0, function);
+    if (size) bw_fatal("free size mismatch", ptr, BW_INFO_CLASS, 0, function);
     bw_zero_check(ptr, true, "double free", "invalid free", function);
 }
 

@@ -507,8 +507,7 @@ static void test_free_sized_accepts_same_class(void **state) {
 #endif
     for (size_t i = 0; i < BW_TEST_CLASS_COUNT; i++) {
         size_t class_size = bw_test_class_size(i) - canary;
-        if (class_size < class_floor)
-            continue;
+        if (class_size < class_floor) continue;
         size_t middle = (class_floor + class_size) / 2;
         const size_t requests[] = {class_floor, middle, class_size};
         for (size_t r = 0; r < 3; r++) {
@@ -593,8 +592,7 @@ static void test_free_aligned_sized_accepts_same_class(void **state) {
 #endif
     for (size_t i = 0; i < BW_TEST_CLASS_COUNT; i++) {
         size_t class_size = bw_test_class_size(i) - canary;
-        if (class_size < class_floor)
-            continue;
+        if (class_size < class_floor) continue;
         void *p = aligned_alloc(16, class_size);
         assert_non_null(p);
         free_aligned_sized(p, 16, class_floor);

@@ -34,8 +34,8 @@
 #include "bulwark.h"
 #include "bw_test.h"
 
-#define KiB ((size_t)1 << 10)
-#define MiB ((size_t)1 << 20)
+#define KiB  ((size_t)1 << 10)
+#define MiB  ((size_t)1 << 20)
 #define PAGE ((uintptr_t)4096)
 
 static uint64_t now_ms(void) {
@@ -62,9 +62,9 @@ static void print_large_stats(const char *label) {
 
 /* ------------------------------------------------------------- cache */
 
-#define LOOP_COUNT 10000u
-#define LOOP_MIN (64 * KiB)
-#define LOOP_MAX (1 * MiB)
+#define LOOP_COUNT  10000u
+#define LOOP_MIN    (64 * KiB)
+#define LOOP_MAX    (1 * MiB)
 #define LOOP_WARMUP 1000u
 /* Mappings the loop may add over the start: the cache holds at most
  * BW_LARGE_CACHE_ENTRIES (16) mappings, plus the live one; a mapping per
@@ -95,10 +95,8 @@ static void cache_bounds_mappings(void **state) {
         free(p);
         if (i % 100 == 99) {
             size_t maps = bw_test_map_count();
-            if (maps > maps_max)
-                maps_max = maps;
-            if (i + 1 == LOOP_WARMUP)
-                maps_warm = maps;
+            if (maps > maps_max) maps_max = maps;
+            if (i + 1 == LOOP_WARMUP) maps_warm = maps;
         }
     }
     size_t maps_end = bw_test_map_count();
@@ -130,8 +128,8 @@ static void cache_bounds_mappings(void **state) {
 /* ------------------------------------------------------------- many live */
 
 #define LIVE_COUNT 200u
-#define LIVE_MIN (20 * KiB)
-#define LIVE_MAX (8 * MiB)
+#define LIVE_MIN   (20 * KiB)
+#define LIVE_MAX   (8 * MiB)
 
 typedef struct {
     unsigned char *ptr;
@@ -236,27 +234,24 @@ typedef enum { WRITE_AFTER_END, WRITE_BEFORE_START } guard_side_t;
 typedef struct {
     const char *name;
     size_t size;
-    size_t alignment;      /* 0: plain malloc */
-    size_t cached_size;    /* >0: malloc+free this size first so the block may come from the cache */
-    size_t realloc_from;   /* >0: malloc this size first, then realloc it to size */
-    bool alloc_in_parent;  /* allocate before fork; the child writes to the inherited block */
+    size_t alignment;     /* 0: plain malloc */
+    size_t cached_size;   /* >0: malloc+free this size first so the block may come from the cache */
+    size_t realloc_from;  /* >0: malloc this size first, then realloc it to size */
+    bool alloc_in_parent; /* allocate before fork; the child writes to the inherited block */
 } guard_case_t;
 
 static void *guard_case_alloc(const guard_case_t *c) {
     if (c->cached_size) {
         void *warm = malloc(c->cached_size);
-        if (warm == NULL)
-            return NULL;
+        if (warm == NULL) return NULL;
         memset(warm, 1, c->cached_size);
         free(warm);
     }
     if (c->realloc_from) {
         void *old = malloc(c->realloc_from);
-        if (old == NULL)
-            return NULL;
+        if (old == NULL) return NULL;
         void *p = realloc(old, c->size);
-        if (p == NULL)
-            free(old);
+        if (p == NULL) free(old);
         return p;
     }
     if (c->alignment) {
@@ -287,8 +282,7 @@ static __attribute__((noreturn)) void guard_child(const guard_case_t *c, void *i
     signal(SIGABRT, SIG_DFL);
 
     void *p = inherited ? inherited : guard_case_alloc(c);
-    if (p == NULL)
-        _exit(2);
+    if (p == NULL) _exit(2);
     memset(p, 0x5A, c->size); /* the block itself is writable up to its end */
     *guard_target(p, side) = 0x41;
     _exit(0); /* survived: no guard page */
@@ -301,15 +295,13 @@ static void run_guard_case(const guard_case_t *c, guard_side_t side) {
         assert_non_null(inherited);
     }
     pid_t pid = fork();
-    if (pid == 0)
-        guard_child(c, inherited, side);
+    if (pid == 0) guard_child(c, inherited, side);
     assert_true(pid > 0);
 
     int status = 0;
     uint64_t deadline = now_ms() + GUARD_CHILD_TIMEOUT_MS;
     pid_t done;
-    while ((done = waitpid(pid, &status, WNOHANG)) == 0 && now_ms() < deadline)
-        usleep(1000);
+    while ((done = waitpid(pid, &status, WNOHANG)) == 0 && now_ms() < deadline) usleep(1000);
     if (done == 0) {
         kill(pid, SIGKILL);
         waitpid(pid, &status, 0);
@@ -322,8 +314,8 @@ static void run_guard_case(const guard_case_t *c, guard_side_t side) {
         if (done != pid)
             print_message("guard %s, %s: child hung\n", c->name, where);
         else if (WIFSIGNALED(status))
-            print_message("guard %s, %s: child died of signal %d, expected SIGSEGV (%d)\n",
-                          c->name, where, WTERMSIG(status), SIGSEGV);
+            print_message("guard %s, %s: child died of signal %d, expected SIGSEGV (%d)\n", c->name,
+                          where, WTERMSIG(status), SIGSEGV);
         else
             print_message("guard %s, %s: child exited %d (0: the write did not fault, "
                           "2: allocation failed)\n",

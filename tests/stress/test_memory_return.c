@@ -29,16 +29,16 @@
 #include "bulwark.h"
 #include "bw_test.h"
 
-#define MiB ((size_t)1 << 20)
-#define RETURN_TOTAL (512 * MiB)      /* requested bytes, before class rounding */
-#define RETURN_MIN_SIZE 64u
-#define RETURN_MAX_SIZE 1024u
-#define RETURN_RSS_FULL (400 * MiB)   /* what the touched blocks must show as RSS */
-#define RETURN_RSS_EMPTY (64 * MiB)   /* what may remain after they are freed */
-#define PURGE_RETRY_MS 5000u          /* purge delay is 250 ms; allow for a busy box */
-#define GIB_BLOCK 64u
-#define GIB_COUNT ((size_t)16 << 20)  /* 16M x 64 B = 1 GiB */
-#define GIB_MAPS_MAX 200u
+#define MiB              ((size_t)1 << 20)
+#define RETURN_TOTAL     (512 * MiB) /* requested bytes, before class rounding */
+#define RETURN_MIN_SIZE  64u
+#define RETURN_MAX_SIZE  1024u
+#define RETURN_RSS_FULL  (400 * MiB) /* what the touched blocks must show as RSS */
+#define RETURN_RSS_EMPTY (64 * MiB)  /* what may remain after they are freed */
+#define PURGE_RETRY_MS   5000u       /* purge delay is 250 ms; allow for a busy box */
+#define GIB_BLOCK        64u
+#define GIB_COUNT        ((size_t)16 << 20) /* 16M x 64 B = 1 GiB */
+#define GIB_MAPS_MAX     200u
 
 static uint64_t now_ms(void) {
     struct timespec ts;
@@ -66,7 +66,8 @@ static size_t fill_heap(void **blocks, size_t capacity) {
     while (total < RETURN_TOTAL) {
         assert_true(count < capacity);
         rng = rng * 6364136223846793005ULL + 1442695040888963407ULL;
-        size_t size = RETURN_MIN_SIZE + (size_t)(rng >> 33) % (RETURN_MAX_SIZE - RETURN_MIN_SIZE + 1);
+        size_t size =
+            RETURN_MIN_SIZE + (size_t)(rng >> 33) % (RETURN_MAX_SIZE - RETURN_MIN_SIZE + 1);
         void *p = malloc(size);
         assert_non_null(p);
         memset(p, 0xA5, size);
@@ -77,8 +78,7 @@ static size_t fill_heap(void **blocks, size_t capacity) {
 }
 
 static void free_heap(void **blocks, size_t count) {
-    for (size_t i = 0; i < count; i++)
-        free(blocks[i]);
+    for (size_t i = 0; i < count; i++) free(blocks[i]);
 }
 
 static void print_rss(const char *label) {
@@ -124,8 +124,7 @@ static void churn_all_classes(void) {
             assert_non_null(held[i]);
             memset(held[i], 1, size < 64 ? size : 64);
         }
-        for (unsigned i = 0; i < PER_CLASS; i++)
-            free(held[i]);
+        for (unsigned i = 0; i < PER_CLASS; i++) free(held[i]);
     }
 }
 
@@ -150,8 +149,7 @@ static void purge_without_trim(void **state) {
         churn_all_classes();
         rounds++;
         rss = bw_test_rss_bytes();
-        if (rss < RETURN_RSS_EMPTY)
-            break;
+        if (rss < RETURN_RSS_EMPTY) break;
         usleep(50 * 1000);
     } while (now_ms() - start < PURGE_RETRY_MS);
     print_message("purge: rss %zu MiB after %u churn rounds, %llu ms\n", rss / MiB, rounds,

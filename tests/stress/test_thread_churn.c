@@ -27,30 +27,30 @@
 #include "bulwark.h"
 #include "bw_test.h"
 
-#define CHURN_THREADS 20000u
-#define CHURN_BATCH 4u            /* threads alive at once */
-#define CHURN_MAX_BATCH 8u
-#define CHURN_RACE_THREADS 8000u
-#define CHURN_SAMPLE_EVERY 1000u
-#define CHURN_SAMPLES (CHURN_THREADS / CHURN_SAMPLE_EVERY)
-#define CHURN_SMALL_BLOCKS 50u
-#define CHURN_SMALL_MIN 16u
-#define CHURN_SMALL_MAX 4096u
-#define CHURN_LARGE_SIZE (64u * 1024u)
-#define CHURN_LEFT_BEHIND 5u      /* blocks each thread leaves for later threads */
+#define CHURN_THREADS        20000u
+#define CHURN_BATCH          4u /* threads alive at once */
+#define CHURN_MAX_BATCH      8u
+#define CHURN_RACE_THREADS   8000u
+#define CHURN_SAMPLE_EVERY   1000u
+#define CHURN_SAMPLES        (CHURN_THREADS / CHURN_SAMPLE_EVERY)
+#define CHURN_SMALL_BLOCKS   50u
+#define CHURN_SMALL_MIN      16u
+#define CHURN_SMALL_MAX      4096u
+#define CHURN_LARGE_SIZE     (64u * 1024u)
+#define CHURN_LEFT_BEHIND    5u /* blocks each thread leaves for later threads */
 /* Blocks stay in the hand-over queue until this many are queued, so by the
  * time a block is freed its owner exited ~40 threads earlier. */
-#define CHURN_QUEUE_LAG 200u
+#define CHURN_QUEUE_LAG      200u
 #define CHURN_QUEUE_CAPACITY 1024u
 
 /* Bounds. Growth is measured between the 5,000-thread and the 20,000-thread
  * samples: by 5,000 everything is warmed up, so a per-thread leak of even one
  * slab would show as 15,000 slabs (~940 MiB) of growth. */
 #define CHURN_SEGMENT_GROWTH_SLACK 2u
-#define CHURN_SLAB_GROWTH_SLACK 64u
-#define CHURN_LARGE_GROWTH_SLACK (4u << 20)
-#define CHURN_RSS_GROWTH_SLACK (16u << 20)
-#define CHURN_FINAL_SEGMENTS_MAX 8u
+#define CHURN_SLAB_GROWTH_SLACK    64u
+#define CHURN_LARGE_GROWTH_SLACK   (4u << 20)
+#define CHURN_RSS_GROWTH_SLACK     (16u << 20)
+#define CHURN_FINAL_SEGMENTS_MAX   8u
 
 typedef struct {
     void *ptr;
@@ -115,8 +115,8 @@ static void *churn_thread(void *arg) {
     unsigned kept = 0;
     for (unsigned i = 0; i < CHURN_SMALL_BLOCKS + 1; i++) {
         bool keep_large = id % 10 == 0;
-        bool keep_this = i == CHURN_SMALL_BLOCKS ? keep_large
-                                                 : (i % 10 == 3 && (i < 40 || !keep_large));
+        bool keep_this =
+            i == CHURN_SMALL_BLOCKS ? keep_large : (i % 10 == 3 && (i < 40 || !keep_large));
         if (keep_this && kept < CHURN_LEFT_BEHIND)
             keep[kept++] = blocks[i];
         else
@@ -138,12 +138,10 @@ static void *churn_thread(void *arg) {
         keep[i].ptr = NULL;
     }
     pthread_mutex_unlock(&handover.lock);
-    for (unsigned i = 0; i < taken; i++)
-        churn_block_free(&inherited[i]);
+    for (unsigned i = 0; i < taken; i++) churn_block_free(&inherited[i]);
     atomic_fetch_add(&cross_thread_frees, taken);
     for (unsigned i = 0; i < kept; i++) /* only if the queue was full */
-        if (keep[i].ptr != NULL)
-            churn_block_free(&keep[i]);
+        if (keep[i].ptr != NULL) churn_block_free(&keep[i]);
     return NULL;
 }
 
@@ -173,8 +171,8 @@ static void print_sample(const churn_sample_t *s) {
  * CHURN_SAMPLE_EVERY threads into samples[1..]; then the main thread frees
  * whatever is still queued (blocks of long-gone threads), so that no block of
  * the run is live, and samples into *drained. Returns the time taken in ms. */
-static long run_churn(unsigned thread_count, unsigned batch, unsigned lag,
-                      churn_sample_t *samples, churn_sample_t *drained) {
+static long run_churn(unsigned thread_count, unsigned batch, unsigned lag, churn_sample_t *samples,
+                      churn_sample_t *drained) {
     struct timespec t0, t1;
     pthread_t threads[CHURN_MAX_BATCH];
 
@@ -189,11 +187,9 @@ static long run_churn(unsigned thread_count, unsigned batch, unsigned lag,
             assert_int_equal(
                 pthread_create(&threads[i], NULL, churn_thread, (void *)(uintptr_t)(started + i)),
                 0);
-        for (unsigned i = 0; i < batch; i++)
-            assert_int_equal(pthread_join(threads[i], NULL), 0);
+        for (unsigned i = 0; i < batch; i++) assert_int_equal(pthread_join(threads[i], NULL), 0);
         unsigned done = started + batch;
-        if (done % CHURN_SAMPLE_EVERY == 0)
-            take_sample(&samples[done / CHURN_SAMPLE_EVERY], done);
+        if (done % CHURN_SAMPLE_EVERY == 0) take_sample(&samples[done / CHURN_SAMPLE_EVERY], done);
     }
     while (handover.count > 0) {
         churn_block_free(&handover.items[handover.head]);
@@ -203,8 +199,7 @@ static long run_churn(unsigned thread_count, unsigned batch, unsigned lag,
     take_sample(drained, thread_count);
     clock_gettime(CLOCK_MONOTONIC, &t1);
 
-    for (unsigned i = 0; i <= thread_count / CHURN_SAMPLE_EVERY; i++)
-        print_sample(&samples[i]);
+    for (unsigned i = 0; i <= thread_count / CHURN_SAMPLE_EVERY; i++) print_sample(&samples[i]);
     print_message("after draining the hand-over queue:\n");
     print_sample(drained);
     long ms = (long)((t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000);

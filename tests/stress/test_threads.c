@@ -93,12 +93,12 @@ static bool aligned16(const void *p) {
 
 /* ------------------------------------------------------------- random ops */
 
-#define OPS_THREADS 4
-#define OPS_PER_THREAD 200000
-#define OPS_SLOTS 512                  /* live blocks per thread at most */
-#define OPS_SMALL_MAX 2048
-#define OPS_LARGE_MAX (256u * 1024u)
-#define OPS_LARGE_ONE_IN 200           /* share of large requests */
+#define OPS_THREADS      4
+#define OPS_PER_THREAD   200000
+#define OPS_SLOTS        512 /* live blocks per thread at most */
+#define OPS_SMALL_MAX    2048
+#define OPS_LARGE_MAX    (256u * 1024u)
+#define OPS_LARGE_ONE_IN 200 /* share of large requests */
 
 typedef struct {
     unsigned char *ptr;
@@ -148,8 +148,7 @@ static void live_block_realloc(live_block_t *slot, rng_t *rng) {
     if (!aligned16(q) || malloc_usable_size(q) < new_size)
         worker_fail("realloc: misaligned or short block", q, new_size);
     size_t kept = slot->size < new_size ? slot->size : new_size;
-    if (!bw_check(q, kept, slot->seed))
-        worker_fail("realloc lost the contents", q, kept);
+    if (!bw_check(q, kept, slot->seed)) worker_fail("realloc lost the contents", q, kept);
     bw_fill(q, new_size, slot->seed);
     slot->ptr = q;
     slot->size = new_size;
@@ -172,8 +171,7 @@ static void *random_ops_thread(void *arg) {
             live_block_free(slot);
     }
     for (unsigned i = 0; i < OPS_SLOTS; i++)
-        if (slots[i].ptr != NULL)
-            live_block_free(&slots[i]);
+        if (slots[i].ptr != NULL) live_block_free(&slots[i]);
     free(slots);
     return NULL;
 }
@@ -198,17 +196,14 @@ static void run_random_ops(bool with_trimmer) {
     atomic_store(&worker_failures, 0);
     atomic_store(&trimmer_stop, false);
     atomic_store(&trims_done, 0);
-    if (with_trimmer)
-        assert_int_equal(pthread_create(&trimmer, NULL, trimmer_thread, NULL), 0);
+    if (with_trimmer) assert_int_equal(pthread_create(&trimmer, NULL, trimmer_thread, NULL), 0);
     for (uintptr_t i = 0; i < OPS_THREADS; i++)
         assert_int_equal(
             pthread_create(&threads[i], NULL, random_ops_thread, (void *)(i + with_trimmer * 100)),
             0);
-    for (unsigned i = 0; i < OPS_THREADS; i++)
-        assert_int_equal(pthread_join(threads[i], NULL), 0);
+    for (unsigned i = 0; i < OPS_THREADS; i++) assert_int_equal(pthread_join(threads[i], NULL), 0);
     atomic_store(&trimmer_stop, true);
-    if (with_trimmer)
-        assert_int_equal(pthread_join(trimmer, NULL), 0);
+    if (with_trimmer) assert_int_equal(pthread_join(trimmer, NULL), 0);
     print_message("random_ops: %d threads x %d ops in %llu ms", OPS_THREADS, OPS_PER_THREAD,
                   (unsigned long long)(now_ms() - start));
     if (with_trimmer)
@@ -228,16 +223,16 @@ static void random_ops_with_trim(void **state) {
 
 /* ------------------------------------------------------------- producer/consumer */
 
-#define PC_BLOCKS 1000000u
-#define PC_QUEUE 4096u /* power of two: index by mask */
-#define PC_MIN_SIZE 8u
-#define PC_MAX_SIZE 512u
+#define PC_BLOCKS                1000000u
+#define PC_QUEUE                 4096u /* power of two: index by mask */
+#define PC_MIN_SIZE              8u
+#define PC_MAX_SIZE              512u
 /* Slabs that may legitimately stay in use after the run: blocks parked in a
  * quarantine, partly used current slabs of the two exited heaps (one per size
  * class each). 64 slabs = 4 MiB, against 1,000,000 blocks (~250 MiB) that
  * passed through; a slab leak from remote frees would show thousands. */
 #define PC_SLAB_SLACK_AFTER_TRIM 64u
-#define PC_SLAB_SLACK 256u
+#define PC_SLAB_SLACK            256u
 
 typedef struct {
     void *ptr;
@@ -282,12 +277,10 @@ static void *consumer_thread(void *arg) {
     for (size_t n = 0; n < PC_BLOCKS; n++) {
         size_t head = atomic_load_explicit(&pc_head, memory_order_relaxed);
         unsigned spins = 0;
-        while (atomic_load_explicit(&pc_tail, memory_order_acquire) == head)
-            pc_wait(&spins);
+        while (atomic_load_explicit(&pc_tail, memory_order_acquire) == head) pc_wait(&spins);
         pc_item_t item = pc_ring[head & (PC_QUEUE - 1)];
         atomic_store_explicit(&pc_head, head + 1, memory_order_release);
-        if (item.ptr == NULL)
-            continue;
+        if (item.ptr == NULL) continue;
         if (!bw_check(item.ptr, item.size, item.seed))
             worker_fail("consumer: pattern damaged", item.ptr, item.size);
         free(item.ptr);
@@ -331,11 +324,11 @@ static void producer_consumer(void **state) {
 
 /* ------------------------------------------------------------- fork */
 
-#define FORK_HAMMER_THREADS 4
-#define FORK_COUNT 50
+#define FORK_HAMMER_THREADS   4
+#define FORK_COUNT            50
 #define FORK_CHILD_TIMEOUT_MS 20000u
-#define FORK_INHERITED 8
-#define CHILD_LARGE (1u << 20)
+#define FORK_INHERITED        8
+#define CHILD_LARGE           (1u << 20)
 
 static atomic_bool hammer_stop;
 /* Set while a child runs: what matters is that the hammers are busy at the
@@ -361,8 +354,8 @@ static void *hammer_thread(void *arg) {
             continue;
         }
         /* mostly small, 1 in 64 large so the large cache's lock is hit too */
-        size_t size = rng_below(&rng, 64) == 0 ? 20000 + rng_below(&rng, 500000)
-                                               : 1 + rng_below(&rng, 4096);
+        size_t size =
+            rng_below(&rng, 64) == 0 ? 20000 + rng_below(&rng, 500000) : 1 + rng_below(&rng, 4096);
         slot->ptr = malloc(size);
         if (slot->ptr == NULL) {
             worker_fail("hammer: malloc returned NULL", NULL, size);
@@ -374,27 +367,24 @@ static void *hammer_thread(void *arg) {
         atomic_fetch_add_explicit(&hammer_rounds, 1, memory_order_relaxed);
     }
     for (unsigned i = 0; i < LIVE; i++)
-        if (live[i].ptr != NULL)
-            live_block_free(&live[i]);
+        if (live[i].ptr != NULL) live_block_free(&live[i]);
     return NULL;
 }
 
 enum child_status {
     CHILD_OK = 0,
-    CHILD_NULL = 2,          /* an allocation failed */
-    CHILD_CORRUPT = 3,       /* a pattern did not survive */
-    CHILD_THREAD = 4,        /* could not start or run a thread */
+    CHILD_NULL = 2,    /* an allocation failed */
+    CHILD_CORRUPT = 3, /* a pattern did not survive */
+    CHILD_THREAD = 4,  /* could not start or run a thread */
 };
 
 static void *child_thread(void *arg) {
     for (unsigned i = 0; i < 200; i++) {
         size_t size = 16u + (i * 97u) % 3000u;
         void *p = malloc(size);
-        if (p == NULL)
-            return (void *)1;
+        if (p == NULL) return (void *)1;
         bw_fill(p, size, i);
-        if (!bw_check(p, size, i))
-            return (void *)1;
+        if (!bw_check(p, size, i)) return (void *)1;
         free(p);
     }
     return NULL;
@@ -408,30 +398,25 @@ static int child_work(live_block_t *inherited, unsigned inherited_count) {
     static live_block_t blocks[COUNT]; /* static: fork copied it; no stack blow-up */
 
     for (unsigned i = 0; i < inherited_count; i++) {
-        if (!bw_check(inherited[i].ptr, inherited[i].size, inherited[i].seed))
-            return CHILD_CORRUPT;
+        if (!bw_check(inherited[i].ptr, inherited[i].size, inherited[i].seed)) return CHILD_CORRUPT;
         free(inherited[i].ptr);
     }
     for (unsigned i = 0; i < COUNT; i++) {
         size_t size = sizes[i % (sizeof(sizes) / sizeof(sizes[0]))];
         blocks[i].ptr = malloc(size);
-        if (blocks[i].ptr == NULL)
-            return CHILD_NULL;
+        if (blocks[i].ptr == NULL) return CHILD_NULL;
         blocks[i].size = size;
         blocks[i].seed = i * 31u + 7u;
         bw_fill(blocks[i].ptr, size, blocks[i].seed);
     }
     void *large = malloc(CHILD_LARGE);
-    if (large == NULL)
-        return CHILD_NULL;
+    if (large == NULL) return CHILD_NULL;
     bw_fill(large, CHILD_LARGE, 99);
     for (unsigned i = 0; i < COUNT; i++) {
-        if (!bw_check(blocks[i].ptr, blocks[i].size, blocks[i].seed))
-            return CHILD_CORRUPT;
+        if (!bw_check(blocks[i].ptr, blocks[i].size, blocks[i].seed)) return CHILD_CORRUPT;
         free(blocks[i].ptr);
     }
-    if (!bw_check(large, CHILD_LARGE, 99))
-        return CHILD_CORRUPT;
+    if (!bw_check(large, CHILD_LARGE, 99)) return CHILD_CORRUPT;
     free(large);
 
     /* A new thread needs a fresh heap: the heap pool's lock must be usable. */
@@ -450,10 +435,8 @@ static int wait_child_with_timeout(pid_t pid, unsigned timeout_ms) {
     int status = 0;
     for (;;) {
         pid_t done = waitpid(pid, &status, WNOHANG);
-        if (done == pid)
-            return status;
-        if (done < 0 && errno != EINTR)
-            return -2;
+        if (done == pid) return status;
+        if (done < 0 && errno != EINTR) return -2;
         if (now_ms() >= deadline) {
             kill(pid, SIGKILL);
             waitpid(pid, &status, 0);
@@ -466,7 +449,8 @@ static int wait_child_with_timeout(pid_t pid, unsigned timeout_ms) {
 static void fork_while_threads_allocate(void **state) {
     pthread_t threads[FORK_HAMMER_THREADS];
     live_block_t inherited[FORK_INHERITED];
-    static const size_t inherited_sizes[FORK_INHERITED] = {8, 64, 200, 1024, 4000, 16384, 40000, 1u << 20};
+    static const size_t inherited_sizes[FORK_INHERITED] = {8,    64,    200,   1024,
+                                                           4000, 16384, 40000, 1u << 20};
     int failed_status = 0, failed_at = -1;
     uint64_t start = now_ms(), slowest_child_ms = 0;
 
@@ -488,8 +472,7 @@ static void fork_while_threads_allocate(void **state) {
         usleep(2000); /* let the hammers get deep into their loops */
         uint64_t forked_at = now_ms();
         pid_t pid = fork();
-        if (pid == 0)
-            _exit(child_work(inherited, FORK_INHERITED));
+        if (pid == 0) _exit(child_work(inherited, FORK_INHERITED));
         atomic_store(&hammer_pause, true);
         if (pid < 0) {
             failed_status = -3;
@@ -498,8 +481,7 @@ static void fork_while_threads_allocate(void **state) {
         }
         int status = wait_child_with_timeout(pid, FORK_CHILD_TIMEOUT_MS);
         uint64_t took = now_ms() - forked_at;
-        if (took > slowest_child_ms)
-            slowest_child_ms = took;
+        if (took > slowest_child_ms) slowest_child_ms = took;
         if (status < 0 || !WIFEXITED(status) || WEXITSTATUS(status) != 0) {
             failed_status = status;
             failed_at = n;
@@ -526,7 +508,8 @@ static void fork_while_threads_allocate(void **state) {
         else if (failed_status < 0)
             print_message("fork %d: fork/waitpid failed: %s\n", failed_at, strerror(errno));
         else if (WIFSIGNALED(failed_status))
-            print_message("fork %d: child killed by signal %d\n", failed_at, WTERMSIG(failed_status));
+            print_message("fork %d: child killed by signal %d\n", failed_at,
+                          WTERMSIG(failed_status));
         else
             print_message("fork %d: child exit status %d (2 NULL, 3 corrupt, 4 thread)\n",
                           failed_at, WEXITSTATUS(failed_status));

@@ -39,8 +39,7 @@ static void test_200k_small_objects_few_mappings(void **state) {
                   "(RSS %zu MiB)\n",
                   BW_PROFILE_NAME, before, during, bw_test_rss_bytes() >> 20);
     assert_true(during < 1000);
-    for (size_t i = 0; i < SMALL_LIVE; i++)
-        free(live[i]);
+    for (size_t i = 0; i < SMALL_LIVE; i++) free(live[i]);
     munmap(live, SMALL_LIVE * sizeof(void *));
 }
 
@@ -57,13 +56,11 @@ static void test_2000_large_objects_no_guard_mappings(void **state) {
                   BW_PROFILE_NAME, during, before);
     /* Without MADV_GUARD_INSTALL each block would cost 3 mappings. */
     assert_true(during < before + LARGE_LIVE + 100);
-    for (size_t i = 0; i < LARGE_LIVE; i++)
-        free(live[i]);
+    for (size_t i = 0; i < LARGE_LIVE; i++) free(live[i]);
 }
 
 int main(void) {
-    if (!bw_is_bulwark_loaded())
-        return 1;
+    if (!bw_is_bulwark_loaded()) return 1;
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_200k_small_objects_few_mappings),
         cmocka_unit_test(test_2000_large_objects_no_guard_mappings),

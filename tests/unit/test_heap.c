@@ -56,8 +56,7 @@ static void test_abandon_then_adopt(void **state) {
     /* the new thread adopted an abandoned slab instead of carving a new one */
     bool adopted = false;
     for (int i = 0; i < LEFT; i++)
-        if (slab_of(fresh) == slab_of(left_behind[i]))
-            adopted = true;
+        if (slab_of(fresh) == slab_of(left_behind[i])) adopted = true;
     assert_true(adopted);
     free(fresh);
     bw_malloc_trim(0);
@@ -71,8 +70,7 @@ static void *many[MANY];
 
 static void *free_many(void *arg) {
     size_t count = *(size_t *)arg;
-    for (size_t i = 0; i < count; i++)
-        free(many[i]);
+    for (size_t i = 0; i < count; i++) free(many[i]);
     return NULL;
 }
 
@@ -83,8 +81,7 @@ static void test_remote_free_into_full_slab(void **state) {
     size_t count = 0;
     many[count++] = malloc(4000);
     bw_slab_t *first = slab_of(many[0]);
-    while (first->notify != BW_NOTIFY_FULL && count < MANY)
-        many[count++] = malloc(4000);
+    while (first->notify != BW_NOTIFY_FULL && count < MANY) many[count++] = malloc(4000);
     assert_int_equal(first->notify, BW_NOTIFY_FULL);
     pthread_t t;
     pthread_create(&t, NULL, free_many, &count);
@@ -98,8 +95,7 @@ static void test_remote_free_into_full_slab(void **state) {
         reused = slab_of(many[again]) == first;
     }
     assert_true(reused);
-    for (size_t i = 0; i < again; i++)
-        free(many[i]);
+    for (size_t i = 0; i < again; i++) free(many[i]);
 }
 
 static void *touch_heap(void *arg) {

@@ -25,25 +25,21 @@ static void test_table_growth_and_erase(void **state) {
         assert_non_null(blocks[i]);
         *(int *)blocks[i] = i;
     }
-    for (int i = 0; i < N; i++)
-        assert_true(bw_large_usable_size(blocks[i], "test") >= 20000);
+    for (int i = 0; i < N; i++) assert_true(bw_large_usable_size(blocks[i], "test") >= 20000);
     /* free in a scrambled order to exercise backward-shift deletion */
     for (int k = 0; k < N; k++) {
         int i = (int)(((unsigned)k * 2654435761u) % N);
-        if (!blocks[i])
-            continue;
+        if (!blocks[i]) continue;
         assert_int_equal(*(int *)blocks[i], i);
         assert_true(bw_large_free(blocks[i], 0, 0, "test"));
         blocks[i] = NULL;
         /* every other live block is still found */
         if (k % 500 == 0)
             for (int j = 0; j < N; j++)
-                if (blocks[j])
-                    assert_true(bw_large_usable_size(blocks[j], "test") >= 20000);
+                if (blocks[j]) assert_true(bw_large_usable_size(blocks[j], "test") >= 20000);
     }
     for (int i = 0; i < N; i++)
-        if (blocks[i])
-            assert_true(bw_large_free(blocks[i], 0, 0, "test"));
+        if (blocks[i]) assert_true(bw_large_free(blocks[i], 0, 0, "test"));
 }
 
 static void test_unknown_pointer_is_not_freed(void **state) {
@@ -57,8 +53,7 @@ static void test_cache_reuses_mappings(void **state) {
     bw_large_trim();
     /* Warm up past the large quarantine (BW_LARGE_QUARANTINE parked
      * mappings) so that what follows only reuses. */
-    for (int i = 0; i < 200; i++)
-        free(malloc(200 * 1024 + (size_t)(i % 8) * 4096));
+    for (int i = 0; i < 200; i++) free(malloc(200 * 1024 + (size_t)(i % 8) * 4096));
     size_t maps = bw_test_map_count();
     for (int i = 0; i < 2000; i++) {
         void *p = malloc(200 * 1024 + (size_t)(i % 8) * 4096);
@@ -89,16 +84,14 @@ static void test_guard_pages_cost_no_vma(void **state) {
     enum { N = 200 };
     void *blocks[N];
     size_t before = bw_test_map_count();
-    for (int i = 0; i < N; i++)
-        blocks[i] = bw_large_alloc(64 * 1024, 0, false);
+    for (int i = 0; i < N; i++) blocks[i] = bw_large_alloc(64 * 1024, 0, false);
     size_t after = bw_test_map_count();
     long added = (long)after - (long)before; /* parked mappings may merge: can be < 0 */
     print_message("200 large blocks: %ld new mappings (guard by madvise: %d)\n", added,
                   bw_os_has_guard_madvise());
     if (bw_os_has_guard_madvise())
         assert_true(added <= N + 2); /* one VMA each at most, no guard VMAs */
-    for (int i = 0; i < N; i++)
-        bw_large_free(blocks[i], 0, 0, "test");
+    for (int i = 0; i < N; i++) bw_large_free(blocks[i], 0, 0, "test");
 }
 
 int main(void) {

@@ -58,8 +58,7 @@ static void test_slots_follow_the_node(void **state) {
     bw_slab_slot_release(again0);
     bw_slab_slot_release(again1);
     for (int i = 0; i < 8; i++) {
-        if (i != 3)
-            bw_slab_slot_release(on1[i]);
+        if (i != 3) bw_slab_slot_release(on1[i]);
         bw_slab_slot_release(on0[i]);
     }
 }
@@ -83,8 +82,7 @@ static void test_purge_decommits(void **state) {
     assert_true(bw_segments_purge(true) >= BW_SLAB_SIZE);
     assert_int_equal(slab->state, BW_SLAB_UNUSED);
     /* MADV_DONTNEED: the memory reads as zero again. */
-    for (size_t i = 0; i < BW_SLAB_USABLE; i += 512)
-        assert_int_equal(mem[i], 0);
+    for (size_t i = 0; i < BW_SLAB_USABLE; i += 512) assert_int_equal(mem[i], 0);
 }
 
 static void test_many_segments_few_mappings(void **state) {
@@ -92,13 +90,11 @@ static void test_many_segments_few_mappings(void **state) {
     size_t before = bw_test_map_count();
     enum { SLOTS = 64 * 40 }; /* 40 segments */
     static bw_slab_t *slots[SLOTS];
-    for (int i = 0; i < SLOTS; i++)
-        slots[i] = bw_slab_slot_acquire(0);
+    for (int i = 0; i < SLOTS; i++) slots[i] = bw_slab_slot_acquire(0);
     size_t after = bw_test_map_count();
     print_message("mappings before %zu, after carving 40 segments %zu\n", before, after);
     assert_true(after <= before + 6);
-    for (int i = 0; i < SLOTS; i++)
-        bw_slab_slot_release(slots[i]);
+    for (int i = 0; i < SLOTS; i++) bw_slab_slot_release(slots[i]);
 }
 
 int main(void) {

@@ -15,8 +15,7 @@
 
 static unsigned linear_class(size_t size) {
     for (unsigned c = 1; c < BW_CLASS_COUNT; c++)
-        if (bw_class_size[c] >= (size ? size : 1))
-            return c;
+        if (bw_class_size[c] >= (size ? size : 1)) return c;
     return 0;
 }
 
@@ -40,11 +39,9 @@ static void test_fragmentation_under_25_percent(void **state) {
     double worst = 0;
     for (size_t size = 65; size <= BW_SMALL_MAX; size++) {
         double waste = (double)(bw_class_size[bw_size_class(size)] - size) / (double)size;
-        if (waste > worst)
-            worst = waste;
+        if (waste > worst) worst = waste;
     }
-    print_message("worst internal fragmentation above 64 B: %.1f%% of the request\n",
-                  worst * 100);
+    print_message("worst internal fragmentation above 64 B: %.1f%% of the request\n", worst * 100);
     assert_true(worst < 0.25);
 }
 
