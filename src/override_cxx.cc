@@ -17,25 +17,35 @@ void *bw_alloc_aligned(size_t alignment, size_t size);
 
 namespace {
 
-// new_handler loop shared by every form; returns nullptr only in nothrow mode.
-void *bw_new_impl(std::size_t size, std::size_t alignment, bool nothrow) {
+void *bw_alloc_any(std::size_t size, std::size_t alignment) {
+    return alignment > alignof(std::max_align_t) ? bw_alloc_aligned(alignment, size)
+                                                 : bw_malloc(size);
+}
+
+// Throwing forms: retry through the new_handler, throw std::bad_alloc when
+// there is none ([new.delete.single]).
+void *bw_new_impl(std::size_t size, std::size_t alignment) {
     for (;;) {
-        void *p = alignment > alignof(std::max_align_t) ? bw_alloc_aligned(alignment, size)
-                                                        : bw_malloc(size);
+        void *p = bw_alloc_any(size, alignment);
         if (p) return p;
         std::new_handler handler = std::get_new_handler();
-        if (!handler) {
-            if (nothrow) return nullptr;
-            throw std::bad_alloc();
-        }
-        if (nothrow) {
-            try {
-                handler();
-            } catch (const std::bad_alloc &) {
-                return nullptr;
-            }
-        } else {
+        if (!handler) throw std::bad_alloc();
+        handler();
+    }
+}
+
+// Nothrow forms: the same loop, but a handler that throws bad_alloc ends it
+// with nullptr; nothing escapes.
+void *bw_new_nothrow(std::size_t size, std::size_t alignment) noexcept {
+    for (;;) {
+        void *p = bw_alloc_any(size, alignment);
+        if (p) return p;
+        std::new_handler handler = std::get_new_handler();
+        if (!handler) return nullptr;
+        try {
             handler();
+        } catch (...) {
+            return nullptr;
         }
     }
 }
@@ -49,30 +59,30 @@ void bw_delete_sized(void *p, std::size_t size, std::size_t alignment, const cha
 } // namespace
 
 BW_CXX_EXPORT void *operator new(std::size_t n) {
-    return bw_new_impl(n, 0, false);
+    return bw_new_impl(n, 0);
 }
 BW_CXX_EXPORT void *operator new[](std::size_t n) {
-    return bw_new_impl(n, 0, false);
+    return bw_new_impl(n, 0);
 }
 BW_CXX_EXPORT void *operator new(std::size_t n, const std::nothrow_t &) noexcept {
-    return bw_new_impl(n, 0, true);
+    return bw_new_nothrow(n, 0);
 }
 BW_CXX_EXPORT void *operator new[](std::size_t n, const std::nothrow_t &) noexcept {
-    return bw_new_impl(n, 0, true);
+    return bw_new_nothrow(n, 0);
 }
 BW_CXX_EXPORT void *operator new(std::size_t n, std::align_val_t a) {
-    return bw_new_impl(n, static_cast<std::size_t>(a), false);
+    return bw_new_impl(n, static_cast<std::size_t>(a));
 }
 BW_CXX_EXPORT void *operator new[](std::size_t n, std::align_val_t a) {
-    return bw_new_impl(n, static_cast<std::size_t>(a), false);
+    return bw_new_impl(n, static_cast<std::size_t>(a));
 }
 BW_CXX_EXPORT void *operator new(std::size_t n, std::align_val_t a,
                                  const std::nothrow_t &) noexcept {
-    return bw_new_impl(n, static_cast<std::size_t>(a), true);
+    return bw_new_nothrow(n, static_cast<std::size_t>(a));
 }
 BW_CXX_EXPORT void *operator new[](std::size_t n, std::align_val_t a,
                                    const std::nothrow_t &) noexcept {
-    return bw_new_impl(n, static_cast<std::size_t>(a), true);
+    return bw_new_nothrow(n, static_cast<std::size_t>(a));
 }
 
 BW_CXX_EXPORT void operator delete(void *p) noexcept {

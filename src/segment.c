@@ -37,6 +37,11 @@ static size_t bw_segments_carved; /* segments handed out so far, in address orde
 #define BW_BITMAP_BYTES_PER_SLAB (3 * BW_BITMAP_WORDS * sizeof(uint64_t))
 #define BW_BITMAP_BYTES          (BW_SLAB_COUNT * BW_BITMAP_BYTES_PER_SLAB)
 
+/* Mask of the bits below n (n <= 64), without shifting by 64. */
+static uint64_t bw_bits_below(unsigned n) {
+    return n >= 64 ? ~0ull : (1ull << n) - 1;
+}
+
 static uintptr_t bw_meta_slab_descs, bw_meta_seg_headers, bw_meta_bitmaps;
 
 bool bw_segments_init(void) {
@@ -129,7 +134,7 @@ static bw_segment_t *bw_segment_carve(unsigned node) {
     bw_segment_t *seg = &bw_layout.segments[index];
     memset(seg, 0, sizeof *seg);
     seg->node = node;
-    seg->free_slots = BW_SLABS_PER_SEGMENT == 64 ? ~0ull : ((1ull << BW_SLABS_PER_SEGMENT) - 1);
+    seg->free_slots = bw_bits_below(BW_SLABS_PER_SEGMENT);
     for (unsigned i = 0; i < BW_SLABS_PER_SEGMENT; i++) {
         bw_slab_t *slab = &bw_layout.slabs[first_slab + i];
         memset(slab, 0, sizeof *slab);
@@ -225,7 +230,7 @@ static size_t bw_pool_purge_locked(bw_node_pool_t *pool, uint64_t now, bool forc
             bw_os_decommit((void *)(seg_base + ((uintptr_t)start << BW_SLAB_SHIFT)),
                            (size_t)(end - start) << BW_SLAB_SHIFT);
             for (unsigned s = start; s < end; s++) first[s].state = BW_SLAB_UNUSED;
-            uint64_t run = (end == 64 ? ~0ull : ((1ull << end) - 1)) & ~((1ull << start) - 1);
+            uint64_t run = bw_bits_below(end) & ~bw_bits_below(start);
             ready &= ~run;
             seg->dirty_slots &= ~run;
             pool->dirty_slots -= end - start;

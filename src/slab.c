@@ -35,6 +35,8 @@ static void bw_slab_build_free_list(bw_slab_t *slab, bw_heap_t *owner, char *sta
     for (uint32_t i = 0; i + 1 < count; i++)
         bw_link_store(slab, start + (size_t)BW_ORDER(i) * size,
                       start + (size_t)BW_ORDER(i + 1) * size);
+    /* count >= 1 (checked above), so order[0 .. count-1] is written. */
+    // cppcheck-suppress uninitvar
     bw_link_store(slab, start + (size_t)BW_ORDER(count - 1) * size, NULL);
     slab->free = start + (size_t)BW_ORDER(0) * size;
 #undef BW_ORDER

@@ -29,7 +29,7 @@ void bw_get_stats(struct bw_stats *out) {
 
 static size_t bw_line(char *buf, const char *label, size_t value) {
     size_t n = strlen(label);
-    memcpy(buf, label, n);
+    memcpy(buf, label, n); // NOLINT(bugprone-not-null-terminated-result): a line, not a string
     n += bw_fmt_u64(buf + n, value);
     buf[n++] = '\n';
     return n;
