@@ -26,14 +26,14 @@ BW_INLINE void *bw_alloc_inline(size_t size) {
         bw_heap_t *heap = bw_tls_heap;
         unsigned size_class = bw_class_by_16[(size + BW_CANARY_BYTES + 15) >> 4];
 #if BW_RANDOM_WAYS
-        /* 16 random bits pick the way (the empty heap has none, so a
+        /* A random byte picks the way (the empty heap has none, so a
          * thread's first malloc falls to the slow path that creates its heap). */
         if (bw_unlikely(heap->way_draws == 0)) return bw_malloc_slow(size, false);
-        uint32_t r = (uint32_t)heap->way_random & 0xffff;
-        heap->way_random >>= 16;
+        uint32_t r = (uint32_t)heap->way_random & 0xff;
+        heap->way_random >>= 8;
         heap->way_draws--;
         const bw_bin_t *bin = &heap->bins[size_class];
-        bw_slab_t *slab = heap->ways[bin->way_base + ((r * bin->way_count) >> 16)];
+        bw_slab_t *slab = heap->ways[bin->way_base + ((r * bin->way_count) >> 8)];
 #else
         bw_slab_t *slab = heap->ways[size_class];
 #endif

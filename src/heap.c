@@ -482,7 +482,7 @@ static void *bw_heap_alloc_class(bw_heap_t *heap, unsigned size_class) {
     way += bw_rng_below(&heap->rng, bin->way_count);
     if (heap->way_draws == 0) { /* refill the fast path's random draws */
         heap->way_random = bw_rng_next(&heap->rng);
-        heap->way_draws = 4;
+        heap->way_draws = 8;
     }
 #endif
     bw_slab_t *slab = heap->ways[way];
