@@ -256,6 +256,21 @@ def main():
     add("")
     add("![relative time per workload](chart.svg)")
     add("")
+    # Thread scaling: the 2-thread workload does twice the 1-thread one's
+    # work, so throughput(2 threads) / throughput(1 thread) = 2 * t1 / t2.
+    scaling_pairs = [(w, w + "-1t") for w in ("server", "falseshare") if w + "-1t" in workloads]
+    if scaling_pairs:
+        add("## Thread scaling: throughput of 2 threads / 1 thread (2 cores; 2.00 is perfect)")
+        add("")
+        add("| allocator | " + " | ".join(w for w, _ in scaling_pairs) + " |")
+        add("|---|" + "---:|" * len(scaling_pairs))
+        for allocator in allocators:
+            cells = []
+            for two, one in scaling_pairs:
+                t2, t1 = median_time.get((two, allocator)), median_time.get((one, allocator))
+                cells.append(f"{2 * t1 / t2:.2f}" if t1 and t2 else "n/a")
+            add(f"| {allocator} | " + " | ".join(cells) + " |")
+        add("")
     add("## Per workload")
     for workload in workloads:
         add("")

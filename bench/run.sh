@@ -122,8 +122,10 @@ pairs-1024|pairs 1024 100000000|pairs 1024 20000000
 workingset|workingset 30000000|workingset 6000000
 churn|churn 50000|churn 10000
 server|server 8000000 2|server 1600000 2
+server-1t|server 8000000 1|server 1600000 1
 prodcons|prodcons 10000000 1|prodcons 2000000 1
 falseshare|falseshare 400000 2 100|falseshare 80000 2 100
+falseshare-1t|falseshare 400000 1 100|falseshare 80000 1 100
 strings|strings 160000|strings 32000
 large|large 350|large 70
 fragmentation|fragmentation 64 1|fragmentation 16 1
