@@ -82,8 +82,8 @@
  * classes share one flat array of BW_WAYS_TOTAL slots per heap. */
 #if BW_ENTROPY_BITS_SMALL || BW_ENTROPY_BITS_LARGE
 #define BW_RANDOM_WAYS 1
-#define BW_WAYS_MAX    256u /* one random byte per malloc picks the way */
-#define BW_WAYS_TOTAL  4096u
+#define BW_WAYS_MAX    256u  /* one random byte per malloc picks the way */
+#define BW_WAYS_TOTAL  1536u /* the default knobs need 1,451 */
 #else
 #define BW_RANDOM_WAYS 0
 #define BW_WAYS_MAX    1u

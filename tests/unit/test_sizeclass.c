@@ -71,6 +71,27 @@ static void test_reciprocal_exact(void **state) {
     }
 }
 
+/* Random ways (placement entropy): every class gets the candidates its
+ * target asks for (or the cap), and all ways fit the heap's array. */
+static void test_way_layout(void **state) {
+    (void)state;
+    assert_true(bw_ensure_init());
+    unsigned last = BW_CLASS_COUNT - 1;
+    assert_true(bw_class_way_base[last] + bw_class_ways[last] <= BW_WAYS_TOTAL);
+    for (unsigned c = 1; c < BW_CLASS_COUNT; c++) {
+        assert_int_equal(bw_class_way_base[c], bw_class_way_base[c - 1] + bw_class_ways[c - 1]);
+#if BW_RANDOM_WAYS
+        uint32_t blocks = (uint32_t)(BW_SLAB_USABLE / bw_class_size[c]);
+        bool small = bw_class_size[c] <= 256;
+        uint32_t wanted = (small ? 2u : 3u)
+                          << (small ? BW_ENTROPY_BITS_SMALL : BW_ENTROPY_BITS_LARGE);
+        assert_true(bw_class_ways[c] * blocks >= wanted || bw_class_ways[c] == BW_WAYS_MAX);
+#else
+        assert_int_equal(bw_class_ways[c], 1);
+#endif
+    }
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_lookup_matches_linear_search),
@@ -78,6 +99,7 @@ int main(void) {
         cmocka_unit_test(test_fragmentation_under_25_percent),
         cmocka_unit_test(test_aligned_class),
         cmocka_unit_test(test_reciprocal_exact),
+        cmocka_unit_test(test_way_layout),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
