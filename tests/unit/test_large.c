@@ -61,7 +61,9 @@ static void test_cache_reuses_mappings(void **state) {
         memset(p, i, 4096);
         free(p);
     }
-    assert_true(bw_test_map_count() <= maps + 2);
+    /* Bounded, not growing with the 2,000 iterations: parked (quarantined)
+     * mappings merge with their neighbours or not, by chance. */
+    assert_true(bw_test_map_count() <= maps + 2 + BW_LARGE_QUARANTINE);
     struct bw_stats s;
     bw_get_stats(&s);
     assert_true(s.large_cached_bytes > 0);
