@@ -26,9 +26,14 @@ BW_INLINE void *bw_alloc_inline(size_t size) {
         bw_heap_t *heap = bw_tls_heap;
         unsigned size_class = bw_class_by_16[(size + BW_CANARY_BYTES + 15) >> 4];
 #if BW_RANDOM_WAYS
-        /* A random byte picks the way (the empty heap has none, so a
-         * thread's first malloc falls to the slow path that creates its heap). */
-        if (bw_unlikely(heap->way_draws == 0)) return bw_malloc_slow(size, false);
+        /* A random byte picks the way. The bytes come from the heap's
+         * keystream buffer; when it is empty (or this is the empty heap,
+         * which has none) the slow path refills it or creates the heap. */
+        if (bw_unlikely(heap->way_draws == 0)) {
+            if (bw_unlikely(heap->rng.pos >= BW_RNG_WORDS)) return bw_malloc_slow(size, false);
+            heap->way_random = heap->rng.words[heap->rng.pos++];
+            heap->way_draws = 8;
+        }
         uint32_t r = (uint32_t)heap->way_random & 0xff;
         heap->way_random >>= 8;
         heap->way_draws--;

@@ -200,11 +200,13 @@ typedef struct {
     uint32_t way_count; /* ways the fast path chooses among (bw_class_ways) */
 } bw_bin_t;
 
-/* Per-thread CSPRNG (random.c): 256 bytes of ChaCha20 keystream consumed
- * a word at a time, so a draw is a load and an increment. */
+/* Per-thread CSPRNG (random.c): 1 KiB of ChaCha20 keystream consumed a
+ * word at a time, so a draw is a load and an increment. 1 KiB lets
+ * libsodium's AVX2 ChaCha20 work on whole 512-byte batches. */
+#define BW_RNG_WORDS 128u
 typedef struct {
-    uint64_t words[32];
-    uint32_t pos;        /* next unused word; 32 = refill */
+    uint64_t words[BW_RNG_WORDS];
+    uint32_t pos;        /* next unused word; BW_RNG_WORDS = refill */
     uint32_t generation; /* fork generation the key belongs to */
     uint64_t nonce;
     uint64_t stream; /* which heap this is, for a reproducible fixed seed */
@@ -279,7 +281,7 @@ void bw_rng_seed(bw_rng_t *rng, uint64_t stream);
 void bw_random_init(void);
 void bw_random_fork_child(void);
 BW_INLINE uint64_t bw_rng_next(bw_rng_t *rng) {
-    if (bw_likely(rng->pos < 32)) return rng->words[rng->pos++];
+    if (bw_likely(rng->pos < BW_RNG_WORDS)) return rng->words[rng->pos++];
     return bw_rng_refill(rng);
 }
 /* 16 random bits: four per keystream word, for choices that need few

@@ -20,6 +20,7 @@
 bw_slab_t bw_sentinel_slab;
 bw_heap_t bw_empty_heap = {
     .ways = {[0 ... BW_WAYS_TOTAL - 1] = &bw_sentinel_slab},
+    .rng = {.pos = BW_RNG_WORDS}, /* no keystream: the fast path cannot draw from it */
 };
 __thread bw_heap_t *bw_tls_heap = &bw_empty_heap;
 

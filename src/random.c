@@ -40,7 +40,7 @@ void bw_rng_seed(bw_rng_t *rng, uint64_t stream) {
     rng->stream = stream;
     rng->generation = atomic_load_explicit(&bw_rng_generation, memory_order_relaxed);
     rng->nonce = 0;
-    rng->pos = 32;
+    rng->pos = BW_RNG_WORDS;
     rng->spare_count = 0;
     if (bw_fixed_seed_set) {
         /* key = ChaCha20(seed as key, nonce = stream ^ generation) */
@@ -74,7 +74,7 @@ void bw_random_fork_child(void) {
     atomic_fetch_add_explicit(&bw_rng_generation, 1, memory_order_relaxed);
     bw_heap_t *heap = bw_tls_heap;
     if (heap != &bw_empty_heap) {
-        heap->rng.pos = 32;
+        heap->rng.pos = BW_RNG_WORDS;
         heap->rng.spare_count = 0;
         heap->way_draws = 0;
     }
