@@ -37,7 +37,7 @@ C_SRCS   := $(wildcard src/*.c)
 CXX_SRCS := $(wildcard src/*.cc)
 OBJS := $(patsubst src/%.c,$(BUILD)/obj/%.o,$(C_SRCS)) \
         $(patsubst src/%.cc,$(BUILD)/obj/%.o,$(CXX_SRCS))
-HDRS := $(wildcard src/*.h) include/bulwark.h $(POLICY) Makefile
+HDRS := $(wildcard src/*.h) include/bulwark.h $(POLICY) $(wildcard policy/common/*.h) Makefile
 
 SO := $(BUILD)/libbulwark.so
 AR_LIB := $(BUILD)/libbulwark.a
@@ -151,7 +151,7 @@ install: all
 	sed -e 's|@PREFIX@|$(PREFIX)|g' bulwark.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/bulwark.pc
 
 # ---------------------------------------------------------------- style
-FMT_FILES := $(wildcard src/*.c src/*.h src/*.cc include/*.h tests/*/*.c tests/*/*.h tests/*/*.cc bench/*.c fuzz/*.c policy/*.h)
+FMT_FILES := $(wildcard src/*.c src/*.h src/*.cc include/*.h tests/*/*.c tests/*/*.h tests/*/*.cc bench/*.c bench/*.h fuzz/*.c policy/*.h policy/common/*.h)
 format:
 	clang-format -i $(FMT_FILES)
 

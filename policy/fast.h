@@ -11,34 +11,8 @@
 
 #define BW_PROFILE_NAME "fast"
 
-/* Address space reserved for small-object segments, as a power of two.
- * 2^36 = 64 GiB of virtual space (PROT_NONE until used): bounds how much small
- * memory a process can hold; costs only page-table space when touched. */
-#define BW_ARENA_SHIFT 36
-
-/* Segment size (2^22 = 4 MiB, DESIGN.md start value): the unit of NUMA
- * binding and of pooling. Larger segments mean fewer pool operations, more
- * memory held per node. */
-#define BW_SEGMENT_SHIFT 22
-
-/* Slab size (2^16 = 64 KiB): each slab serves one size class. Bounds the
- * bitmap (4096 bits for 16-byte blocks) and the largest slab class. */
-#define BW_SLAB_SHIFT 16
-
-/* Freed slab memory stays committed this long before MADV_DONTNEED returns it
- * to the kernel: avoids a page-fault storm on alloc/free cycles; costs up to
- * this many milliseconds of extra RSS. */
-#define BW_PURGE_DELAY_MS 250
-
-/* Freed large mappings kept for reuse: stops a malloc/free loop of 64 KiB-
- * 1 MiB blocks from costing an mmap+munmap per call; costs up to this much
- * resident memory until purged. */
-#define BW_LARGE_CACHE_ENTRIES 16
-#define BW_LARGE_CACHE_BYTES   (64u << 20)
-
-/* Recently freed large blocks remembered so that freeing one again reports a
- * double free rather than an invalid free. Costs 8 bytes per entry. */
-#define BW_LARGE_FREED_HISTORY 4096
+/* Arena, segment and slab sizes, purge delay, large-block cache. */
+#include "common/layout.h"
 
 /* ---- hardening: only what invariants 1-3 require ---- */
 

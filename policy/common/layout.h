@@ -1,0 +1,51 @@
+/* policy/common/layout.h — address-space and memory-return knobs shared by
+ * every profile (not a profile itself: `make PROFILE=` only accepts the
+ * files directly in policy/). A profile that needs other values defines them before
+ * including this file. */
+#ifndef BW_POLICY_LAYOUT_H
+#define BW_POLICY_LAYOUT_H
+
+/* Address space reserved for small-object segments, as a power of two.
+ * 2^36 = 64 GiB of virtual space (PROT_NONE until used): bounds how much small
+ * memory a process can hold; costs only page-table space when touched. */
+#ifndef BW_ARENA_SHIFT
+#define BW_ARENA_SHIFT 36
+#endif
+
+/* Segment size (2^22 = 4 MiB, DESIGN.md start value): the unit of NUMA
+ * binding and of pooling. Larger segments mean fewer pool operations, more
+ * memory held per node. */
+#ifndef BW_SEGMENT_SHIFT
+#define BW_SEGMENT_SHIFT 22
+#endif
+
+/* Slab size (2^16 = 64 KiB): each slab serves one size class. Bounds the
+ * bitmap (4096 bits for 16-byte blocks) and the largest slab class. */
+#ifndef BW_SLAB_SHIFT
+#define BW_SLAB_SHIFT 16
+#endif
+
+/* Freed slab memory stays committed this long before MADV_DONTNEED returns it
+ * to the kernel: avoids a page-fault storm on alloc/free cycles; costs up to
+ * this many milliseconds of extra RSS. */
+#ifndef BW_PURGE_DELAY_MS
+#define BW_PURGE_DELAY_MS 250
+#endif
+
+/* Freed large mappings kept for reuse: stops a malloc/free loop of 64 KiB-
+ * 1 MiB blocks from costing an mmap+munmap per call; costs up to this much
+ * resident memory until purged. */
+#ifndef BW_LARGE_CACHE_ENTRIES
+#define BW_LARGE_CACHE_ENTRIES 16
+#endif
+#ifndef BW_LARGE_CACHE_BYTES
+#define BW_LARGE_CACHE_BYTES (64u << 20)
+#endif
+
+/* Recently freed large blocks remembered so that freeing one again reports a
+ * double free rather than an invalid free. Costs 8 bytes per entry. */
+#ifndef BW_LARGE_FREED_HISTORY
+#define BW_LARGE_FREED_HISTORY 4096
+#endif
+
+#endif
