@@ -423,18 +423,16 @@ static void bw_heap_age_ways(bw_heap_t *heap) {
     heap->last_age_ms = now;
     bw_quarantine_age(heap);
     for (unsigned w = 0; w < BW_WAYS_TOTAL; w++) {
-        {
-            bw_slab_t *slab = heap->ways[w];
-            if (slab == &bw_sentinel_slab) continue;
-            if (slab->used != 0 || atomic_load_explicit(&slab->remote, memory_order_relaxed)) {
-                slab->idle = 0;
-            } else if (!slab->idle) {
-                slab->idle = 1;
-            } else {
-                slab->idle = 0;
-                heap->ways[w] = &bw_sentinel_slab;
-                bw_slab_slot_release(slab);
-            }
+        bw_slab_t *slab = heap->ways[w];
+        if (slab == &bw_sentinel_slab) continue;
+        if (slab->used != 0 || atomic_load_explicit(&slab->remote, memory_order_relaxed)) {
+            slab->idle = 0;
+        } else if (!slab->idle) {
+            slab->idle = 1; /* empty now: retired if still empty at the next scan */
+        } else {
+            slab->idle = 0;
+            heap->ways[w] = &bw_sentinel_slab;
+            bw_slab_slot_release(slab);
         }
     }
 }
