@@ -1,14 +1,17 @@
 /* alloc.h — the fast paths of malloc and free, in one place.
  *
- * malloc(n <= 1024), bin hit (x86-64, gcc -O2): TLS heap load, class table
- * lookup, current-slab load, free-list pop, link wipe, used++, bitmap bit
- * set via a multiply-shift index. No lock, no atomic RMW, no system call,
- * no division (invariant 7). The measured instruction count of a
- * malloc(32)+free pair is in bench/RESULTS.md (callgrind).
+ * malloc(n <= 1024 - canary room), bin hit: TLS heap load, class table
+ * lookup, (hardened profiles: a random byte picks one of the class's open
+ * slabs), free-list pop with link decode and validation, link wipe, the
+ * write-after-free check and canary (when on), used++, bitmap bits set via
+ * a multiply-shift index. No lock, no atomic RMW, no system call, no
+ * division (invariant 7). Instruction counts per profile: bench/icount.md;
+ * tests/perf/icount-ceilings holds the ceilings `make check` enforces.
  *
  * free(p) of a block the thread owns: arena range check, descriptor lookup
  * by shift, boundary check by multiply, allocated/pending bit check
- * (invariant 2), push, used--. Everything else is a call to a cold or slow
+ * (invariant 2), canary check and zeroing (when on), then the quarantine or
+ * a push onto the free list. Everything else is a call to a cold or slow
  * function. */
 #ifndef BW_ALLOC_H
 #define BW_ALLOC_H
