@@ -8,17 +8,44 @@
 
 void *bw_malloc_class(unsigned size_class);
 
-/* A pointer into the arena that is not a live block start. A slot that
- * served a class keeps its geometry after release, so a pointer on one of
- * its old block boundaries is a block freed before: a double free. */
-void bw_report_bad_small(const void *ptr, const bw_slab_t *slab, const char *function) {
+/* A pointer into the arena that is not a block start of an active slab. A
+ * slot that served a class keeps its geometry after release, so a pointer on
+ * one of its old block boundaries is a block freed before (freed_class);
+ * anything else is invalid_class. */
+__attribute__((noreturn)) static void bw_report_bad_small_as(const void *ptr, const bw_slab_t *slab,
+                                                             const char *freed_class,
+                                                             const char *invalid_class,
+                                                             const char *function) {
     uintptr_t in_slab = ((uintptr_t)ptr - bw_layout.arena_base) & (BW_SLAB_SIZE - 1);
     uint32_t size = slab->block_size;
     if (slab->nblocks == 0 && size != 0 && in_slab % size == 0 &&
         in_slab / size < BW_SLAB_SIZE / size)
-        bw_fatal("double free", ptr, BW_INFO_CLASS, size, function);
-    if (size) bw_fatal("invalid free", ptr, BW_INFO_CLASS, size, function);
-    bw_fatal("invalid free", ptr, BW_INFO_NONE, 0, function);
+        bw_fatal(freed_class, ptr, BW_INFO_CLASS, size, function);
+    if (size) bw_fatal(invalid_class, ptr, BW_INFO_CLASS, size, function);
+    bw_fatal(invalid_class, ptr, BW_INFO_NONE, 0, function);
+}
+
+void bw_report_bad_small(const void *ptr, const bw_slab_t *slab, const char *function) {
+    bw_report_bad_small_as(ptr, slab, "double free", "invalid free", function);
+}
+
+/* The slab of a live small block at arena offset `offset`, or a fatal
+ * report: freed_class for a block freed before, invalid_class for anything
+ * that never was a live block. The one checked lookup of the slow paths
+ * (the fast path in alloc.h inlines the same steps). */
+static bw_slab_t *bw_live_small(const void *ptr, uintptr_t offset, const char *freed_class,
+                                const char *invalid_class, const char *function) {
+    bw_slab_t *slab = &bw_layout.slabs[offset >> BW_SLAB_SHIFT];
+    uintptr_t in_slab = offset & (BW_SLAB_SIZE - 1);
+    size_t index = bw_slab_block_index(slab, in_slab);
+    if (index * slab->block_size != in_slab || index >= slab->nblocks)
+        bw_report_bad_small_as(ptr, slab, freed_class, invalid_class, function);
+    _Atomic(uint64_t) *word = bw_slab_alloc_word(slab, index);
+    uint64_t bit = 1ull << (index & 63);
+    if (!(atomic_load_explicit(word, memory_order_relaxed) & bit) ||
+        (atomic_load_explicit(word + 1, memory_order_relaxed) & bit))
+        bw_report_not_live(ptr, slab, index, freed_class, invalid_class, function);
+    return slab;
 }
 
 void bw_free_outside_arena(void *ptr, size_t size, size_t alignment, const char *function) {
@@ -46,18 +73,9 @@ void bw_free_checked(void *ptr, size_t size, size_t alignment, const char *funct
         bw_free_outside_arena(ptr, size, alignment, function);
         return;
     }
-    bw_slab_t *slab = &bw_layout.slabs[offset >> BW_SLAB_SHIFT];
-    uintptr_t in_slab = offset & (BW_SLAB_SIZE - 1);
-    size_t index = bw_slab_block_index(slab, in_slab);
-    if (index * slab->block_size != in_slab || index >= slab->nblocks)
-        bw_report_bad_small(ptr, slab, function);
     /* Liveness before size: a freed or never-allocated block is reported as
      * such whatever size the caller passes. */
-    _Atomic(uint64_t) *word = bw_slab_alloc_word(slab, index);
-    uint64_t bit = 1ull << (index & 63);
-    if (!(atomic_load_explicit(word, memory_order_relaxed) & bit) ||
-        (atomic_load_explicit(word + 1, memory_order_relaxed) & bit))
-        bw_report_not_live(ptr, slab, index, "double free", "invalid free", function);
+    const bw_slab_t *slab = bw_live_small(ptr, offset, "double free", "invalid free", function);
     if (alignment && ((uintptr_t)ptr & (alignment - 1)))
         bw_fatal("free alignment mismatch", ptr, BW_INFO_CLASS, slab->block_size, function);
     if (size == 0 && alignment) { /* aligned delete without a size */
@@ -92,21 +110,10 @@ size_t bw_usable_size_checked(const void *ptr, const char *function) {
 #endif
         return bw_large_usable_size(ptr, function);
     }
-    const bw_slab_t *slab = &bw_layout.slabs[offset >> BW_SLAB_SHIFT];
-    uintptr_t in_slab = offset & (BW_SLAB_SIZE - 1);
-    size_t index = bw_slab_block_index(slab, in_slab);
-    uint32_t size = slab->block_size;
-    if (index * size != in_slab || index >= slab->nblocks) {
-        if (slab->nblocks == 0 && size && in_slab % size == 0)
-            bw_fatal("use after free", ptr, BW_INFO_CLASS, size, function);
-        bw_fatal("invalid pointer", ptr, size ? BW_INFO_CLASS : BW_INFO_NONE, size, function);
-    }
-    uint64_t bit = 1ull << (index & 63);
-    _Atomic(uint64_t) *word = bw_slab_alloc_word(slab, index);
-    if (!(atomic_load_explicit(word, memory_order_relaxed) & bit) ||
-        (atomic_load_explicit(word + 1, memory_order_relaxed) & bit))
-        bw_report_not_live(ptr, slab, index, "use after free", "invalid pointer", function);
-    return size - BW_CANARY_BYTES; /* the canary room is not usable (CONVENTIONS trap 10) */
+    const bw_slab_t *slab =
+        bw_live_small(ptr, offset, "use after free", "invalid pointer", function);
+    /* The canary room is not usable (CONVENTIONS trap 10). */
+    return slab->block_size - BW_CANARY_BYTES;
 }
 
 /* Like bw_usable_size_checked, but reports bad pointers as a free would:
@@ -114,16 +121,7 @@ size_t bw_usable_size_checked(const void *ptr, const char *function) {
 static size_t bw_realloc_old_size(void *ptr) {
     uintptr_t offset = (uintptr_t)ptr - bw_layout.arena_base;
     if (offset >= bw_layout.arena_size) return 0; /* large: bw_large_realloc checks */
-    const bw_slab_t *slab = &bw_layout.slabs[offset >> BW_SLAB_SHIFT];
-    uintptr_t in_slab = offset & (BW_SLAB_SIZE - 1);
-    size_t index = bw_slab_block_index(slab, in_slab);
-    if (index * slab->block_size != in_slab || index >= slab->nblocks)
-        bw_report_bad_small(ptr, slab, "realloc");
-    uint64_t bit = 1ull << (index & 63);
-    _Atomic(uint64_t) *word = bw_slab_alloc_word(slab, index);
-    if (!(atomic_load_explicit(word, memory_order_relaxed) & bit) ||
-        (atomic_load_explicit(word + 1, memory_order_relaxed) & bit))
-        bw_report_not_live(ptr, slab, index, "double free", "invalid free", "realloc");
+    const bw_slab_t *slab = bw_live_small(ptr, offset, "double free", "invalid free", "realloc");
 #if BW_CANARY
     if (*bw_canary_slot(slab, ptr) != bw_canary_value(slab, ptr))
         bw_report_overflow(ptr, slab, "realloc");

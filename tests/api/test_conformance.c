@@ -492,19 +492,20 @@ static void test_malloc_usable_size(void **state) {
     for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) free(blocks[i]);
 }
 
-static void test_free_sized_accepts_same_class(void **state) {
-    /* Requests map to classes after the profile's canary room is added, and
-     * malloc(0) has a class of its own when zero-size blocks fault. */
-#if defined(BW_CANARY) && BW_CANARY
-    const size_t canary = 8;
-#else
-    const size_t canary = 0;
-#endif
+/* Requests map to classes after the profile's canary room
+ * (BW_TEST_CANARY_BYTES) is added, and malloc(0) has a class of its own when
+ * zero-size blocks fault: the smallest request of the first class is then 1. */
+static size_t smallest_sized_request(void) {
 #if defined(BW_ZERO_SIZE_FAULTS) && BW_ZERO_SIZE_FAULTS
-    size_t class_floor = 1; /* smallest request of the current class */
+    return 1;
 #else
-    size_t class_floor = 0;
+    return 0;
 #endif
+}
+
+static void test_free_sized_accepts_same_class(void **state) {
+    const size_t canary = BW_TEST_CANARY_BYTES;
+    size_t class_floor = smallest_sized_request(); /* smallest request of the current class */
     for (size_t i = 0; i < BW_TEST_CLASS_COUNT; i++) {
         size_t class_size = bw_test_class_size(i) - canary;
         if (class_size < class_floor) continue;
@@ -578,18 +579,9 @@ static void test_free_aligned_sized_accepts_same_class(void **state) {
             free_aligned_sized(p, alignment, size + (usable - size) / 2);
         }
     }
-    /* At the natural alignment the class rule is that of free_sized (with
-     * the profile's canary room and zero-size class, as there). */
-#if defined(BW_CANARY) && BW_CANARY
-    const size_t canary = 8;
-#else
-    const size_t canary = 0;
-#endif
-#if defined(BW_ZERO_SIZE_FAULTS) && BW_ZERO_SIZE_FAULTS
-    size_t class_floor = 1;
-#else
-    size_t class_floor = 0;
-#endif
+    /* At the natural alignment the class rule is that of free_sized. */
+    const size_t canary = BW_TEST_CANARY_BYTES;
+    size_t class_floor = smallest_sized_request();
     for (size_t i = 0; i < BW_TEST_CLASS_COUNT; i++) {
         size_t class_size = bw_test_class_size(i) - canary;
         if (class_size < class_floor) continue;
