@@ -8,27 +8,6 @@
 
 void *bw_malloc_class(unsigned size_class);
 
-/* A pointer into the arena that is not a block start of an active slab. A
- * slot that served a class keeps its geometry after release, so a pointer on
- * one of its old block boundaries is a block freed before (freed_class);
- * anything else is invalid_class. */
-__attribute__((noreturn)) static void bw_report_bad_small_as(const void *ptr, const bw_slab_t *slab,
-                                                             const char *freed_class,
-                                                             const char *invalid_class,
-                                                             const char *function) {
-    uintptr_t in_slab = ((uintptr_t)ptr - bw_layout.arena_base) & (BW_SLAB_SIZE - 1);
-    uint32_t size = slab->block_size;
-    if (slab->nblocks == 0 && size != 0 && in_slab % size == 0 &&
-        in_slab / size < BW_SLAB_SIZE / size)
-        bw_fatal(freed_class, ptr, BW_INFO_CLASS, size, function);
-    if (size) bw_fatal(invalid_class, ptr, BW_INFO_CLASS, size, function);
-    bw_fatal(invalid_class, ptr, BW_INFO_NONE, 0, function);
-}
-
-void bw_report_bad_small(const void *ptr, const bw_slab_t *slab, const char *function) {
-    bw_report_bad_small_as(ptr, slab, "double free", "invalid free", function);
-}
-
 /* The slab of a live small block at arena offset `offset`, or a fatal
  * report: freed_class for a block freed before, invalid_class for anything
  * that never was a live block. The one checked lookup of the slow paths
@@ -36,20 +15,22 @@ void bw_report_bad_small(const void *ptr, const bw_slab_t *slab, const char *fun
 static bw_slab_t *bw_live_small(const void *ptr, uintptr_t offset, const char *freed_class,
                                 const char *invalid_class, const char *function) {
     bw_slab_t *slab = &bw_layout.slabs[offset >> BW_SLAB_SHIFT];
-    uintptr_t in_slab = offset & (BW_SLAB_SIZE - 1);
-    size_t index = bw_slab_block_index(slab, in_slab);
-    if (index * slab->block_size != in_slab || index >= slab->nblocks)
-        bw_report_bad_small_as(ptr, slab, freed_class, invalid_class, function);
-    _Atomic(uint64_t) *word = bw_slab_alloc_word(slab, index);
-    uint64_t bit = 1ull << (index & 63);
-    if (!(atomic_load_explicit(word, memory_order_relaxed) & bit) ||
-        (atomic_load_explicit(word + 1, memory_order_relaxed) & bit))
-        bw_report_not_live(ptr, slab, index, freed_class, invalid_class, function);
+    const _Atomic(uint64_t) *bits = bw_bits_group(offset);
+    uint64_t bit = bw_bits_mask(offset);
+    if ((offset & 15) || !(atomic_load_explicit(&bits[0], memory_order_relaxed) & bit) ||
+        (atomic_load_explicit(&bits[1], memory_order_relaxed) & bit))
+        bw_report_not_live(ptr, slab, freed_class, invalid_class, function);
     return slab;
 }
 
 void bw_free_outside_arena(void *ptr, size_t size, size_t alignment, const char *function) {
     if (!ptr) return;
+    uintptr_t offset = (uintptr_t)ptr - bw_layout.arena_base;
+    if (offset < bw_layout.arena_size) { /* free's fast test also rejects misaligned pointers */
+        bw_live_small(ptr, offset, "double free", "invalid free", function);
+        bw_free_inline(ptr, function); /* only if the arena grew meanwhile */
+        return;
+    }
     int saved_errno = errno; /* free must not change errno (CONVENTIONS trap 6) */
 #if BW_ZERO_SIZE_FAULTS
     if (bw_zero_owns(ptr)) {

@@ -30,11 +30,12 @@
 #define BW_SLAB_COUNT        ((size_t)1 << (BW_ARENA_SHIFT - BW_SLAB_SHIFT))
 
 /* Size classes: see sizeclass.c for the table and its derivation. */
-#define BW_CLASS_COUNT         37 /* class 0 is "no class"; 1..36 are real */
-#define BW_SMALL_MAX           16384u
-#define BW_MIN_BLOCK           16u
-#define BW_MAX_BLOCKS_PER_SLAB (BW_SLAB_SIZE / BW_MIN_BLOCK)
-#define BW_BITMAP_WORDS        (BW_MAX_BLOCKS_PER_SLAB / 64)
+#define BW_CLASS_COUNT           37 /* class 0 is "no class"; 1..36 are real */
+#define BW_SMALL_MAX             16384u
+#define BW_MIN_BLOCK             16u
+#define BW_MAX_BLOCKS_PER_SLAB   (BW_SLAB_SIZE / BW_MIN_BLOCK)
+/* Bitmap words per slab slot: three per 1 KiB of arena (see bw_bits_group). */
+#define BW_BITMAP_WORDS_PER_SLAB (3 * (BW_SLAB_SIZE >> 10))
 
 #define BW_MAX_NUMA_NODES 64u
 
@@ -83,7 +84,7 @@
 #if BW_ENTROPY_BITS_SMALL || BW_ENTROPY_BITS_LARGE
 #define BW_RANDOM_WAYS 1
 #define BW_WAYS_MAX    256u  /* one random byte per malloc picks the way */
-#define BW_WAYS_TOTAL  1536u /* the default knobs need 1,451 */
+#define BW_WAYS_TOTAL  2560u /* the default knobs need 2,347, strict's 1,451 */
 #else
 #define BW_RANDOM_WAYS 0
 #define BW_WAYS_MAX    1u
@@ -132,47 +133,68 @@ BW_INLINE void bw_unlock(bw_lock_t *lock) {
 struct bw_heap;
 
 /* Out-of-line slab descriptor, one per 64 KiB slot of the arena, 128 bytes
- * (a power of two, so the lookup is a shift). Fields in the first cache line
- * are the ones the fast paths touch. */
+ * (a power of two, so the lookup is a shift). The first cache line holds
+ * what the owner's fast paths read and write; other threads only read
+ * `owner` there. What other threads write (the remote list and its queue
+ * link) lives in the second line, next to the slow-path list links, so a
+ * cross-thread free never invalidates the line the owner's malloc uses. */
 typedef struct bw_slab {
-    /* --- owner-thread fields (fast path) --- */
-    void *free;              /* free-list head of blocks ready to hand out */
-    _Atomic(uint64_t) *bits; /* interleaved words: [3w] allocated, [3w+1] remote-pending,
-                                [3w+2] handed out since the slab was formatted */
-    uint32_t block_size;     /* bytes per block, 0 when the slot is unused */
-    uint32_t block_inv;      /* ceil(2^32 / block_size): offset -> index without division */
-    uint16_t nblocks;        /* blocks carved in this slab */
-    uint16_t used;      /* blocks allocated (owner's view; remote frees not yet collected count) */
-    uint8_t size_class; /* 0 = slot not serving a class */
-    uint8_t notify;     /* bw_notify: when the owner's free must call the slow path */
-    uint8_t state;      /* bw_slab_state */
-    uint8_t node;       /* NUMA node of the segment */
+    /* --- first line: owner-thread fast path --- */
+    void *free;                      /* blocks ready to hand out (the fast path pops here) */
+    void *local_free;                /* blocks the owner freed since `free` was last refilled:
+                                        a freed block is not handed out again before the rest
+                                        of `free`, and an empty `free` sends malloc to the
+                                        slow path regularly, where the periodic work runs
+                                        (mimalloc's local free list does both) */
+    uint64_t key;                    /* per-slab secret of the encoded free-list links */
     _Atomic(struct bw_heap *) owner; /* NULL while abandoned or unused */
-    struct bw_slab *next, *prev;     /* bin lists, abandoned list, pool lists */
-    /* --- shared fields (cross-thread) --- */
+    uint64_t canary;                 /* per-slab canary secret */
+    uint32_t block_size;             /* bytes per block, 0 when the slot never served a class */
+    uint32_t limit;                  /* nblocks * block_size: offsets at or past it hold no block */
+    uint32_t div_magic;              /* ceil(2^32 / block_size): boundary test by one multiply */
+    uint16_t nblocks;                /* blocks carved in this slab */
+    int16_t used;                    /* blocks on neither free list (owner's view: remote frees
+                                        not yet collected and quarantined blocks count) */
+    int16_t notify_at;               /* a local free that brings `used` down to this calls the
+                                        heap (bw_free_slow_local); -1 = never */
+    uint8_t size_class;              /* 0 = slot not serving a class */
+    uint8_t state;                   /* bw_slab_state */
+    uint8_t pad0[2];
+    /* --- second line: slow paths and cross-thread fields --- */
+    struct bw_slab *next, *prev;           /* bin lists, abandoned list */
     _Atomic(void *) remote;                /* blocks freed by other threads, not yet collected */
     _Atomic(struct bw_slab *) remote_next; /* link in the owner heap's remote-slab stack */
-    atomic_uchar queued;                   /* on some heap's remote-slab stack */
-    uint8_t idle;                          /* a way slab found empty by the last aging scan */
-    uint16_t way; /* index in its heap's ways while notify == BW_NOTIFY_NONE */
-    uint8_t pad0[4];
-    uint64_t key;         /* per-slab secret, reserved for encoded links (hardening layer) */
-    uint64_t freed_at_ms; /* when the slot became free (purge delay) */
-    uint64_t canary;      /* per-slab canary secret */
-    uint8_t pad[24];
+    uint64_t freed_at_ms;                  /* when the slot became free (purge delay) */
+    uint64_t fresh_chunks; /* order of the chunks not linked yet, 4 bits each (slab.c) */
+    atomic_uchar queued;   /* on some heap's remote-slab stack */
+    uint8_t idle;          /* a way slab found empty by the last aging scan */
+    uint8_t list;          /* bw_slab_list: where its heap keeps it */
+    uint8_t node;          /* NUMA node of the segment */
+    uint16_t way;          /* index in its heap's ways while list == WAY */
+    uint8_t fresh_left;    /* chunks not linked yet */
+    uint8_t zero_fresh;    /* chunks must be zeroed before they are linked */
+    uint8_t pad[8];
 } bw_slab_t;
 _Static_assert(sizeof(bw_slab_t) == 128, "slab descriptor lookup is a shift by 7");
+_Static_assert(offsetof(bw_slab_t, next) == 64, "the fast path's fields fill the first line");
 
-/* What a local free must report to the heap: nothing for the current slab
- * (the common case costs one test), every free for a slab on the full list
- * (it must move back to avail), the last free for a slab on the avail list
- * (it can be retired). */
-enum bw_notify { BW_NOTIFY_NONE = 0, BW_NOTIFY_FULL = 1, BW_NOTIFY_EMPTY = 2 };
+/* Where a heap keeps one of its slabs, and when a local free must tell it:
+ *   WAY    the fast path allocates from it: never (notify_at -1; the aging
+ *          scan retires idle ways);
+ *   AVAIL  has free blocks, waits to become a way: when it is empty
+ *          (notify_at 0), so its slot goes back to the segment;
+ *   FULL   had no free block when last looked at: when 1/8 of it is free
+ *          again (notify_at = nblocks - bw_refill_batch), so it moves to
+ *          AVAIL. Waiting for a batch rather than for the first free keeps
+ *          a slab from bouncing between the lists on every free and every
+ *          refill (a random free into a full slab used to cost a branch
+ *          miss and, soon after, a refill that found one block).
+ * The fast path's test is one compare, `--used <= notify_at`. */
+enum bw_slab_list { BW_LIST_WAY = 0, BW_LIST_AVAIL = 1, BW_LIST_FULL = 2 };
 
-/* A local free just pushed a block and decremented used. */
-#define BW_NOTIFY_NEEDED(slab)                                                                     \
-    bw_unlikely((slab)->notify != BW_NOTIFY_NONE &&                                                \
-                ((slab)->notify == BW_NOTIFY_FULL || (slab)->used == 0))
+BW_INLINE int bw_refill_batch(const struct bw_slab *slab) {
+    return slab->nblocks >= 16 ? slab->nblocks / 8 : 1;
+}
 
 enum bw_slab_state {
     BW_SLAB_UNUSED = 0,   /* slot free, memory decommitted or never touched */
@@ -194,10 +216,11 @@ _Static_assert(sizeof(bw_segment_t) == 64, "segment header lookup is a shift by 
 
 /* ------------------------------------------------------------------ heaps */
 typedef struct {
-    bw_slab_t *avail;   /* other slabs that may have free blocks (list head) */
-    bw_slab_t *full;    /* slabs that had no free block when last looked at */
-    uint32_t way_base;  /* this class's first slot in the heap's ways */
-    uint32_t way_count; /* ways the fast path chooses among (bw_class_ways) */
+    bw_slab_t *avail;     /* other slabs that may have free blocks (list head) */
+    bw_slab_t *full;      /* slabs that had no free block when last looked at, newest first */
+    bw_slab_t *full_tail; /* ... and the oldest, which refill looks at first */
+    uint32_t way_base;    /* this class's first slot in the heap's ways */
+    uint32_t way_count;   /* ways the fast path chooses among (bw_class_ways) */
 } bw_bin_t;
 
 /* Per-thread CSPRNG (random.c): 1 KiB of ChaCha20 keystream consumed a
@@ -239,11 +262,12 @@ typedef struct bw_heap {
 
 /* ------------------------------------------------------------------ globals */
 typedef struct {
-    uintptr_t arena_base;   /* start of the small-object reservation */
-    uintptr_t arena_size;   /* bytes of carved segments; 0 until then: every free is slow */
-    bw_slab_t *slabs;       /* descriptor array, one per slab slot */
-    bw_segment_t *segments; /* header array, one per segment */
-    uint64_t *bitmaps;      /* 3 * BW_BITMAP_WORDS words per slab slot */
+    uintptr_t arena_base;       /* start of the small-object reservation */
+    uintptr_t arena_size;       /* bytes of carved segments; 0 until then: every free is slow */
+    uintptr_t arena_granules;   /* arena_size / 16: free()'s one range-and-alignment test */
+    bw_slab_t *slabs;           /* descriptor array, one per slab slot */
+    bw_segment_t *segments;     /* header array, one per segment */
+    _Atomic(uint64_t) *bitmaps; /* BW_BITMAP_WORDS_PER_SLAB words per slab slot */
 } bw_layout_t;
 
 extern BW_HIDDEN bw_layout_t bw_layout;
@@ -359,26 +383,37 @@ BW_INLINE uintptr_t bw_slab_start(const bw_slab_t *slab) {
 /* slab.c */
 void bw_slab_format(bw_slab_t *slab, unsigned size_class, bw_heap_t *owner);
 size_t bw_slab_collect_remote(bw_slab_t *slab);
-void bw_slab_remote_free(bw_slab_t *slab, void *block, size_t index, uint64_t bit,
-                         const char *function);
+void bw_slab_remote_free(bw_slab_t *slab, void *block, const char *function);
 void bw_slab_remote_push(bw_slab_t *slab, void *block);
-/* A block whose allocated bit is clear: freed before ("double free", or
- * freed_class) if it was ever handed out, else never allocated. */
+/* A pointer into the arena that is not a live block: a block freed before
+ * (freed_class, e.g. "double free") if its granule was handed out since the
+ * slab was formatted, anything else (never allocated, inside a block, not
+ * 16-byte aligned, in an unused slot) invalid_class. */
 __attribute__((noreturn)) void bw_report_not_live(const void *ptr, const bw_slab_t *slab,
-                                                  size_t index, const char *freed_class,
+                                                  const char *freed_class,
                                                   const char *invalid_class, const char *function);
 __attribute__((noreturn)) void bw_report_overflow(const void *block, const bw_slab_t *slab,
                                                   const char *function);
 
-BW_INLINE size_t bw_slab_block_index(const bw_slab_t *slab, uintptr_t offset_in_slab) {
-    return (size_t)((offset_in_slab * (uint64_t)slab->block_inv) >> 32);
+/* Block-state bitmaps (invariant 2), out of line and indexed by arena
+ * offset, one bit per 16-byte granule (the smallest block) in each of three
+ * words per 1 KiB of arena:
+ *   [0] allocated   the granule starts a block the program holds;
+ *   [1] pending     ... a block another thread freed, not yet collected by
+ *                   the owner (set with an atomic OR by that thread);
+ *   [2] handed out  ... a block allocated at least once since its slab was
+ *                   formatted (tells a double free from a wild pointer).
+ * Only block starts ever have bits, so a pointer into the middle of a block
+ * or past a slab's last block finds "allocated" clear: the free path's
+ * liveness test is also its boundary test, and no block index (no multiply)
+ * is needed. The owner thread is the only writer of [0] and [2], so relaxed
+ * loads and stores (plain moves on x86) suffice; other threads only read
+ * them. [1] is shared and changed only by atomic read-modify-writes. */
+BW_INLINE _Atomic(uint64_t) *bw_bits_group(uintptr_t arena_offset) {
+    return &bw_layout.bitmaps[3 * (arena_offset >> 10)];
 }
-
-/* Bitmap helpers: the owner thread is the only writer of the allocated
- * words, so a relaxed load and store (plain moves on x86) suffice; remote
- * freers only read them. The pending words are shared and use atomic RMW. */
-BW_INLINE _Atomic(uint64_t) *bw_slab_alloc_word(const bw_slab_t *slab, size_t index) {
-    return &slab->bits[3 * (index >> 6)];
+BW_INLINE uint64_t bw_bits_mask(uintptr_t arena_offset) {
+    return 1ull << ((arena_offset >> 4) & 63);
 }
 BW_INLINE void bw_bits_set(_Atomic(uint64_t) *word, uint64_t bit) {
     atomic_store_explicit(word, atomic_load_explicit(word, memory_order_relaxed) | bit,
@@ -389,11 +424,25 @@ BW_INLINE void bw_bits_clear(_Atomic(uint64_t) *word, uint64_t bit) {
                           memory_order_relaxed);
 }
 
+/* offset_in_slab (< 2^16) is a multiple of the block size: one multiply by
+ * c = ceil(2^32 / size) and a compare (D. Lemire, O. Kaser, N. Kurz, "Faster
+ * remainder by direct computation", 2019: for 16-bit n and d, n % d == 0
+ * iff n * c mod 2^32 < c). tests/unit/test_sizeclass.c checks every class
+ * and offset. */
+_Static_assert(BW_SLAB_SHIFT <= 16, "the boundary test is exact for offsets below 2^16");
+BW_INLINE uint32_t bw_div_magic(uint32_t block_size) {
+    return (uint32_t)(UINT32_MAX / block_size + 1); /* = ceil(2^32 / size) for size > 1 */
+}
+BW_INLINE bool bw_slab_on_boundary(const bw_slab_t *slab, uint32_t offset_in_slab) {
+    return (uint32_t)(offset_in_slab * slab->div_magic) < slab->div_magic;
+}
+
 /* Free-list links in user memory (invariant 3). Encoded as
  * rotl(next ^ slot ^ key, 17) + key with the slab's secret key: the idea of
  * mixing the link's own address and a secret is glibc's safe-linking and
  * mimalloc's encoded free lists; the exact mix is ours. A decoded link must
- * be NULL or a block boundary of the same slab, or the list was forged. */
+ * be NULL or a block boundary of the same slab (below its last block), or
+ * the list was forged. */
 BW_INLINE void bw_link_store(const bw_slab_t *slab, void *slot, void *next) {
 #if BW_ENCODE_LINKS
     uint64_t x = (uintptr_t)next ^ (uintptr_t)slot ^ slab->key;
@@ -411,10 +460,10 @@ BW_INLINE void *bw_link_load(const bw_slab_t *slab, void *slot) {
     uint64_t x = *(uint64_t *)slot - slab->key;
     uintptr_t next = (uintptr_t)(((x >> 17) | (x << 47)) ^ (uintptr_t)slot ^ slab->key);
     if (next) {
-        uintptr_t in_slab = next & (BW_SLAB_SIZE - 1);
-        size_t index = bw_slab_block_index(slab, in_slab);
-        if (bw_unlikely(((next ^ (uintptr_t)slot) >> BW_SLAB_SHIFT) != 0 ||
-                        index * slab->block_size != in_slab || index >= slab->nblocks))
+        /* The slot is in the slab, so its slab starts at the slot rounded
+         * down; below the slab the offset wraps to a huge value. */
+        uintptr_t in_slab = next - ((uintptr_t)slot & ~(BW_SLAB_SIZE - 1));
+        if (bw_unlikely(in_slab >= slab->limit || !bw_slab_on_boundary(slab, (uint32_t)in_slab)))
             bw_report_corrupt_link(slot, slab);
     }
     return (void *)next;
@@ -436,6 +485,28 @@ BW_INLINE uint64_t *bw_canary_slot(const bw_slab_t *slab, void *block) {
 
 __attribute__((noreturn)) void bw_report_write_after_free(const void *block, const bw_slab_t *slab);
 
+/* The write-after-free check (BW_WAF_CHECK_MAX): a block handed out again
+ * must still be all zero past its link word, as zero-on-free left it. Two
+ * 16-byte lanes (SSE2, the x86-64 baseline; GCC vector extensions, so other
+ * targets get the same code in general registers), ORed together. */
+#if BW_WAF_CHECK_MAX
+typedef uint64_t bw_u64x2 __attribute__((vector_size(16)));
+BW_INLINE bool bw_block_still_zero(const void *block, uint32_t block_size) {
+    const bw_u64x2 *lane = (const bw_u64x2 *)block; /* blocks are 16-byte aligned */
+    size_t lanes = (block_size < BW_WAF_CHECK_MAX ? block_size : BW_WAF_CHECK_MAX) / 16;
+    bw_u64x2 seen = lane[0]; /* word 0 is the link, wiped before the check */
+    bw_u64x2 seen2 = {0, 0};
+    size_t i = 1;
+    for (; i + 1 < lanes; i += 2) {
+        seen |= lane[i];
+        seen2 |= lane[i + 1];
+    }
+    if (i < lanes) seen |= lane[i];
+    seen |= seen2;
+    return (seen[0] | seen[1]) == 0;
+}
+#endif
+
 /* Hand out the head of a slab's free list (caller checked it is non-empty).
  * The link is wiped so the program never sees a heap address it did not get
  * from malloc; under BW_WAF_CHECK_MAX the block must still be all zero
@@ -445,23 +516,32 @@ BW_INLINE void *bw_slab_pop(bw_slab_t *slab) {
     slab->free = bw_link_load(slab, block);
     *(void **)block = NULL;
 #if BW_WAF_CHECK_MAX
-    {
-        const uint64_t *words = (const uint64_t *)block;
-        size_t n = (slab->block_size < BW_WAF_CHECK_MAX ? slab->block_size : BW_WAF_CHECK_MAX) / 8;
-        uint64_t seen = 0;
-        for (size_t i = 1; i < n; i++) seen |= words[i];
-        if (bw_unlikely(seen != 0)) bw_report_write_after_free(block, slab);
-    }
+    if (bw_unlikely(!bw_block_still_zero(block, slab->block_size)))
+        bw_report_write_after_free(block, slab);
 #endif
 #if BW_CANARY
     *bw_canary_slot(slab, block) = bw_canary_value(slab, block);
 #endif
     slab->used++;
-    size_t index = bw_slab_block_index(slab, (uintptr_t)block & (BW_SLAB_SIZE - 1));
-    _Atomic(uint64_t) *word = bw_slab_alloc_word(slab, index);
-    bw_bits_set(word, 1ull << (index & 63));
-    bw_bits_set(word + 2, 1ull << (index & 63)); /* tells a double free from a wild one */
+    uintptr_t offset = (uintptr_t)block - bw_layout.arena_base;
+    _Atomic(uint64_t) *bits = bw_bits_group(offset);
+    uint64_t bit = bw_bits_mask(offset);
+    bw_bits_set(&bits[0], bit);
+    bw_bits_set(&bits[2], bit); /* tells a double free from a wild one */
     return block;
+}
+
+bool bw_slab_extend(bw_slab_t *slab, bw_heap_t *heap);
+unsigned bw_slab_chunk_count(uint32_t nblocks, uint32_t block_size);
+
+/* Slow path: when `free` is empty, the owner's frees since the last refill
+ * become the blocks to hand out, else the next fresh chunk of the slab is
+ * linked. True if the slab has a block to hand out. */
+BW_INLINE bool bw_slab_ready(bw_slab_t *slab, bw_heap_t *heap) {
+    if (slab->free) return true;
+    slab->free = slab->local_free;
+    slab->local_free = NULL;
+    return slab->free != NULL || bw_slab_extend(slab, heap);
 }
 
 /* Checks a block being freed: canary intact, then wipes it (zero-on-free). */

@@ -109,15 +109,34 @@ static void bw_list_remove(bw_slab_t **head, bw_slab_t *slab) {
     slab->next = slab->prev = NULL;
 }
 
+/* The bin lists and their notify thresholds (bw_slab_list in bw_internal.h).
+ * The full list keeps its tail, so refill can look at the slabs that have
+ * been full longest (and so had the most time to collect frees). */
+static void bw_bin_put_full(bw_bin_t *bin, bw_slab_t *slab) {
+    slab->list = BW_LIST_FULL;
+    slab->notify_at = (int16_t)(slab->nblocks - bw_refill_batch(slab));
+    if (!bin->full) bin->full_tail = slab;
+    bw_list_push(&bin->full, slab);
+}
+
+static void bw_bin_remove_full(bw_bin_t *bin, bw_slab_t *slab) {
+    if (bin->full_tail == slab) bin->full_tail = slab->prev;
+    bw_list_remove(&bin->full, slab);
+}
+
+static void bw_bin_put_avail(bw_bin_t *bin, bw_slab_t *slab) {
+    slab->list = BW_LIST_AVAIL;
+    slab->notify_at = 0;
+    bw_list_push(&bin->avail, slab);
+}
+
 static void bw_bin_unlink(bw_heap_t *heap, bw_bin_t *bin, bw_slab_t *slab) {
-    if (slab->notify == BW_NOTIFY_NONE) {
+    if (slab->list == BW_LIST_WAY)
         heap->ways[slab->way] = &bw_sentinel_slab;
-    } else if (slab->notify == BW_NOTIFY_FULL) {
-        bw_list_remove(&bin->full, slab);
-        slab->notify = BW_NOTIFY_NONE;
-    } else {
+    else if (slab->list == BW_LIST_FULL)
+        bw_bin_remove_full(bin, slab);
+    else
         bw_list_remove(&bin->avail, slab);
-    }
 }
 
 /* The slab holds no live block: give its slot back to the segment pool. */
@@ -126,19 +145,21 @@ static void bw_heap_retire(bw_heap_t *heap, bw_slab_t *slab) {
     bw_slab_slot_release(slab);
 }
 
-/* After collecting frees into a slab: put it on the right list. */
+/* After frees into a slab that is not a way: retire it when empty, move it
+ * from full to avail once a refill's worth of it is free. Ways stay (the
+ * aging scan retires idle ones). */
 static void bw_heap_settle(bw_heap_t *heap, bw_slab_t *slab) {
+    if (slab->list == BW_LIST_WAY) return;
     bw_bin_t *bin = &heap->bins[slab->size_class];
-    if (slab->used == 0 && slab->notify != BW_NOTIFY_NONE) {
+    if (slab->used <= 0) {
         bw_heap_retire(heap, slab);
-    } else if (slab->notify == BW_NOTIFY_FULL && slab->free) {
-        bw_list_remove(&bin->full, slab);
-        slab->notify = BW_NOTIFY_EMPTY;
-        bw_list_push(&bin->avail, slab);
+    } else if (slab->list == BW_LIST_FULL && slab->nblocks - slab->used >= bw_refill_batch(slab)) {
+        bw_bin_remove_full(bin, slab);
+        bw_bin_put_avail(bin, slab);
     }
 }
 
-/* Called by free() when the owner's free emptied a slab or hit a full one. */
+/* Called by free() when the owner's free reached the slab's notify_at. */
 void bw_free_slow_local(bw_heap_t *heap, bw_slab_t *slab) {
     bw_heap_settle(heap, slab);
 }
@@ -176,16 +197,14 @@ static void bw_heap_drain_remote(bw_heap_t *heap) {
 static void bw_quarantine_release(bw_heap_t *heap, void *block) {
     uintptr_t offset = (uintptr_t)block - bw_layout.arena_base;
     bw_slab_t *slab = &bw_layout.slabs[offset >> BW_SLAB_SHIFT];
-    size_t index = bw_slab_block_index(slab, offset & (BW_SLAB_SIZE - 1));
-    _Atomic(uint64_t) *word = bw_slab_alloc_word(slab, index);
-    if (atomic_load_explicit(word + 1, memory_order_relaxed) & (1ull << (index & 63))) {
+    const _Atomic(uint64_t) *bits = bw_bits_group(offset);
+    if (atomic_load_explicit(&bits[1], memory_order_relaxed) & bw_bits_mask(offset)) {
         bw_slab_remote_push(slab, block); /* another heap's block (or was, when freed) */
         return;
     }
-    bw_link_store(slab, block, slab->free);
-    slab->free = block;
-    slab->used--;
-    if (BW_NOTIFY_NEEDED(slab)) bw_heap_settle(heap, slab);
+    bw_link_store(slab, block, slab->local_free);
+    slab->local_free = block;
+    if (bw_unlikely(--slab->used <= slab->notify_at)) bw_heap_settle(heap, slab);
 }
 
 #if BW_QUARANTINE_SLOTS
@@ -308,7 +327,8 @@ size_t bw_abandoned_sweep(size_t max) {
 
 static void bw_abandon_slab(bw_slab_t *slab) {
     atomic_store_explicit(&slab->owner, NULL, memory_order_release);
-    slab->notify = BW_NOTIFY_NONE;
+    slab->list = BW_LIST_WAY;
+    slab->notify_at = -1;
     slab->next = slab->prev = NULL;
     bw_slab_collect_remote(slab);
     if (slab->used == 0) {
@@ -340,6 +360,7 @@ void bw_heap_abandon(bw_heap_t *heap) {
             bin->full = slab->next;
             bw_abandon_slab(slab);
         }
+        bin->full_tail = NULL;
     }
     /* Slabs queued here between the first drain and the owner change only
      * need their flag cleared (their owner is now NULL or another heap). */
@@ -352,7 +373,8 @@ static bw_slab_t *bw_heap_adopt(bw_heap_t *heap, unsigned size_class) {
     bw_slab_t *slab = bw_abandoned_pop(size_class);
     if (!slab) return NULL;
     slab->state = BW_SLAB_ACTIVE;
-    slab->notify = BW_NOTIFY_NONE;
+    slab->list = BW_LIST_WAY; /* not on a list yet: refill installs it or puts it on one */
+    slab->notify_at = -1;
     atomic_store_explicit(&slab->owner, heap, memory_order_release);
     bw_slab_collect_remote(slab);
     return slab;
@@ -376,7 +398,7 @@ bw_heap_t *bw_heap_get_or_create(void) {
     if (!heap) return NULL;
     for (unsigned w = 0; w < BW_WAYS_TOTAL; w++) heap->ways[w] = &bw_sentinel_slab;
     for (unsigned c = 0; c < BW_CLASS_COUNT; c++) {
-        heap->bins[c].avail = heap->bins[c].full = NULL;
+        heap->bins[c].avail = heap->bins[c].full = heap->bins[c].full_tail = NULL;
         heap->bins[c].way_base = BW_RANDOM_WAYS ? bw_class_way_base[c] : c;
         heap->bins[c].way_count = BW_RANDOM_WAYS ? bw_class_ways[c] : 1;
     }
@@ -406,7 +428,8 @@ bw_heap_t *bw_heap_get_or_create(void) {
  * abandoned slab of the class, or a fresh slot. NULL when memory is
  * exhausted. */
 static bw_slab_t *bw_heap_install(bw_heap_t *heap, unsigned way, bw_slab_t *slab) {
-    slab->notify = BW_NOTIFY_NONE;
+    slab->list = BW_LIST_WAY;
+    slab->notify_at = -1;
     slab->idle = 0;
     slab->way = (uint16_t)way;
     heap->ways[way] = slab;
@@ -416,7 +439,9 @@ static bw_slab_t *bw_heap_install(bw_heap_t *heap, unsigned way, bw_slab_t *slab
 /* Way slabs are never retired by free (a malloc/free loop would otherwise
  * acquire and release a slab each time); instead, every BW_PURGE_DELAY_MS
  * the slow path retires way slabs found empty by two scans in a row, so an
- * idle heap's memory returns to the segment pools and the purge. */
+ * idle heap's memory returns to the segment pools and the purge. The slow
+ * path runs regularly even in a malloc/free loop: frees go to the slab's
+ * local_free, so its `free` list runs dry. */
 static void bw_heap_age_ways(bw_heap_t *heap) {
     uint64_t now = bw_os_now_ms();
     if (now - heap->last_age_ms < BW_PURGE_DELAY_MS) return;
@@ -435,6 +460,10 @@ static void bw_heap_age_ways(bw_heap_t *heap) {
             bw_slab_slot_release(slab);
         }
     }
+    /* Slots other heaps (or this one, in a burst of frees) released stay
+     * committed until a purge finds their delay expired; releases may have
+     * stopped, so the scan runs it too. */
+    bw_segments_purge(false);
 }
 
 static bw_slab_t *bw_heap_refill(bw_heap_t *heap, unsigned size_class, unsigned way) {
@@ -444,22 +473,43 @@ static bw_slab_t *bw_heap_refill(bw_heap_t *heap, unsigned size_class, unsigned 
     bw_slab_t *slab = heap->ways[way];
     if (slab != &bw_sentinel_slab) {
         bw_slab_collect_remote(slab);
-        if (slab->free) return slab;
+        if (bw_slab_ready(slab, heap)) return slab;
         heap->ways[way] = &bw_sentinel_slab;
-        slab->notify = BW_NOTIFY_FULL;
-        bw_list_push(&bin->full, slab);
+        bw_bin_put_full(bin, slab);
     }
     while ((slab = bin->avail)) {
         bw_list_remove(&bin->avail, slab);
         bw_slab_collect_remote(slab);
-        if (slab->free) return bw_heap_install(heap, way, slab);
-        slab->notify = BW_NOTIFY_FULL;
-        bw_list_push(&bin->full, slab);
+        if (bw_slab_ready(slab, heap)) return bw_heap_install(heap, way, slab);
+        bw_bin_put_full(bin, slab);
     }
     for (int tries = 0; tries < 4 && (slab = bw_heap_adopt(heap, size_class)); tries++) {
-        if (slab->free) return bw_heap_install(heap, way, slab);
-        slab->notify = BW_NOTIFY_FULL;
-        bw_list_push(&bin->full, slab);
+        if (bw_slab_ready(slab, heap)) return bw_heap_install(heap, way, slab);
+        bw_bin_put_full(bin, slab);
+    }
+    /* Before a fresh slot: the slabs full longest may have had frees that
+     * never reached a refill's worth (a class that is mostly allocated, not
+     * freed). Look at a few, oldest first, and take the one with the most
+     * free blocks; the others go to the front. */
+    bw_slab_t *best = NULL;
+    for (int looked = 0; looked < 8 && bin->full_tail; looked++) {
+        slab = bin->full_tail;
+        bw_bin_remove_full(bin, slab);
+        bw_slab_collect_remote(slab);
+        if (best && slab->used >= best->used) {
+            bw_bin_put_full(bin, slab);
+            bw_heap_settle(heap, slab); /* remote frees may have emptied it */
+            continue;
+        }
+        if (best) {
+            bw_bin_put_full(bin, best);
+            bw_heap_settle(heap, best);
+        }
+        best = slab;
+    }
+    if (best) {
+        if (bw_slab_ready(best, heap)) return bw_heap_install(heap, way, best);
+        bw_bin_put_full(bin, best);
     }
     /* Periodically reclaim abandoned slabs of other classes that other
      * threads emptied, so thread churn cannot strand memory. */
@@ -485,7 +535,7 @@ static void *bw_heap_alloc_class(bw_heap_t *heap, unsigned size_class) {
     }
 #endif
     bw_slab_t *slab = heap->ways[way];
-    if (!slab->free) {
+    if (slab == &bw_sentinel_slab || !bw_slab_ready(slab, heap)) {
         slab = bw_heap_refill(heap, size_class, way);
         if (bw_unlikely(!slab)) return NULL;
     }

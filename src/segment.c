@@ -6,7 +6,7 @@
  *            merge into few VMAs), each cut into 64 slab slots of 64 KiB;
  *   metadata guard | slab descriptors (128 B per slot) | guard |
  *            segment headers (64 B per segment) | guard |
- *            bitmaps (1 KiB per slot) | guard
+ *            bitmaps (1.5 KiB per slot) | guard
  *            committed piecewise as segments are carved; never adjacent to
  *            user memory (invariant 1).
  * Free slots are pooled per NUMA node: a segment is bound to the node of the
@@ -34,7 +34,7 @@ static size_t bw_segments_carved; /* segments handed out so far, in address orde
 #define BW_SEG_HEADER_BYTES                                                                        \
     (((size_t)BW_SEGMENT_COUNT * sizeof(bw_segment_t) + BW_PAGE_SIZE - 1) &                        \
      ~(size_t)(BW_PAGE_SIZE - 1))
-#define BW_BITMAP_BYTES_PER_SLAB (3 * BW_BITMAP_WORDS * sizeof(uint64_t))
+#define BW_BITMAP_BYTES_PER_SLAB (BW_BITMAP_WORDS_PER_SLAB * sizeof(uint64_t))
 #define BW_BITMAP_BYTES          (BW_SLAB_COUNT * BW_BITMAP_BYTES_PER_SLAB)
 
 /* Mask of the bits below n (n <= 64), without shifting by 64. */
@@ -61,7 +61,7 @@ bool bw_segments_init(void) {
     bw_meta_bitmaps = bw_meta_seg_headers + BW_SEG_HEADER_BYTES + guard;
     bw_layout.slabs = (bw_slab_t *)bw_meta_slab_descs;
     bw_layout.segments = (bw_segment_t *)bw_meta_seg_headers;
-    bw_layout.bitmaps = (uint64_t *)bw_meta_bitmaps;
+    bw_layout.bitmaps = (void *)bw_meta_bitmaps;
     bw_layout.arena_base = (uintptr_t)arena;
     /* arena_size covers only carved segments (it grows in bw_segment_carve):
      * a wild pointer into the rest of the reservation takes free()'s slow
@@ -119,6 +119,8 @@ static bw_segment_t *bw_segment_carve(unsigned node) {
      * into it before it is formatted is an invalid free, never a crash. */
     __atomic_store_n(&bw_layout.arena_size, (uintptr_t)(index + 1) << BW_SEGMENT_SHIFT,
                      __ATOMIC_RELEASE);
+    __atomic_store_n(&bw_layout.arena_granules, (uintptr_t)(index + 1) << (BW_SEGMENT_SHIFT - 4),
+                     __ATOMIC_RELEASE);
     bw_unlock(&bw_arena_lock);
 
     bw_os_bind_node(memory, BW_SEGMENT_SIZE, node);
@@ -138,7 +140,6 @@ static bw_segment_t *bw_segment_carve(unsigned node) {
     for (unsigned i = 0; i < BW_SLABS_PER_SEGMENT; i++) {
         bw_slab_t *slab = &bw_layout.slabs[first_slab + i];
         memset(slab, 0, sizeof *slab);
-        slab->bits = (_Atomic(uint64_t) *)(void *)((char *)bitmaps + i * BW_BITMAP_BYTES_PER_SLAB);
         slab->node = (uint8_t)node;
         slab->state = BW_SLAB_UNUSED;
     }
@@ -186,13 +187,15 @@ void bw_slab_slot_release(bw_slab_t *slab) {
     uint64_t now = bw_os_now_ms();
     uint64_t bit = 1ull << (slab_index % BW_SLABS_PER_SEGMENT);
 
-    /* block_size and block_inv stay: with nblocks = 0 every free into the
-     * slot fails the fast path's check, and the report can tell a block
-     * freed before (double free) from a wild pointer (invalid free). */
+    /* block_size and the bitmaps stay until the slot is formatted again: a
+     * free into the slot (owner NULL: the checked remote path) finds every
+     * block not allocated, and the "handed out" bits tell a block freed
+     * before (double free) from a wild pointer (invalid free). */
     slab->size_class = 0;
     slab->nblocks = 0;
+    slab->limit = 0;
     slab->used = 0;
-    slab->free = NULL;
+    slab->free = slab->local_free = NULL;
     atomic_store_explicit(&slab->owner, NULL, memory_order_release);
     slab->freed_at_ms = now;
 

@@ -46,15 +46,21 @@ unsigned bw_size_class_aligned(size_t size, size_t alignment) {
     return 0;
 }
 
-/* Random ways (Guarder's entropy target, BW_ENTROPY_BITS_*): a bin may keep
+/* Random ways (Guarder's entropy target, BW_ENTROPY_BITS_*): a bin keeps
  * enough open slabs that a malloc chooses among at least 2 (3 above 256
- * bytes) times 2^bits free blocks when they are all fresh, so the target
- * still holds when 2^bits of them are live. Guarder (USENIX Security 2018) sets 10 bits for small
- * objects; the issue asks 10 bits up to 256 bytes and 8 above. Capped at BW_WAYS_MAX (the 16 KiB
- * class gets 256 ways x 3 blocks). The 16 KiB class reaches only about 8.0 bits by test_entropy's
- * measure: a guarded slab holds 3 of its blocks, and more ways only add slabs the measure counts as
- * one predictable "new slab" outcome. The memory cost: a class in use keeps up to that many slabs
- * open per thread (the aging scan in heap.c retires the ones that go idle). */
+ * bytes) times 2^bits blocks that are equally likely next, so the target
+ * still holds when 2^bits of them are live. Guarder (USENIX Security 2018)
+ * sets 10 bits for small objects; the issue asks 10 bits up to 256 bytes and
+ * 8 above. What one way offers is its current chunk (slab.c: the blocks of
+ * a 2^BW_FRESH_CHUNK_SHIFT-byte piece are linked together, in random order),
+ * or its whole slab when the slab holds at most 16 blocks (each block is
+ * its own chunk, so the next one is uniform over the slab). Capped at
+ * BW_WAYS_MAX (the 16 KiB class gets 256 ways x 3 blocks; it reaches about
+ * 8.0 bits by test_entropy's measure: more ways only add slabs the measure
+ * counts as one predictable "new slab" outcome). The memory cost: a class
+ * in use keeps up to that many slabs open per thread, each touched only as
+ * far as its chunks were reached (the aging scan in heap.c retires the ones
+ * that go idle). */
 uint16_t bw_class_ways[BW_CLASS_COUNT] = {[0 ... BW_CLASS_COUNT - 1] = 1};
 uint16_t bw_class_way_base[BW_CLASS_COUNT];
 
@@ -64,12 +70,14 @@ void bw_ways_init(void) {
         uint32_t wanted = 1;
 #if BW_RANDOM_WAYS
         if (c > 0) {
-            uint32_t blocks = (uint32_t)(BW_SLAB_USABLE / bw_class_size[c]);
-            bool small = bw_class_size[c] <= 256;
+            uint32_t size = bw_class_size[c];
+            uint32_t blocks = (uint32_t)(BW_SLAB_USABLE / size);
+            if (blocks > 16) {
+                uint32_t per_chunk = ((uint32_t)1 << BW_FRESH_CHUNK_SHIFT) / size;
+                if (per_chunk < blocks) blocks = per_chunk ? per_chunk : 1;
+            }
+            bool small = size <= 256;
             unsigned bits = small ? BW_ENTROPY_BITS_SMALL : BW_ENTROPY_BITS_LARGE;
-            /* Few blocks per slab above 256 bytes: a 3x margin keeps the
-             * target after 2^bits blocks of the class are live
-             * (test_entropy measures exactly that); 2x suffices below. */
             uint32_t candidates = (small ? 2u : 3u) << bits;
             wanted = candidates / blocks + (candidates % blocks != 0);
             if (wanted > BW_WAYS_MAX) wanted = BW_WAYS_MAX;

@@ -3,69 +3,135 @@
  * the only things kept in user memory are free-list links inside free
  * blocks.
  *
- * Two bitmaps per slab, interleaved word by word so a check touches one
- * cache line: "allocated" (written only by the owner thread) and
- * "remote-pending" (set atomically by a thread that frees a block it does
- * not own, cleared by the owner when it collects the block). Together they
- * make every free checkable (invariant 2) without an atomic read-modify-write
- * on the owner's fast path (invariant 7). */
+ * The block-state bitmaps (bw_bits_group in bw_internal.h) are interleaved
+ * word by word so a check touches one cache line: "allocated" (written only
+ * by the owner thread), "remote-pending" (set atomically by a thread that
+ * frees a block it does not own, cleared by the owner when it collects the
+ * block) and "handed out". Together they make every free checkable
+ * (invariant 2) without an atomic read-modify-write on the owner's fast path
+ * (invariant 7). */
 #include <string.h>
 
 #include "bw_internal.h"
 
-/* Fisher-Yates shuffle of the block indices, so the free list hands blocks
- * out in a random order (invariant 3). The scratch array lives on the stack
- * of the slow path: 2 bytes per block, 7.5 KiB for the 16-byte class. */
-static void bw_slab_build_free_list(bw_slab_t *slab, bw_heap_t *owner, char *start, uint32_t size,
-                                    uint32_t count) {
+/* Lazy, randomized free lists (invariant 3). Formatting a slab links
+ * nothing: its blocks are cut into at most 16 chunks — single blocks when
+ * the slab holds at most 16, else the blocks that start in one
+ * 2^BW_FRESH_CHUNK_SHIFT-byte piece of the slab — whose order is a random
+ * permutation kept as 4-bit numbers in one word (fresh_chunks). When a way's
+ * free lists are empty the slow path extends the free list by the next
+ * chunk, its blocks linked in a random order (Fisher-Yates with ChaCha20
+ * draws). So the first allocation from a slab is uniform over the slab, and
+ * only the part of a slab a program reaches is touched (mimalloc-secure
+ * extends and shuffles its pages a slice at a time for the same reason;
+ * the random chunk order is ours). */
+#define BW_CHUNK_BYTES ((uint32_t)1 << BW_FRESH_CHUNK_SHIFT)
+_Static_assert(BW_SLAB_SIZE / BW_CHUNK_BYTES <= 16, "chunk numbers are 4 bits");
+
+unsigned bw_slab_chunk_count(uint32_t nblocks, uint32_t block_size) {
+    if (nblocks <= 16) return nblocks;
+    return (nblocks * block_size + BW_CHUNK_BYTES - 1) / BW_CHUNK_BYTES;
+}
+
+static void bw_slab_plan_chunks(bw_slab_t *slab, bw_heap_t *owner) {
+    unsigned count = bw_slab_chunk_count(slab->nblocks, slab->block_size);
+    uint8_t order[16] = {0};
+    for (unsigned i = 0; i < count; i++) order[i] = (uint8_t)i;
 #if BW_RANDOM_FREELIST
-    uint16_t order[BW_MAX_BLOCKS_PER_SLAB];
-    for (uint32_t i = 0; i < count; i++) order[i] = (uint16_t)i;
-    for (uint32_t i = count - 1; i > 0; i--) {
-        uint32_t j = bw_rng_below(&owner->rng, i + 1);
-        uint16_t t = order[i];
-        order[i] = order[j];
+    for (unsigned i = count; i > 1; i--) { /* Fisher-Yates: order[i-1] <-> a random one below */
+        unsigned j = bw_rng_below(&owner->rng, i);
+        uint8_t t = order[i - 1];
+        order[i - 1] = order[j];
         order[j] = t;
     }
-#define BW_ORDER(i) order[i]
 #else
     (void)owner;
-#define BW_ORDER(i) (i)
 #endif
-    for (uint32_t i = 0; i + 1 < count; i++)
-        bw_link_store(slab, start + (size_t)BW_ORDER(i) * size,
-                      start + (size_t)BW_ORDER(i + 1) * size);
-    /* count >= 1 (checked above), so order[0 .. count-1] is written. */
-    // cppcheck-suppress uninitvar
-    bw_link_store(slab, start + (size_t)BW_ORDER(count - 1) * size, NULL);
-    slab->free = start + (size_t)BW_ORDER(0) * size;
-#undef BW_ORDER
+    uint64_t packed = 0;
+    for (unsigned i = count; i-- > 0;) packed = packed << 4 | order[i];
+    slab->fresh_chunks = packed;
+    slab->fresh_left = (uint8_t)count;
+}
+
+/* Link the next fresh chunk onto the (empty) free list. False when every
+ * chunk is linked already. Slow path only: it divides. */
+bool bw_slab_extend(bw_slab_t *slab, bw_heap_t *heap) {
+    uint32_t size = slab->block_size;
+    uint32_t first = 0, end = 0;
+    while (first == end) {
+        if (slab->fresh_left == 0) return false;
+        unsigned chunk = (unsigned)(slab->fresh_chunks & 15);
+        slab->fresh_chunks >>= 4;
+        slab->fresh_left--;
+        if (slab->nblocks <= 16) {
+            first = chunk;
+            end = chunk + 1;
+        } else { /* the blocks whose first byte lies in piece `chunk` */
+            first = (chunk * BW_CHUNK_BYTES + size - 1) / size;
+            end = ((chunk + 1) * BW_CHUNK_BYTES + size - 1) / size;
+            if (end > slab->nblocks) end = slab->nblocks;
+        }
+    }
+    char *start = (char *)bw_slab_start(slab);
+#if BW_ZERO_ON_FREE
+    /* The slot served another class before and was not purged: its old
+     * links lie at other offsets, and the write-after-free check needs
+     * zeros. Exactly this chunk's blocks, which no other chunk overlaps. */
+    if (slab->zero_fresh) memset(start + (size_t)first * size, 0, (size_t)(end - first) * size);
+#endif
+    uint16_t order[BW_CHUNK_BYTES / BW_MIN_BLOCK];
+    uint32_t count = end - first;
+    for (uint32_t i = 0; i < count; i++) order[i] = (uint16_t)(first + i);
+#if BW_RANDOM_FREELIST
+    for (uint32_t i = count; i > 1; i--) {
+        uint32_t j = bw_rng_below(&heap->rng, i);
+        uint16_t t = order[i - 1];
+        order[i - 1] = order[j];
+        order[j] = t;
+    }
+#else
+    (void)heap;
+#endif
+    void *next = NULL;
+    for (uint32_t i = count; i-- > 0;) {
+        // cppcheck-suppress uninitvar ; order[0 .. count-1] is written above
+        char *block = start + (size_t)order[i] * size;
+        bw_link_store(slab, block, next);
+        next = block;
+    }
+    slab->free = next;
+    return true;
 }
 
 void bw_slab_format(bw_slab_t *slab, unsigned size_class, bw_heap_t *owner) {
     uint32_t size = bw_class_size[size_class];
     uint32_t count = (uint32_t)(BW_SLAB_USABLE / size);
     char *start = (char *)bw_slab_start(slab);
-#if BW_ZERO_ON_FREE
     /* A reused slot that served another class still holds that class's old
-     * links at other offsets; the write-after-free check needs zeros. */
-    if (slab->state == BW_SLAB_DIRTY && slab->block_size != size) memset(start, 0, BW_SLAB_USABLE);
-#endif
+     * links at other offsets, and so do the chunks a previous life of the
+     * slot never linked if that life had to zero them: bw_slab_extend
+     * zeroes each chunk first. A purged slot reads as zero. */
+    bool stale_chunks = slab->zero_fresh && slab->fresh_left > 0;
+    slab->zero_fresh = slab->state == BW_SLAB_DIRTY && (slab->block_size != size || stale_chunks);
     slab->size_class = (uint8_t)size_class;
     slab->block_size = size;
-    /* ceil(2^32 / size): exact quotient for every offset < 2^16 when
-     * size <= 2^14 (error < 2^-16 < 1/size). */
-    slab->block_inv = (uint32_t)((((uint64_t)1 << 32) + size - 1) / size);
+    slab->div_magic = bw_div_magic(size);
+    slab->limit = count * size;
     slab->nblocks = (uint16_t)count;
     slab->used = 0;
-    slab->notify = BW_NOTIFY_NONE;
+    slab->local_free = NULL;
+    slab->notify_at = -1;
+    slab->list = BW_LIST_WAY;
     slab->next = slab->prev = NULL;
     slab->state = BW_SLAB_ACTIVE;
     slab->key = bw_rng_next(&owner->rng);
     slab->canary = bw_rng_next(&owner->rng);
     atomic_store_explicit(&slab->remote, NULL, memory_order_relaxed);
-    memset((void *)slab->bits, 0, 3 * ((count + 63) / 64) * sizeof(uint64_t));
-    bw_slab_build_free_list(slab, owner, start, size, count);
+    memset((void *)bw_bits_group((uintptr_t)start - bw_layout.arena_base), 0,
+           BW_BITMAP_WORDS_PER_SLAB * sizeof(uint64_t));
+    slab->free = NULL;
+    bw_slab_plan_chunks(slab, owner);
+    bw_slab_extend(slab, owner); /* a formatted slab has blocks to hand out */
     atomic_store_explicit(&slab->owner, owner, memory_order_release);
 }
 
@@ -77,10 +143,14 @@ void bw_report_write_after_free(const void *block, const bw_slab_t *slab) {
     bw_fatal("write after free", block, BW_INFO_CLASS, slab->block_size, "malloc");
 }
 
-void bw_report_not_live(const void *ptr, const bw_slab_t *slab, size_t index,
-                        const char *freed_class, const char *invalid_class, const char *function) {
-    const _Atomic(uint64_t) *word = bw_slab_alloc_word(slab, index);
-    bool handed_out = atomic_load_explicit(word + 2, memory_order_relaxed) & (1ull << (index & 63));
+void bw_report_not_live(const void *ptr, const bw_slab_t *slab, const char *freed_class,
+                        const char *invalid_class, const char *function) {
+    uintptr_t offset = (uintptr_t)ptr - bw_layout.arena_base;
+    const _Atomic(uint64_t) *bits = bw_bits_group(offset);
+    bool handed_out = (offset & 15) == 0 &&
+                      (atomic_load_explicit(&bits[2], memory_order_relaxed) & bw_bits_mask(offset));
+    if (slab->block_size == 0) /* a slot that never served a class */
+        bw_fatal(invalid_class, ptr, BW_INFO_NONE, 0, function);
     bw_fatal(handed_out ? freed_class : invalid_class, ptr, BW_INFO_CLASS, slab->block_size,
              function);
 }
@@ -90,20 +160,21 @@ void bw_report_overflow(const void *block, const bw_slab_t *slab, const char *fu
 }
 
 /* Owner side: move every block other threads freed onto the local free
- * list. Returns the number collected. */
+ * list (they wait behind `free` like the owner's own frees). Returns the
+ * number collected. */
 size_t bw_slab_collect_remote(bw_slab_t *slab) {
     if (!atomic_load_explicit(&slab->remote, memory_order_relaxed)) return 0;
     void *list = atomic_exchange_explicit(&slab->remote, NULL, memory_order_acquire);
     size_t count = 0;
     while (list) {
         void *next = bw_link_load(slab, list);
-        size_t index = bw_slab_block_index(slab, (uintptr_t)list & (BW_SLAB_SIZE - 1));
-        uint64_t bit = 1ull << (index & 63);
-        _Atomic(uint64_t) *word = bw_slab_alloc_word(slab, index);
-        bw_bits_clear(word, bit);
-        atomic_fetch_and_explicit(word + 1, ~bit, memory_order_relaxed);
-        bw_link_store(slab, list, slab->free);
-        slab->free = list;
+        uintptr_t offset = (uintptr_t)list - bw_layout.arena_base;
+        _Atomic(uint64_t) *bits = bw_bits_group(offset);
+        uint64_t bit = bw_bits_mask(offset);
+        bw_bits_clear(&bits[0], bit);
+        atomic_fetch_and_explicit(&bits[1], ~bit, memory_order_relaxed);
+        bw_link_store(slab, list, slab->local_free);
+        slab->local_free = list;
         slab->used--;
         count++;
         list = next;
@@ -113,12 +184,13 @@ size_t bw_slab_collect_remote(bw_slab_t *slab) {
 
 /* Free from a thread that does not own the slab: check, mark pending, push
  * onto the slab's remote list and make sure the owner hears about it. */
-void bw_slab_remote_free(bw_slab_t *slab, void *block, size_t index, uint64_t bit,
-                         const char *function) {
-    _Atomic(uint64_t) *word = bw_slab_alloc_word(slab, index);
-    if (bw_unlikely(!(atomic_load_explicit(word, memory_order_relaxed) & bit)))
-        bw_report_not_live(block, slab, index, "double free", "invalid free", function);
-    uint64_t before = atomic_fetch_or_explicit(word + 1, bit, memory_order_relaxed);
+void bw_slab_remote_free(bw_slab_t *slab, void *block, const char *function) {
+    uintptr_t offset = (uintptr_t)block - bw_layout.arena_base;
+    _Atomic(uint64_t) *bits = bw_bits_group(offset);
+    uint64_t bit = bw_bits_mask(offset);
+    if (bw_unlikely(!(atomic_load_explicit(&bits[0], memory_order_relaxed) & bit)))
+        bw_report_not_live(block, slab, "double free", "invalid free", function);
+    uint64_t before = atomic_fetch_or_explicit(&bits[1], bit, memory_order_relaxed);
     if (bw_unlikely(before & bit))
         bw_fatal("double free", block, BW_INFO_CLASS, slab->block_size, function);
 

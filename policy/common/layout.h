@@ -25,6 +25,18 @@
 #define BW_SLAB_SHIFT 16
 #endif
 
+/* A slab's free list is extended lazily, one chunk of this many bytes at a
+ * time (2^14 = 16 KiB: a quarter of a slab), chunks in random order and the
+ * blocks of a chunk in random order (slab.c). Smaller chunks touch fewer
+ * pages of a slab a thread barely uses and keep a malloc/free loop in fewer
+ * cache lines; they also make the next block's position more predictable
+ * from the last one's, which the random choice among open slabs must make up
+ * (sizeclass.c sizes it per chunk). A profile that defines it as
+ * BW_SLAB_SHIFT shuffles each slab as a whole, as a hardened_malloc slab is. */
+#ifndef BW_FRESH_CHUNK_SHIFT
+#define BW_FRESH_CHUNK_SHIFT 14
+#endif
+
 /* Freed slab memory stays committed this long before MADV_DONTNEED returns it
  * to the kernel: avoids a page-fault storm on alloc/free cycles; costs up to
  * this many milliseconds of extra RSS. */

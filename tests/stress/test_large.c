@@ -76,11 +76,16 @@ static void print_large_stats(const char *label) {
 #else
 #define LOOP_MAPS_SLACK 40u
 #endif
-/* After warm-up the count must be flat: cache full, steady state. */
+/* After warm-up the count must be flat: cache full, steady state. Single
+ * samples move by +-10 as the cached and parked mappings happen to merge
+ * with their neighbours or not, so the test compares the highest count of
+ * the second half of the loop with the highest of the first (after warm-up):
+ * a leak of one mapping per 100 iterations would add 45. */
 #define LOOP_MAPS_GROWTH_AFTER_WARMUP 8u
 
 static void cache_bounds_mappings(void **state) {
-    size_t maps_start = bw_test_map_count(), maps_warm = 0, maps_max = maps_start;
+    size_t maps_start = bw_test_map_count(), maps_max = maps_start;
+    size_t maps_first_half = 0, maps_second_half = 0; /* highest counts after warm-up */
     uint64_t start = now_ms();
 
     for (unsigned i = 0; i < LOOP_COUNT; i++) {
@@ -96,21 +101,23 @@ static void cache_bounds_mappings(void **state) {
         if (i % 100 == 99) {
             size_t maps = bw_test_map_count();
             if (maps > maps_max) maps_max = maps;
-            if (i + 1 == LOOP_WARMUP) maps_warm = maps;
+            size_t *half =
+                i < (LOOP_WARMUP + LOOP_COUNT) / 2 ? &maps_first_half : &maps_second_half;
+            if (i >= LOOP_WARMUP && maps > *half) *half = maps;
         }
     }
     size_t maps_end = bw_test_map_count();
     print_message("large loop: %u malloc/free of 64 KiB..1 MiB in %llu ms; maps start=%zu "
-                  "after %u=%zu max=%zu end=%zu\n",
-                  LOOP_COUNT, (unsigned long long)(now_ms() - start), maps_start, LOOP_WARMUP,
-                  maps_warm, maps_max, maps_end);
+                  "max=%zu (after %u: first half %zu, second half %zu) end=%zu\n",
+                  LOOP_COUNT, (unsigned long long)(now_ms() - start), maps_start, maps_max,
+                  LOOP_WARMUP, maps_first_half, maps_second_half, maps_end);
     print_large_stats("large loop: after");
 
     struct bw_stats s;
     bw_get_stats(&s);
     assert_true(s.large_cached_bytes > 0);
     assert_true(maps_max <= maps_start + LOOP_MAPS_SLACK);
-    assert_true(maps_end <= maps_warm + LOOP_MAPS_GROWTH_AFTER_WARMUP);
+    assert_true(maps_second_half <= maps_first_half + LOOP_MAPS_GROWTH_AFTER_WARMUP);
 
     /* A single free of a fresh size also lands in the cache. */
     void *p = malloc(300 * KiB);

@@ -81,8 +81,8 @@ static void test_remote_free_into_full_slab(void **state) {
     size_t count = 0;
     many[count++] = malloc(4000);
     bw_slab_t *first = slab_of(many[0]);
-    while (first->notify != BW_NOTIFY_FULL && count < MANY) many[count++] = malloc(4000);
-    assert_int_equal(first->notify, BW_NOTIFY_FULL);
+    while (first->list != BW_LIST_FULL && count < MANY) many[count++] = malloc(4000);
+    assert_int_equal(first->list, BW_LIST_FULL);
     pthread_t t;
     pthread_create(&t, NULL, free_many, &count);
     pthread_join(t, NULL); /* the thread's exit flushed its quarantine */

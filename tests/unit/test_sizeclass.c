@@ -59,15 +59,17 @@ static void test_aligned_class(void **state) {
     assert_int_equal(bw_size_class_aligned(16, 2 * BW_SMALL_MAX), 0);
 }
 
-static void test_reciprocal_exact(void **state) {
+/* The free-list link check's boundary test (one multiply, no division) is
+ * exact for every class and every offset in a slab. */
+static void test_boundary_test_exact(void **state) {
     (void)state;
     for (unsigned c = 1; c < BW_CLASS_COUNT; c++) {
         bw_slab_t slab = {0};
         uint32_t size = bw_class_size[c];
         slab.block_size = size;
-        slab.block_inv = (uint32_t)((((uint64_t)1 << 32) + size - 1) / size);
+        slab.div_magic = bw_div_magic(size);
         for (uintptr_t off = 0; off < BW_SLAB_SIZE; off++)
-            assert_int_equal(bw_slab_block_index(&slab, off), off / size);
+            assert_int_equal(bw_slab_on_boundary(&slab, off), off % size == 0);
     }
 }
 
@@ -98,7 +100,7 @@ int main(void) {
         cmocka_unit_test(test_table_shape),
         cmocka_unit_test(test_fragmentation_under_25_percent),
         cmocka_unit_test(test_aligned_class),
-        cmocka_unit_test(test_reciprocal_exact),
+        cmocka_unit_test(test_boundary_test_exact),
         cmocka_unit_test(test_way_layout),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
