@@ -10,11 +10,6 @@
 
 #define BW_PROFILE_NAME "fuzz"
 
-/* Each slab's free list is shuffled as a whole (one chunk per slab): the
- * next block is uniform over every free block of its slab, not of a 16 KiB
- * piece. Costs RSS: a slab a thread opens is touched all over. */
-#define BW_FRESH_CHUNK_SHIFT BW_SLAB_SHIFT
-
 /* Arena, segment and slab sizes, purge delay, large-block cache. */
 #include "common/layout.h"
 

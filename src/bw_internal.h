@@ -84,7 +84,7 @@
 #if BW_ENTROPY_BITS_SMALL || BW_ENTROPY_BITS_LARGE
 #define BW_RANDOM_WAYS 1
 #define BW_WAYS_MAX    256u  /* one random byte per malloc picks the way */
-#define BW_WAYS_TOTAL  2560u /* the default knobs need 2,347, strict's 1,451 */
+#define BW_WAYS_TOTAL  1536u /* the default knobs need 1,451 */
 #else
 #define BW_RANDOM_WAYS 0
 #define BW_WAYS_MAX    1u
@@ -220,7 +220,10 @@ typedef struct {
     bw_slab_t *full;      /* slabs that had no free block when last looked at, newest first */
     bw_slab_t *full_tail; /* ... and the oldest, which refill looks at first */
     uint32_t way_base;    /* this class's first slot in the heap's ways */
-    uint32_t way_count;   /* ways the fast path chooses among (bw_class_ways) */
+    uint32_t way_count;   /* ways the fast path chooses among: grows with use up to
+                             bw_class_ways (bw_heap_note_fresh) */
+    int32_t grow_left;    /* fresh blocks to link before the next way opens */
+    uint32_t pad_bin;
 } bw_bin_t;
 
 /* Per-thread CSPRNG (random.c): 1 KiB of ChaCha20 keystream consumed a
@@ -289,6 +292,7 @@ BW_INLINE unsigned bw_size_class(size_t size) {
 unsigned bw_size_class_aligned(size_t size, size_t alignment);
 extern BW_HIDDEN uint16_t bw_class_ways[BW_CLASS_COUNT];
 extern BW_HIDDEN uint16_t bw_class_way_base[BW_CLASS_COUNT];
+extern BW_HIDDEN uint16_t bw_class_way_step[BW_CLASS_COUNT];
 void bw_ways_init(void);
 
 /* The class serving a request: canary room included. */
@@ -485,24 +489,30 @@ BW_INLINE uint64_t *bw_canary_slot(const bw_slab_t *slab, void *block) {
 
 __attribute__((noreturn)) void bw_report_write_after_free(const void *block, const bw_slab_t *slab);
 
-/* The write-after-free check (BW_WAF_CHECK_MAX): a block handed out again
- * must still be all zero past its link word, as zero-on-free left it. Two
- * 16-byte lanes (SSE2, the x86-64 baseline; GCC vector extensions, so other
- * targets get the same code in general registers), ORed together. */
-#if BW_WAF_CHECK_MAX
+/* 16-byte lanes (SSE2, the x86-64 baseline; GCC vector extensions, so
+ * other targets get the same code in general registers) for the zeroing
+ * and the write-after-free check of small blocks. Blocks are 16-byte
+ * aligned. */
 typedef uint64_t bw_u64x2 __attribute__((vector_size(16)));
+
+/* The write-after-free check (BW_WAF_CHECK_MAX): a block handed out again
+ * must still be all zero past its link word, as zero-on-free left it. The
+ * first min(size, BW_WAF_CHECK_MAX) bytes are ORed together 64 at a time;
+ * the last window overlaps the one before when the size is not a multiple
+ * of 64 (an OR does not mind), so no tail loop. */
+#if BW_WAF_CHECK_MAX
 BW_INLINE bool bw_block_still_zero(const void *block, uint32_t block_size) {
-    const bw_u64x2 *lane = (const bw_u64x2 *)block; /* blocks are 16-byte aligned */
-    size_t lanes = (block_size < BW_WAF_CHECK_MAX ? block_size : BW_WAF_CHECK_MAX) / 16;
+    const bw_u64x2 *lane = (const bw_u64x2 *)block;
+    size_t bytes = block_size < BW_WAF_CHECK_MAX ? block_size : BW_WAF_CHECK_MAX;
     bw_u64x2 seen = lane[0]; /* word 0 is the link, wiped before the check */
-    bw_u64x2 seen2 = {0, 0};
-    size_t i = 1;
-    for (; i + 1 < lanes; i += 2) {
-        seen |= lane[i];
-        seen2 |= lane[i + 1];
+    if (bw_likely(bytes >= 64)) {
+        const bw_u64x2 *last = lane + (bytes - 64) / 16;
+        for (; lane < last; lane += 4) seen |= lane[0] | lane[1] | lane[2] | lane[3];
+        seen |= last[0] | last[1] | last[2] | last[3];
+    } else {
+        if (bytes > 16) seen |= lane[1];
+        if (bytes > 32) seen |= lane[2];
     }
-    if (i < lanes) seen |= lane[i];
-    seen |= seen2;
     return (seen[0] | seen[1]) == 0;
 }
 #endif
@@ -551,7 +561,16 @@ BW_INLINE void bw_block_retire_checks(const bw_slab_t *slab, void *block, const 
         bw_report_overflow(block, slab, function);
 #endif
 #if BW_ZERO_ON_FREE
-    __builtin_memset((char *)block + 8, 0, slab->block_size - 8);
+    /* Up to 256 bytes inline (a call to memset costs more than the stores),
+     * memset's wide stores above. Word 0 gets the free-list link. */
+    uint32_t size = slab->block_size;
+    if (size <= 256) {
+        ((uint64_t *)block)[1] = 0;
+        bw_u64x2 *lane = (bw_u64x2 *)block;
+        for (uint32_t i = 1; i < size / 16; i++) lane[i] = (bw_u64x2){0, 0};
+    } else {
+        __builtin_memset((char *)block + 8, 0, size - 8);
+    }
 #endif
     (void)slab;
     (void)block;
@@ -573,6 +592,7 @@ void bw_large_stats(size_t *in_use, size_t *cached, size_t *count);
 /* heap.c */
 void *bw_malloc_slow(size_t size, bool zero);
 void bw_free_slow_local(bw_heap_t *heap, bw_slab_t *slab);
+void bw_heap_note_fresh(bw_heap_t *heap, unsigned size_class, uint32_t linked);
 bw_heap_t *bw_heap_get_or_create(void);
 void bw_heap_abandon(bw_heap_t *heap);
 size_t bw_heap_trim_current(void);

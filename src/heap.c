@@ -159,6 +159,17 @@ static void bw_heap_settle(bw_heap_t *heap, bw_slab_t *slab) {
     }
 }
 
+/* A way of the class linked `linked` fresh blocks: open more ways as the
+ * class grows (sizeclass.c explains the pace). */
+void bw_heap_note_fresh(bw_heap_t *heap, unsigned size_class, uint32_t linked) {
+    bw_bin_t *bin = &heap->bins[size_class];
+    bin->grow_left -= 4 * (int32_t)linked;
+    while (bin->grow_left <= 0 && bin->way_count < bw_class_ways[size_class]) {
+        bin->way_count++;
+        bin->grow_left += bw_class_way_step[size_class];
+    }
+}
+
 /* Called by free() when the owner's free reached the slab's notify_at. */
 void bw_free_slow_local(bw_heap_t *heap, bw_slab_t *slab) {
     bw_heap_settle(heap, slab);
@@ -194,46 +205,40 @@ static void bw_heap_drain_remote(bw_heap_t *heap) {
  * pending bit set if another thread owns it), so a second free of a block in
  * quarantine is still a double free. When the ring is full a random victim
  * leaves, so the order of reuse is unpredictable. */
-static void bw_quarantine_release(bw_heap_t *heap, void *block) {
+static uint32_t bw_quarantine_release(bw_heap_t *heap, void *block) {
     uintptr_t offset = (uintptr_t)block - bw_layout.arena_base;
     bw_slab_t *slab = &bw_layout.slabs[offset >> BW_SLAB_SHIFT];
+    uint32_t size = slab->block_size; /* read before a settle may release the slot */
     const _Atomic(uint64_t) *bits = bw_bits_group(offset);
     if (atomic_load_explicit(&bits[1], memory_order_relaxed) & bw_bits_mask(offset)) {
         bw_slab_remote_push(slab, block); /* another heap's block (or was, when freed) */
-        return;
+        return size;
     }
     bw_link_store(slab, block, slab->local_free);
     slab->local_free = block;
     if (bw_unlikely(--slab->used <= slab->notify_at)) bw_heap_settle(heap, slab);
+    return size;
 }
 
 #if BW_QUARANTINE_SLOTS
-static size_t bw_block_size_of(const void *block) {
-    uintptr_t offset = (uintptr_t)block - bw_layout.arena_base;
-    return bw_layout.slabs[offset >> BW_SLAB_SHIFT].block_size;
-}
-
 void bw_quarantine_put(bw_heap_t *heap, void *block, bw_slab_t *slab) {
-    void *victim = NULL;
+    heap->quarantine_bytes += slab->block_size;
     if (heap->quarantine_count < BW_QUARANTINE_SLOTS) {
         heap->quarantine_age[heap->quarantine_count] = heap->quarantine_epoch;
         heap->quarantine[heap->quarantine_count++] = block;
     } else {
         size_t i = bw_rng_u16(&heap->rng) & (BW_QUARANTINE_SLOTS - 1);
-        victim = heap->quarantine[i];
+        void *victim = heap->quarantine[i];
         heap->quarantine[i] = block;
         heap->quarantine_age[i] = heap->quarantine_epoch;
-        heap->quarantine_bytes -= bw_block_size_of(victim);
+        heap->quarantine_bytes -= bw_quarantine_release(heap, victim);
     }
-    heap->quarantine_bytes += slab->block_size;
-    if (victim) bw_quarantine_release(heap, victim);
     while (heap->quarantine_bytes > BW_QUARANTINE_BYTES) {
         size_t i = bw_rng_below(&heap->rng, (uint32_t)heap->quarantine_count);
-        victim = heap->quarantine[i];
+        void *victim = heap->quarantine[i];
         heap->quarantine[i] = heap->quarantine[--heap->quarantine_count];
         heap->quarantine_age[i] = heap->quarantine_age[heap->quarantine_count];
-        heap->quarantine_bytes -= bw_block_size_of(victim);
-        bw_quarantine_release(heap, victim);
+        heap->quarantine_bytes -= bw_quarantine_release(heap, victim);
     }
 }
 
@@ -248,8 +253,7 @@ static void bw_quarantine_age(bw_heap_t *heap) {
             void *victim = heap->quarantine[i];
             heap->quarantine[i] = heap->quarantine[--heap->quarantine_count];
             heap->quarantine_age[i] = heap->quarantine_age[heap->quarantine_count];
-            heap->quarantine_bytes -= bw_block_size_of(victim);
-            bw_quarantine_release(heap, victim);
+            heap->quarantine_bytes -= bw_quarantine_release(heap, victim);
         } else {
             i++;
         }
@@ -260,8 +264,7 @@ static void bw_quarantine_age(bw_heap_t *heap) {
 void bw_quarantine_flush(bw_heap_t *heap) {
     while (heap->quarantine_count) {
         void *victim = heap->quarantine[--heap->quarantine_count];
-        heap->quarantine_bytes -= bw_block_size_of(victim);
-        bw_quarantine_release(heap, victim);
+        heap->quarantine_bytes -= bw_quarantine_release(heap, victim);
     }
 }
 #else
@@ -400,7 +403,8 @@ bw_heap_t *bw_heap_get_or_create(void) {
     for (unsigned c = 0; c < BW_CLASS_COUNT; c++) {
         heap->bins[c].avail = heap->bins[c].full = heap->bins[c].full_tail = NULL;
         heap->bins[c].way_base = BW_RANDOM_WAYS ? bw_class_way_base[c] : c;
-        heap->bins[c].way_count = BW_RANDOM_WAYS ? bw_class_ways[c] : 1;
+        heap->bins[c].way_count = 1;
+        heap->bins[c].grow_left = bw_class_way_step[c];
     }
     heap->way_random = 0;
     heap->way_draws = 0;

@@ -100,6 +100,9 @@ bool bw_slab_extend(bw_slab_t *slab, bw_heap_t *heap) {
         next = block;
     }
     slab->free = next;
+#if BW_RANDOM_WAYS
+    bw_heap_note_fresh(heap, slab->size_class, count);
+#endif
     return true;
 }
 
