@@ -135,7 +135,9 @@ void *bw_realloc_impl(void *ptr, size_t size) {
         if (bw_large_realloc(ptr, size)) return ptr;
         old_size = bw_large_usable_size(ptr, "realloc");
     }
-    void *moved = bw_alloc_inline(size);
+    /* Growing into a large block: with room to grow again in place. */
+    void *moved = size > old_size && !bw_request_is_small(size) ? bw_large_alloc_for_growth(size)
+                                                                : bw_alloc_inline(size);
     if (!moved) return NULL; /* errno is ENOMEM, the old block is intact */
     memcpy(moved, ptr, old_size < size ? old_size : size);
     bw_free_inline(ptr, "realloc");

@@ -93,6 +93,9 @@
 #if BW_WAF_CHECK_MAX && !BW_ZERO_ON_FREE
 #error "BW_WAF_CHECK_MAX (write-after-free check) requires BW_ZERO_ON_FREE"
 #endif
+#if BW_LARGE_RIGHT_ALIGN && !BW_LARGE_QUARANTINE
+#error "BW_LARGE_RIGHT_ALIGN needs BW_LARGE_QUARANTINE (parking unguards the pages it guards)"
+#endif
 #if BW_QUARANTINE_SLOTS & (BW_QUARANTINE_SLOTS - 1)
 #error "BW_QUARANTINE_SLOTS must be a power of two"
 #endif
@@ -579,6 +582,7 @@ BW_INLINE void bw_block_retire_checks(const bw_slab_t *slab, void *block, const 
 
 /* large.c */
 void *bw_large_alloc(size_t size, size_t alignment, bool zero);
+void *bw_large_alloc_for_growth(size_t size);
 bool bw_large_free(void *ptr, size_t size, size_t alignment, const char *function);
 void bw_large_init(void);
 size_t bw_large_usable_size(const void *ptr, const char *function);

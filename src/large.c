@@ -21,7 +21,8 @@ typedef struct {
     uintptr_t user;     /* 0 = empty slot */
     uintptr_t map_base; /* whole mapping, guards included */
     size_t map_size;
-    size_t requested; /* size asked for (free_sized checks it) */
+    size_t requested;   /* size asked for (free_sized checks it) */
+    bool right_aligned; /* ends at its trailing guard page (no canary) */
 } bw_large_entry_t;
 
 typedef struct {
@@ -43,57 +44,58 @@ void bw_large_init(void) {
     bw_os_random(&bw_large_canary_secret, sizeof bw_large_canary_secret);
 }
 
-/* Large canary (BW_CANARY, unless blocks are right-aligned onto their
+/* Large canary (BW_CANARY, unless the block is right-aligned onto its
  * guard page, which catches the same overflow by faulting): the last 8
  * bytes before the trailing guard, reserved at allocation and excluded from
  * the usable size (CONVENTIONS trap 10), so writing one byte past
  * malloc_usable_size() is caught at free. */
-#define BW_LARGE_CANARY       (BW_CANARY && !BW_LARGE_RIGHT_ALIGN)
-#define BW_LARGE_CANARY_BYTES (BW_LARGE_CANARY ? 8u : 0u)
+#define BW_LARGE_CANARY_ROOM (BW_CANARY ? 8u : 0u)
 
 static uintptr_t bw_large_region_end(const bw_large_entry_t *e) {
     return e->map_base + e->map_size - BW_PAGE_SIZE;
 }
 
+static bool bw_large_has_canary(const bw_large_entry_t *e) {
+    return BW_CANARY && !e->right_aligned;
+}
+
 static void bw_large_canary_write(const bw_large_entry_t *e) {
-#if BW_LARGE_CANARY
+    if (!bw_large_has_canary(e)) return;
     uint64_t value = (bw_large_canary_secret ^ e->user) & ~(uint64_t)0xff;
     __builtin_memcpy((void *)(bw_large_region_end(e) - 8), &value, 8);
-#else
-    (void)e;
-#endif
 }
 
 static bool bw_large_canary_ok(const bw_large_entry_t *e) {
-#if BW_LARGE_CANARY
+    if (!bw_large_has_canary(e)) return true;
     uint64_t stored, value = (bw_large_canary_secret ^ e->user) & ~(uint64_t)0xff;
     __builtin_memcpy(&stored, (void *)(bw_large_region_end(e) - 8), 8);
     return stored == value;
-#else
-    (void)e;
-    return true;
-#endif
 }
 
 static size_t bw_large_usable(const bw_large_entry_t *e) {
-    return bw_large_region_end(e) - e->user - BW_LARGE_CANARY_BYTES;
+    return bw_large_region_end(e) - e->user - (bw_large_has_canary(e) ? 8u : 0u);
 }
 
-/* Where the user part starts in a mapping: right after the leading guard, or
- * (BW_LARGE_RIGHT_ALIGN) as late as the alignment allows, so the block ends
- * at the trailing guard and a one-byte overflow faults. */
-static uintptr_t bw_large_place(uintptr_t map_base, size_t map_size, size_t size,
-                                size_t alignment) {
+/* Where the user part starts in a mapping: right after the leading guard,
+ * or (BW_LARGE_RIGHT_ALIGN, unless the block is to grow or is aligned beyond
+ * a page: `left`) as late as the alignment allows, so the block ends at the
+ * trailing guard and a one-byte overflow faults. */
+static void bw_large_place(bw_large_entry_t *e, size_t size, size_t alignment, bool left) {
+    e->user = e->map_base + BW_PAGE_SIZE;
+    e->right_aligned = false;
 #if BW_LARGE_RIGHT_ALIGN
     size_t align = alignment > 16 ? alignment : 16;
-    uintptr_t end = map_base + map_size - BW_PAGE_SIZE;
+    uintptr_t end = bw_large_region_end(e);
     uintptr_t user = (end - (size ? size : 1)) & ~(uintptr_t)(align - 1);
-    if (user >= map_base + BW_PAGE_SIZE) return user;
-#endif
+    if (!left && user >= e->map_base + BW_PAGE_SIZE) {
+        e->user = user;
+        e->right_aligned = true;
+    }
+#else
     (void)size;
     (void)alignment;
-    (void)map_size;
-    return map_base + BW_PAGE_SIZE;
+    (void)left;
+#endif
 }
 
 static bw_lock_t bw_large_lock;
@@ -238,14 +240,20 @@ static bool bw_cache_take(size_t user_bytes, size_t alignment, bw_large_entry_t 
     return true;
 }
 
-void *bw_large_alloc(size_t size, size_t alignment, bool zero) {
+/* A block of `size` bytes; `capacity` > size asks for room to grow in place
+ * (realloc), which also keeps the block left-aligned with a canary. */
+static void *bw_large_alloc_room(size_t size, size_t capacity, size_t alignment, bool zero) {
     size_t user_alignment = alignment;
     if (alignment < BW_PAGE_SIZE) alignment = BW_PAGE_SIZE;
-    if (size > PTRDIFF_MAX - 2 * BW_PAGE_SIZE - alignment) {
+    if (capacity < size) capacity = size;
+    if (capacity > PTRDIFF_MAX - 2 * BW_PAGE_SIZE - alignment) {
         errno = ENOMEM;
         return NULL;
     }
-    size_t user_bytes = bw_page_round((size ? size : 1) + BW_LARGE_CANARY_BYTES);
+    /* Right-aligned blocks need no canary room (their guard is the check). */
+    bool right = BW_LARGE_RIGHT_ALIGN && capacity == size && alignment == BW_PAGE_SIZE;
+    size_t user_bytes =
+        bw_page_round((capacity ? capacity : 1) + (right ? 0 : BW_LARGE_CANARY_ROOM));
     bw_large_entry_t entry;
     bool from_cache, zeroed = true;
 
@@ -262,7 +270,22 @@ void *bw_large_alloc(size_t size, size_t alignment, bool zero) {
     }
     entry.requested = size;
     if (alignment <= BW_PAGE_SIZE)
-        entry.user = bw_large_place(entry.map_base, entry.map_size, size, user_alignment);
+        bw_large_place(&entry, size, user_alignment, !right);
+    else
+        entry.right_aligned = false; /* bw_large_map placed it on its alignment */
+#if BW_LARGE_RIGHT_ALIGN
+    /* A right-aligned block in a larger cached mapping: the pages before it
+     * become guards too, so an underflow still faults at once. (A parked
+     * mapping is guarded whole and unguarded whole, so they go with it.) */
+    uintptr_t first_page = entry.user & ~(uintptr_t)(BW_PAGE_SIZE - 1);
+    if (entry.right_aligned && first_page > entry.map_base + BW_PAGE_SIZE &&
+        !bw_os_guard((void *)(entry.map_base + BW_PAGE_SIZE),
+                     first_page - entry.map_base - BW_PAGE_SIZE)) {
+        bw_os_release((void *)entry.map_base, entry.map_size);
+        errno = ENOMEM;
+        return NULL;
+    }
+#endif
     if (zero && !zeroed)
         memset((void *)entry.user, 0, entry.map_base + entry.map_size - BW_PAGE_SIZE - entry.user);
     bw_large_canary_write(&entry);
@@ -280,6 +303,18 @@ void *bw_large_alloc(size_t size, size_t alignment, bool zero) {
     bw_unlock(&bw_large_lock);
 
     return (void *)entry.user;
+}
+
+void *bw_large_alloc(size_t size, size_t alignment, bool zero) {
+    return bw_large_alloc_room(size, size, alignment, zero);
+}
+
+/* realloc moving a block to `size`: half as much again of room, so a
+ * buffer grown a few bytes at a time moves about once per 50% of growth
+ * (the room is address space; its pages are touched only when used). */
+void *bw_large_alloc_for_growth(size_t size) {
+    size_t room = size / 2;
+    return bw_large_alloc_room(size, size <= SIZE_MAX - room ? size + room : size, 0, false);
 }
 
 static bool bw_freed_recently(uintptr_t user) {
@@ -406,8 +441,9 @@ size_t bw_large_usable_size(const void *ptr, const char *function) {
     return usable;
 }
 
-/* In-place realloc when the new size still fills at least half of the
- * mapping; NULL means "move it" (the caller copies). */
+/* In-place realloc when the new size fits and still fills at least half of
+ * the mapping (a right-aligned block cannot grow: its end is the guard);
+ * NULL means "move it" (the caller copies). */
 void *bw_large_realloc(void *ptr, size_t size) {
     uintptr_t user = (uintptr_t)ptr;
     bw_lock(&bw_large_lock);
@@ -415,7 +451,8 @@ void *bw_large_realloc(void *ptr, size_t size) {
     if (!slot) bw_large_bad_pointer(user, "double free", "invalid free", "realloc");
     size_t usable = bw_large_usable(slot);
     void *result = NULL;
-    if (size <= usable && size > usable / 2 && size > BW_SMALL_MAX) {
+    bool fits = slot->right_aligned ? size <= slot->requested : size <= usable;
+    if (fits && size > usable / 2 && size > BW_SMALL_MAX) {
         if (!bw_large_canary_ok(slot)) {
             bw_unlock(&bw_large_lock);
             bw_fatal("heap overflow", ptr, BW_INFO_MAPPING, slot->map_size, "realloc");

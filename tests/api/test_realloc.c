@@ -10,7 +10,10 @@
  *    later free(p) is a double free); realloc to an impossible size returns
  *    NULL with ENOMEM and leaves the original intact and freeable;
  *  - shrinking in place, and reallocating calloc'd and memalign'd blocks, keep
- *    the contents.
+ *    the contents;
+ *  - a large buffer grown a few bytes at a time (the naive string builder)
+ *    moves about once per 50% of growth, not once per page, and keeps its
+ *    contents through every move.
  * Runs statically linked and, as test_realloc.dyn, against libbulwark.so. */
 #include <errno.h>
 #include <malloc.h>
@@ -302,6 +305,41 @@ static void test_shrink_keeps_contents(void **state) {
     }
 }
 
+/* 16 KiB + 1 to 4 MiB in 64-byte steps: 65,000 reallocs. A block that had
+ * to move gets half as much room again (large.c), so the growth moves
+ * log(4 MiB / 16 KiB) / log(1.5) ~ 14 times; moving once per page would be
+ * about 1,000. Every move is checked at both ends of the old contents, and
+ * every byte at the end. */
+static void test_large_growth_moves_rarely(void **state) {
+    size_t size = 16 * KiB + 1;
+    unsigned char *p = malloc(size);
+    assert_non_null(p);
+    bw_fill(p, size, 7);
+    size_t moves = 0;
+    while (size < 4 * MiB) {
+        size_t grown = size + 64;
+        unsigned char *q = realloc(p, grown);
+        BW_REQUIRE(q != NULL, "realloc(%zu -> %zu)", size, grown);
+        BW_REQUIRE(malloc_usable_size(q) >= grown, "usable %zu < %zu", malloc_usable_size(q),
+                   grown);
+        if (q != p) {
+            moves++;
+            BW_REQUIRE(bw_check(q, 16 * KiB + 1, 7), "move %zu (%zu -> %zu bytes) lost contents",
+                       moves, size, grown);
+            BW_REQUIRE(bw_check(q + size - 64, 64, (uint64_t)(size - 64)) || size == 16 * KiB + 1,
+                       "move %zu (%zu -> %zu bytes) lost the last bytes", moves, size, grown);
+        }
+        bw_fill(q + size, 64, (uint64_t)size); /* the new bytes; checked at the end */
+        p = q;
+        size = grown;
+    }
+    print_message("grown 16 KiB -> 4 MiB in 64-byte steps: %zu moves\n", moves);
+    BW_REQUIRE(moves <= 24, "%zu moves for 65,000 small growths", moves);
+    for (size_t at = 16 * KiB + 1; at + 64 <= size; at += 64)
+        BW_REQUIRE(bw_check(p + at, 64, (uint64_t)at), "bytes %zu..%zu lost", at, at + 64);
+    free(p);
+}
+
 static void test_realloc_of_calloc_and_memalign_blocks(void **state) {
     unsigned char *z = calloc(100, 10);
     assert_non_null(z);
@@ -344,6 +382,7 @@ int main(void) {
         cmocka_unit_test(test_realloc_impossible_keeps_original),
         cmocka_unit_test(test_shrink_keeps_contents),
         cmocka_unit_test(test_realloc_of_calloc_and_memalign_blocks),
+        cmocka_unit_test(test_large_growth_moves_rarely),
     };
     return cmocka_run_group_tests(tests, build_size_list, NULL);
 }

@@ -12,6 +12,10 @@
  *    the usable size); a linear overflow always ends at that guard, an
  *    underflow at the leading one; with BW_LARGE_RIGHT_ALIGN a block of a
  *    multiple of 16 bytes ends exactly at its guard, so p[size] faults;
+ *  - a large block realloc grew (left-aligned, with room to grow in place,
+ *    in every profile) keeps a canary: one byte past its usable size is
+ *    "heap overflow" at free (BW_CANARY), also where new large blocks are
+ *    right-aligned instead;
  *  - a linear overflow from a small block across the end of its slab
  *    (memset) faults on the slab's guard page (BW_SLAB_GUARD), at the first
  *    byte of that page;
@@ -185,6 +189,30 @@ static void test_large_linear_overflow_faults_at_guard(void **state) {
     }
 }
 
+/* realloc growing a block into or within the large range gives it room to
+ * grow again, so it is not right-aligned even with BW_LARGE_RIGHT_ALIGN:
+ * its canary sits before the trailing guard, in every canary profile. */
+static void test_large_grown_block_keeps_a_canary(void **state) {
+    BW_SKIP_UNLESS(BW_CANARY);
+    static const size_t growths[][2] = {{100, 30000}, {20000, 30000}, {MiB, MiB + 1}};
+    for (size_t i = 0; i < sizeof growths / sizeof growths[0]; i++) {
+        char info[64];
+        char *old = malloc(growths[i][0]);
+        assert_non_null(old);
+        char *block = realloc(old, growths[i][1]);
+        assert_non_null(block);
+        size_t usable = malloc_usable_size(block);
+        assert_true(usable >= growths[i][1]);
+        /* the canary's 8 bytes, then the trailing guard page */
+        size_t map_size = ((usable + 8 + BW_TEST_PAGE - 1) & ~(size_t)(BW_TEST_PAGE - 1)) +
+                          2 * (size_t)BW_TEST_PAGE;
+        struct overflow op = {block, usable, 1, THEN_FREE};
+        bw_expect_report(do_overflow, &op, "heap overflow", block,
+                         bw_info_mapping(info, sizeof info, map_size), "free");
+        free(block);
+    }
+}
+
 /* BW_LARGE_RIGHT_ALIGN: a request that is a multiple of 16 (the alignment
  * malloc guarantees) ends exactly at the guard page, so p[size] faults
  * whether or not the size is a page multiple. */
@@ -284,6 +312,7 @@ int main(void) {
         cmocka_unit_test(test_large_one_byte_overflow_faults),
         cmocka_unit_test(test_large_linear_overflow_faults_at_guard),
         cmocka_unit_test(test_large_right_aligned_overflow_by_one_faults),
+        cmocka_unit_test(test_large_grown_block_keeps_a_canary),
         cmocka_unit_test(test_large_underflow_faults),
         cmocka_unit_test(test_linear_overflow_across_slab_end_faults),
         cmocka_unit_test(test_writing_the_usable_size_is_not_an_overflow),
