@@ -14,13 +14,25 @@ void *bw_malloc_class(unsigned size_class);
  * (the fast path in alloc.h inlines the same steps). */
 static bw_slab_t *bw_live_small(const void *ptr, uintptr_t offset, const char *freed_class,
                                 const char *invalid_class, const char *function) {
-    bw_slab_t *slab = &bw_layout.slabs[offset >> BW_SLAB_SHIFT];
+    bw_slab_t *slab = bw_slab_at(offset);
     const _Atomic(uint64_t) *bits = bw_bits_group(offset);
     uint64_t bit = bw_bits_mask(offset);
     if ((offset & 15) || !(atomic_load_explicit(&bits[0], memory_order_relaxed) & bit) ||
         (atomic_load_explicit(&bits[1], memory_order_relaxed) & bit))
         bw_report_not_live(ptr, slab, freed_class, invalid_class, function);
     return slab;
+}
+
+/* free's path for a block whose slot the calling thread does not own: a
+ * slot in the tail of a span goes by its head's owner. */
+void bw_free_not_owned(bw_slab_t *slot, void *ptr, const char *function) {
+    bw_slab_t *slab = bw_slab_head(slot);
+    bw_heap_t *heap = bw_tls_heap;
+    if (slab != slot && atomic_load_explicit(&slab->owner, memory_order_relaxed) == heap) {
+        bw_free_local(heap, slab, ptr, (uintptr_t)ptr - bw_layout.arena_base, function);
+        return;
+    }
+    bw_slab_remote_free(slab, ptr, function);
 }
 
 void bw_free_outside_arena(void *ptr, size_t size, size_t alignment, const char *function) {

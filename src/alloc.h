@@ -22,6 +22,7 @@
 #include "bw_internal.h"
 
 void bw_free_outside_arena(void *ptr, size_t size, size_t alignment, const char *function);
+void bw_free_not_owned(bw_slab_t *slot, void *ptr, const char *function);
 
 BW_INLINE void *bw_alloc_inline(size_t size) {
     /* Every small class is served here. With BW_ZERO_SIZE_FAULTS, size 0
@@ -55,6 +56,29 @@ BW_INLINE void *bw_alloc_inline(size_t size) {
     return bw_malloc_slow(size, false);
 }
 
+/* free of a block in a slab the calling thread owns (`offset` is the
+ * block's arena offset). */
+BW_INLINE void bw_free_local(bw_heap_t *heap, bw_slab_t *slab, void *ptr, uintptr_t offset,
+                             const char *function) {
+    _Atomic(uint64_t) *bits = bw_bits_group(offset);
+    uint64_t bit = bw_bits_mask(offset);
+    uint64_t allocated = atomic_load_explicit(&bits[0], memory_order_relaxed);
+    uint64_t pending = atomic_load_explicit(&bits[1], memory_order_relaxed);
+    /* Not a live block start: freed before, never allocated, inside a
+     * block, or freed by another thread and not yet collected. */
+    if (bw_unlikely((allocated & bit) == 0 || (pending & bit) != 0))
+        bw_report_not_live(ptr, slab, "double free", "invalid free", function);
+    bw_block_retire_checks(slab, ptr, function);
+    atomic_store_explicit(&bits[0], allocated & ~bit, memory_order_relaxed);
+#if BW_QUARANTINE_SLOTS
+    bw_quarantine_put(heap, ptr, slab); /* reused later, in random order */
+#else
+    bw_link_store(slab, ptr, slab->local_free);
+    slab->local_free = ptr;
+    if (bw_unlikely(--slab->used <= slab->notify_at)) bw_free_slow_local(heap, slab);
+#endif
+}
+
 BW_INLINE void bw_free_inline(void *ptr, const char *function) {
     uintptr_t offset = (uintptr_t)ptr - bw_layout.arena_base;
     /* One compare rejects NULL, pointers outside the carved arena and
@@ -68,26 +92,10 @@ BW_INLINE void bw_free_inline(void *ptr, const char *function) {
     bw_slab_t *slab = &bw_layout.slabs[offset >> BW_SLAB_SHIFT];
     bw_heap_t *heap = bw_tls_heap;
     if (bw_likely(atomic_load_explicit(&slab->owner, memory_order_relaxed) == heap)) {
-        _Atomic(uint64_t) *bits = bw_bits_group(offset);
-        uint64_t bit = bw_bits_mask(offset);
-        uint64_t allocated = atomic_load_explicit(&bits[0], memory_order_relaxed);
-        uint64_t pending = atomic_load_explicit(&bits[1], memory_order_relaxed);
-        /* Not a live block start: freed before, never allocated, inside a
-         * block, or freed by another thread and not yet collected. */
-        if (bw_unlikely((allocated & bit) == 0 || (pending & bit) != 0))
-            bw_report_not_live(ptr, slab, "double free", "invalid free", function);
-        bw_block_retire_checks(slab, ptr, function);
-        atomic_store_explicit(&bits[0], allocated & ~bit, memory_order_relaxed);
-#if BW_QUARANTINE_SLOTS
-        bw_quarantine_put(heap, ptr, slab); /* reused later, in random order */
-#else
-        bw_link_store(slab, ptr, slab->local_free);
-        slab->local_free = ptr;
-        if (bw_unlikely(--slab->used <= slab->notify_at)) bw_free_slow_local(heap, slab);
-#endif
+        bw_free_local(heap, slab, ptr, offset, function);
         return;
     }
-    bw_slab_remote_free(slab, ptr, function);
+    bw_free_not_owned(slab, ptr, function); /* another thread's, a span's tail, or none */
 }
 
 #endif

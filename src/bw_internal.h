@@ -150,19 +150,18 @@ typedef struct bw_slab {
                                         slow path regularly, where the periodic work runs
                                         (mimalloc's local free list does both) */
     uint64_t key;                    /* per-slab secret of the encoded free-list links */
-    _Atomic(struct bw_heap *) owner; /* NULL while abandoned or unused */
+    _Atomic(struct bw_heap *) owner; /* NULL while abandoned or unused, and in span tails */
     uint64_t canary;                 /* per-slab canary secret */
-    uint32_t block_size;             /* bytes per block, 0 when the slot never served a class */
+    uint64_t div_magic;              /* ceil(2^64 / block_size): boundary test by one multiply */
     uint32_t limit;                  /* nblocks * block_size: offsets at or past it hold no block */
-    uint32_t div_magic;              /* ceil(2^32 / block_size): boundary test by one multiply */
+    uint32_t block_size;             /* bytes per block, 0 when the slot never served a class */
     uint16_t nblocks;                /* blocks carved in this slab */
     int16_t used;                    /* blocks on neither free list (owner's view: remote frees
                                         not yet collected and quarantined blocks count) */
     int16_t notify_at;               /* a local free that brings `used` down to this calls the
                                         heap (bw_free_slow_local); -1 = never */
     uint8_t size_class;              /* 0 = slot not serving a class */
-    uint8_t state;                   /* bw_slab_state */
-    uint8_t pad0[2];
+    uint8_t span_shift;              /* log2 of the bytes the slab spans (bw_class_span_slots) */
     /* --- second line: slow paths and cross-thread fields --- */
     struct bw_slab *next, *prev;           /* bin lists, abandoned list */
     _Atomic(void *) remote;                /* blocks freed by other threads, not yet collected */
@@ -176,7 +175,11 @@ typedef struct bw_slab {
     uint16_t way;          /* index in its heap's ways while list == WAY */
     uint8_t fresh_left;    /* chunks not linked yet */
     uint8_t zero_fresh;    /* chunks must be zeroed before they are linked */
-    uint8_t pad[8];
+    uint8_t state;         /* bw_slab_state */
+    uint8_t head_back;     /* > 0: this slot is a span's tail; its head is that many
+                              descriptors back (kept until the slot is formatted again,
+                              so a stale pointer into a released span is still named) */
+    uint8_t pad[6];
 } bw_slab_t;
 _Static_assert(sizeof(bw_slab_t) == 128, "slab descriptor lookup is a shift by 7");
 _Static_assert(offsetof(bw_slab_t, next) == 64, "the fast path's fields fill the first line");
@@ -296,6 +299,16 @@ unsigned bw_size_class_aligned(size_t size, size_t alignment);
 extern BW_HIDDEN uint16_t bw_class_ways[BW_CLASS_COUNT];
 extern BW_HIDDEN uint16_t bw_class_way_base[BW_CLASS_COUNT];
 extern BW_HIDDEN uint16_t bw_class_way_step[BW_CLASS_COUNT];
+/* Slots (64 KiB each) a slab of the class spans: 2 for the classes a single
+ * slot would hold fewer than 7 of (sizeclass.c). */
+BW_INLINE unsigned bw_class_span_slots(unsigned size_class) {
+    return (BW_SLAB_USABLE / bw_class_size[size_class]) < 7 ? 2u : 1u;
+}
+/* Bytes a slab of the class can carve: its slots but the trailing guard. */
+BW_INLINE uint32_t bw_class_span_usable(unsigned size_class) {
+    return (uint32_t)(bw_class_span_slots(size_class) * BW_SLAB_SIZE -
+                      (BW_SLAB_GUARD ? BW_PAGE_SIZE : 0));
+}
 void bw_ways_init(void);
 
 /* The class serving a request: canary room included. */
@@ -371,7 +384,10 @@ size_t bw_fmt_hex(char *out, uint64_t v);
 
 /* segment.c */
 bool bw_segments_init(void);
-bw_slab_t *bw_slab_slot_acquire(unsigned node);
+bw_slab_t *bw_slab_span_acquire(unsigned node, unsigned slots);
+BW_INLINE bw_slab_t *bw_slab_slot_acquire(unsigned node) {
+    return bw_slab_span_acquire(node, 1);
+}
 void bw_slab_slot_release(bw_slab_t *slab);
 size_t bw_segments_purge(bool force);
 void bw_segments_fork_prepare(void);
@@ -385,6 +401,14 @@ BW_INLINE size_t bw_slab_index(const bw_slab_t *slab) {
 }
 BW_INLINE uintptr_t bw_slab_start(const bw_slab_t *slab) {
     return bw_layout.arena_base + (bw_slab_index(slab) << BW_SLAB_SHIFT);
+}
+/* The descriptor of the slab that holds the slot: itself, or a span's head. */
+BW_INLINE bw_slab_t *bw_slab_head(bw_slab_t *slot) {
+    return slot - slot->head_back;
+}
+/* Descriptor of the slab holding arena offset `offset` (slow paths). */
+BW_INLINE bw_slab_t *bw_slab_at(uintptr_t offset) {
+    return bw_slab_head(&bw_layout.slabs[offset >> BW_SLAB_SHIFT]);
 }
 
 /* slab.c */
@@ -431,17 +455,16 @@ BW_INLINE void bw_bits_clear(_Atomic(uint64_t) *word, uint64_t bit) {
                           memory_order_relaxed);
 }
 
-/* offset_in_slab (< 2^16) is a multiple of the block size: one multiply by
- * c = ceil(2^32 / size) and a compare (D. Lemire, O. Kaser, N. Kurz, "Faster
- * remainder by direct computation", 2019: for 16-bit n and d, n % d == 0
- * iff n * c mod 2^32 < c). tests/unit/test_sizeclass.c checks every class
- * and offset. */
-_Static_assert(BW_SLAB_SHIFT <= 16, "the boundary test is exact for offsets below 2^16");
-BW_INLINE uint32_t bw_div_magic(uint32_t block_size) {
-    return (uint32_t)(UINT32_MAX / block_size + 1); /* = ceil(2^32 / size) for size > 1 */
+/* offset_in_slab (< 2^32) is a multiple of the block size: one multiply by
+ * c = ceil(2^64 / size) and a compare (D. Lemire, O. Kaser, N. Kurz, "Faster
+ * remainder by direct computation", 2019: for 32-bit n and d, n % d == 0
+ * iff n * c mod 2^64 < c). tests/unit/test_sizeclass.c checks every class
+ * and offset of its span. */
+BW_INLINE uint64_t bw_div_magic(uint32_t block_size) {
+    return UINT64_MAX / block_size + 1; /* = ceil(2^64 / size) for size > 1 */
 }
-BW_INLINE bool bw_slab_on_boundary(const bw_slab_t *slab, uint32_t offset_in_slab) {
-    return (uint32_t)(offset_in_slab * slab->div_magic) < slab->div_magic;
+BW_INLINE bool bw_slab_on_boundary(const bw_slab_t *slab, uint64_t offset_in_slab) {
+    return offset_in_slab * slab->div_magic < slab->div_magic;
 }
 
 /* Free-list links in user memory (invariant 3). Encoded as
@@ -467,10 +490,12 @@ BW_INLINE void *bw_link_load(const bw_slab_t *slab, void *slot) {
     uint64_t x = *(uint64_t *)slot - slab->key;
     uintptr_t next = (uintptr_t)(((x >> 17) | (x << 47)) ^ (uintptr_t)slot ^ slab->key);
     if (next) {
-        /* The slot is in the slab, so its slab starts at the slot rounded
-         * down; below the slab the offset wraps to a huge value. */
-        uintptr_t in_slab = next - ((uintptr_t)slot & ~(BW_SLAB_SIZE - 1));
-        if (bw_unlikely(in_slab >= slab->limit || !bw_slab_on_boundary(slab, (uint32_t)in_slab)))
+        /* The slot is in the slab, and a slab is aligned to the bytes it
+         * spans, so it starts at the slot rounded down; below the slab the
+         * offset wraps to a huge value. */
+        uintptr_t start = (uintptr_t)slot & ~(((uintptr_t)1 << slab->span_shift) - 1);
+        uintptr_t in_slab = next - start;
+        if (bw_unlikely(in_slab >= slab->limit || !bw_slab_on_boundary(slab, in_slab)))
             bw_report_corrupt_link(slot, slab);
     }
     return (void *)next;

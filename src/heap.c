@@ -207,7 +207,7 @@ static void bw_heap_drain_remote(bw_heap_t *heap) {
  * leaves, so the order of reuse is unpredictable. */
 static uint32_t bw_quarantine_release(bw_heap_t *heap, void *block) {
     uintptr_t offset = (uintptr_t)block - bw_layout.arena_base;
-    bw_slab_t *slab = &bw_layout.slabs[offset >> BW_SLAB_SHIFT];
+    bw_slab_t *slab = bw_slab_at(offset);
     uint32_t size = slab->block_size; /* read before a settle may release the slot */
     const _Atomic(uint64_t) *bits = bw_bits_group(offset);
     if (atomic_load_explicit(&bits[1], memory_order_relaxed) & bw_bits_mask(offset)) {
@@ -519,7 +519,7 @@ static bw_slab_t *bw_heap_refill(bw_heap_t *heap, unsigned size_class, unsigned 
      * threads emptied, so thread churn cannot strand memory. */
     if ((heap->slow_calls & 63) == 0) bw_abandoned_sweep(16);
     unsigned node = bw_topology.current_node ? bw_topology.current_node() : heap->node;
-    slab = bw_slab_slot_acquire(node);
+    slab = bw_slab_span_acquire(node, bw_class_span_slots(size_class));
     if (!slab) return NULL;
     bw_slab_format(slab, size_class, heap);
     return bw_heap_install(heap, way, slab);

@@ -146,29 +146,46 @@ static bw_segment_t *bw_segment_carve(unsigned node) {
     return seg;
 }
 
-/* Take a free slab slot from the node's pool, carving a segment if needed.
- * Prefers slots still committed (no page faults on reuse). */
-bw_slab_t *bw_slab_slot_acquire(unsigned node) {
+/* Start bits of the runs of `slots` free slots (a power of two) that begin
+ * at a multiple of `slots`: a span is aligned to its size, so a block's
+ * span starts at the block's address rounded down. */
+static uint64_t bw_aligned_runs(uint64_t free, unsigned slots) {
+    uint64_t runs = free;
+    for (unsigned width = 1; width < slots; width *= 2) runs &= runs >> width;
+    uint64_t starts = 0;
+    for (unsigned i = 0; i < BW_SLABS_PER_SEGMENT; i += slots) starts |= 1ull << i;
+    return runs & starts;
+}
+
+/* Take `slots` free slab slots in a row (1, or 2 for a span) from the
+ * node's pool, carving a segment if needed. Prefers slots still committed
+ * (no page faults on reuse). Looks at a few of the pool's segments for a
+ * free run before carving a new one. */
+bw_slab_t *bw_slab_span_acquire(unsigned node, unsigned slots) {
     unsigned pool_index = bw_pool_index_for_node(node);
     bw_node_pool_t *pool = &bw_pools[pool_index];
     bw_lock(&pool->lock);
     bw_segment_t *seg = pool->partial;
-    if (!seg) {
+    uint64_t runs = 0;
+    for (int looked = 0; seg && looked < 8; seg = seg->next, looked++) {
+        runs = bw_aligned_runs(seg->free_slots, slots);
+        if (runs) break;
+    }
+    if (!runs) {
         seg = bw_segment_carve(pool_index);
         if (!seg) {
             bw_unlock(&pool->lock);
             return NULL;
         }
         bw_pool_push(pool, seg);
+        runs = bw_aligned_runs(seg->free_slots, slots);
     }
-    uint64_t dirty_free = seg->free_slots & seg->dirty_slots;
-    unsigned slot = (unsigned)__builtin_ctzll(dirty_free ? dirty_free : seg->free_slots);
-    uint64_t bit = 1ull << slot;
-    seg->free_slots &= ~bit;
-    if (seg->dirty_slots & bit) {
-        seg->dirty_slots &= ~bit;
-        pool->dirty_slots--;
-    }
+    uint64_t dirty_runs = runs & bw_aligned_runs(seg->free_slots & seg->dirty_slots, slots);
+    unsigned slot = (unsigned)__builtin_ctzll(dirty_runs ? dirty_runs : runs);
+    uint64_t bits = (slots >= 64 ? ~0ull : (1ull << slots) - 1) << slot;
+    seg->free_slots &= ~bits;
+    pool->dirty_slots -= (size_t)__builtin_popcountll(seg->dirty_slots & bits);
+    seg->dirty_slots &= ~bits;
     if (seg->free_slots == 0) bw_pool_remove(pool, seg);
     bw_unlock(&pool->lock);
     size_t seg_index = (size_t)(seg - bw_layout.segments);
@@ -177,33 +194,43 @@ bw_slab_t *bw_slab_slot_acquire(unsigned node) {
 
 static size_t bw_pool_purge_locked(bw_node_pool_t *pool, uint64_t now, bool force);
 
-/* Return a slot to its segment's pool. Its memory stays committed until the
- * purge delay has passed. */
+/* Return a slab's slots to its segment's pool. Their memory stays
+ * committed until the purge delay has passed. */
 void bw_slab_slot_release(bw_slab_t *slab) {
     size_t slab_index = bw_slab_index(slab);
     size_t seg_index = slab_index / BW_SLABS_PER_SEGMENT;
     bw_segment_t *seg = &bw_layout.segments[seg_index];
     bw_node_pool_t *pool = &bw_pools[bw_pool_index_for_node(seg->node)];
     uint64_t now = bw_os_now_ms();
-    uint64_t bit = 1ull << (slab_index % BW_SLABS_PER_SEGMENT);
+    unsigned slots = slab->size_class ? bw_class_span_slots(slab->size_class) : 1;
+    uint64_t bits = ((1ull << slots) - 1) << (slab_index % BW_SLABS_PER_SEGMENT);
 
+#if BW_SLAB_GUARD
+    /* A span gave up the guard pages between its slots: they come back. */
+    uintptr_t start = bw_slab_start(slab);
+    for (unsigned i = 0; i + 1 < slots; i++) {
+        char *guard = (char *)start + ((size_t)(i + 1) << BW_SLAB_SHIFT) - BW_PAGE_SIZE;
+        if (!bw_os_guard(guard, BW_PAGE_SIZE)) bw_fatal_os("guard page", 12);
+    }
+#endif
     /* block_size and the bitmaps stay until the slot is formatted again: a
      * free into the slot (owner NULL: the checked remote path) finds every
      * block not allocated, and the "handed out" bits tell a block freed
-     * before (double free) from a wild pointer (invalid free). */
+     * before (double free) from a wild pointer (invalid free). Tails keep
+     * head_back for the same reason. */
     slab->size_class = 0;
     slab->nblocks = 0;
     slab->limit = 0;
     slab->used = 0;
     slab->free = slab->local_free = NULL;
     atomic_store_explicit(&slab->owner, NULL, memory_order_release);
-    slab->freed_at_ms = now;
+    for (unsigned i = 0; i < slots; i++) slab[i].freed_at_ms = now;
 
     bw_lock(&pool->lock);
-    slab->state = BW_SLAB_DIRTY;
-    seg->free_slots |= bit;
-    seg->dirty_slots |= bit;
-    pool->dirty_slots++;
+    for (unsigned i = 0; i < slots; i++) slab[i].state = BW_SLAB_DIRTY;
+    seg->free_slots |= bits;
+    pool->dirty_slots += (size_t)__builtin_popcountll(bits & ~seg->dirty_slots);
+    seg->dirty_slots |= bits;
     if (!seg->in_pool_list) bw_pool_push(pool, seg);
     if (now - pool->last_purge_ms >= BW_PURGE_DELAY_MS) bw_pool_purge_locked(pool, now, false);
     bw_unlock(&pool->lock);

@@ -55,9 +55,10 @@ unsigned bw_size_class_aligned(size_t size, size_t alignment) {
  * a 2^BW_FRESH_CHUNK_SHIFT-byte piece are linked together, in random order),
  * or its whole slab when the slab holds at most 16 blocks (each block is
  * its own chunk, so the next one is uniform over the slab). Capped at
- * BW_WAYS_MAX (the 16 KiB class gets 256 ways x 3 blocks; it reaches about
- * 8.0 bits by test_entropy's measure: more ways only add slabs the measure
- * counts as one predictable "new slab" outcome). The memory cost: a class
+ * BW_WAYS_MAX. The classes above 8 KiB span two slots (bw_class_span_slots)
+ * so that a slab holds at least 7 of them: with 3 blocks per guarded slot the
+ * 16 KiB class measured 8.0 bits however many ways were open, with 7 per
+ * span it measures 9.2. The memory cost: a class
  * in use keeps up to that many slabs open per thread, each touched only as
  * far as its chunks were reached (the aging scan in heap.c retires the ones
  * that go idle).
@@ -80,7 +81,7 @@ void bw_ways_init(void) {
 #if BW_RANDOM_WAYS
         if (c > 0) {
             uint32_t size = bw_class_size[c];
-            uint32_t blocks = (uint32_t)(BW_SLAB_USABLE / size);
+            uint32_t blocks = bw_class_span_usable(c) / size;
             if (blocks > 16) {
                 uint32_t per_chunk = ((uint32_t)1 << BW_FRESH_CHUNK_SHIFT) / size;
                 if (per_chunk < blocks) blocks = per_chunk ? per_chunk : 1;

@@ -108,14 +108,38 @@ bool bw_slab_extend(bw_slab_t *slab, bw_heap_t *heap) {
 
 void bw_slab_format(bw_slab_t *slab, unsigned size_class, bw_heap_t *owner) {
     uint32_t size = bw_class_size[size_class];
-    uint32_t count = (uint32_t)(BW_SLAB_USABLE / size);
+    unsigned slots = bw_class_span_slots(size_class);
+    uint32_t count = bw_class_span_usable(size_class) / size;
     char *start = (char *)bw_slab_start(slab);
     /* A reused slot that served another class still holds that class's old
      * links at other offsets, and so do the chunks a previous life of the
      * slot never linked if that life had to zero them: bw_slab_extend
-     * zeroes each chunk first. A purged slot reads as zero. */
+     * zeroes each chunk first. A purged slot reads as zero. A span zeroes
+     * whenever one of its slots is dirty. */
     bool stale_chunks = slab->zero_fresh && slab->fresh_left > 0;
-    slab->zero_fresh = slab->state == BW_SLAB_DIRTY && (slab->block_size != size || stale_chunks);
+    bool dirty = slab->state == BW_SLAB_DIRTY &&
+                 (slab->block_size != size || stale_chunks || slab->head_back != 0 || slots > 1);
+    for (unsigned i = 1; i < slots; i++) {
+        bw_slab_t *tail = slab + i;
+        dirty |= tail->state == BW_SLAB_DIRTY;
+        tail->head_back = (uint8_t)i;
+        tail->block_size = 0;
+        tail->size_class = 0;
+        tail->nblocks = 0;
+        tail->limit = 0;
+        tail->state = BW_SLAB_ACTIVE;
+    }
+#if BW_SLAB_GUARD
+    /* The guard pages inside the span give way to blocks; only the last
+     * slot's stays (bw_slab_slot_release puts them back). */
+    for (unsigned i = 0; i + 1 < slots; i++) {
+        char *guard = start + ((size_t)(i + 1) << BW_SLAB_SHIFT) - BW_PAGE_SIZE;
+        if (!bw_os_unguard(guard, BW_PAGE_SIZE)) bw_fatal_os("guard page", 12);
+    }
+#endif
+    slab->zero_fresh = dirty;
+    slab->head_back = 0;
+    slab->span_shift = (uint8_t)(BW_SLAB_SHIFT + (slots > 1));
     slab->size_class = (uint8_t)size_class;
     slab->block_size = size;
     slab->div_magic = bw_div_magic(size);
@@ -131,7 +155,7 @@ void bw_slab_format(bw_slab_t *slab, unsigned size_class, bw_heap_t *owner) {
     slab->canary = bw_rng_next(&owner->rng);
     atomic_store_explicit(&slab->remote, NULL, memory_order_relaxed);
     memset((void *)bw_bits_group((uintptr_t)start - bw_layout.arena_base), 0,
-           BW_BITMAP_WORDS_PER_SLAB * sizeof(uint64_t));
+           slots * BW_BITMAP_WORDS_PER_SLAB * sizeof(uint64_t));
     slab->free = NULL;
     bw_slab_plan_chunks(slab, owner);
     bw_slab_extend(slab, owner); /* a formatted slab has blocks to hand out */
@@ -146,8 +170,9 @@ void bw_report_write_after_free(const void *block, const bw_slab_t *slab) {
     bw_fatal("write after free", block, BW_INFO_CLASS, slab->block_size, "malloc");
 }
 
-void bw_report_not_live(const void *ptr, const bw_slab_t *slab, const char *freed_class,
+void bw_report_not_live(const void *ptr, const bw_slab_t *slot, const char *freed_class,
                         const char *invalid_class, const char *function) {
+    const bw_slab_t *slab = slot - slot->head_back;
     uintptr_t offset = (uintptr_t)ptr - bw_layout.arena_base;
     const _Atomic(uint64_t) *bits = bw_bits_group(offset);
     bool handed_out = (offset & 15) == 0 &&

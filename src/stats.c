@@ -19,8 +19,9 @@ void bw_get_stats(struct bw_stats *out) {
     for (size_t i = 0; i < segments * BW_SLABS_PER_SEGMENT; i++) {
         const bw_slab_t *slab = &bw_layout.slabs[i];
         if (slab->state != BW_SLAB_ACTIVE && slab->state != BW_SLAB_ABANDONED) continue;
+        out->small_committed_bytes += BW_SLAB_SIZE; /* a span's tails count here too */
+        if (slab->head_back) continue;
         out->slabs_in_use++;
-        out->small_committed_bytes += BW_SLAB_SIZE;
         out->small_in_use_bytes += (size_t)slab->used * slab->block_size;
     }
     bw_large_stats(&out->large_in_use_bytes, &out->large_cached_bytes, &out->large_count);

@@ -111,10 +111,17 @@ static inline size_t bw_opaque_size(size_t n) {
 #define BW_TEST_LARGE_CANARY_BYTES ((BW_CANARY && !BW_LARGE_RIGHT_ALIGN) ? 8u : 0u)
 #define BW_TEST_PAGE               4096u
 #define BW_TEST_SLAB_BYTES         ((size_t)1 << BW_SLAB_SHIFT)
-/* First byte of the guard page at the end of p's slab (BW_SLAB_GUARD). */
-#define BW_TEST_SLAB_GUARD_OF(p)                                                                   \
-    ((char *)(((uintptr_t)(p) & ~(uintptr_t)(BW_TEST_SLAB_BYTES - 1)) + BW_TEST_SLAB_BYTES -       \
-              BW_TEST_PAGE))
+#define BW_TEST_SLAB_USABLE        (BW_TEST_SLAB_BYTES - (BW_SLAB_GUARD ? BW_TEST_PAGE : 0))
+/* Bytes a slab of a class spans: two 64 KiB slots when one would hold fewer
+ * than 7 of its blocks (as bw_class_span_slots). A slab is aligned to them. */
+static inline size_t bw_test_span_bytes(size_t class_size) {
+    return BW_TEST_SLAB_USABLE / class_size < 7 ? 2 * BW_TEST_SLAB_BYTES : BW_TEST_SLAB_BYTES;
+}
+/* First byte of the guard page at the end of the slab holding p, a block of
+ * a class of class_size bytes (BW_SLAB_GUARD). */
+#define BW_TEST_SLAB_GUARD_OF(p, class_size)                                                       \
+    ((char *)(((uintptr_t)(p) & ~(uintptr_t)(bw_test_span_bytes(class_size) - 1)) +                \
+              bw_test_span_bytes(class_size) - BW_TEST_PAGE))
 
 /* The class a small request lands in, and the size of the mapping behind a
  * large block of `usable` bytes (user pages, canary room, two guards). */

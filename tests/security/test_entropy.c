@@ -87,7 +87,8 @@
 #define TARGET_LARGE 8
 #endif
 
-#define SLAB_USABLE (BW_TEST_SLAB_BYTES - (BW_SLAB_GUARD ? BW_TEST_PAGE : 0))
+/* A "slab" here is what bulwark shuffles as one: a 64 KiB slot, or two
+ * for the classes a slot holds fewer than 7 of (bw_test_span_bytes). */
 #define MAX_WARMUP                                                                                 \
     (1u << TARGET_SMALL > 1u << TARGET_LARGE ? 1u << TARGET_SMALL : 1u << TARGET_LARGE)
 #define TRIALS_WARM_SMALL 768  /* K = 2^target, classes up to 256 bytes */
@@ -121,8 +122,10 @@ static void *run_trial(void *arg) {
             return NULL;
         }
     }
+    size_t class_size = bw_test_class_of(t->request + BW_TEST_CANARY_BYTES);
+    size_t span = bw_test_span_bytes(class_size);
     uintptr_t probe = (uintptr_t)t->blocks[t->warmup];
-    uintptr_t probe_slab = probe >> BW_SLAB_SHIFT;
+    uintptr_t probe_slab = probe / span;
 
     /* Ordinal of the probe's slab: distinct slabs before its first
      * appearance in the warm-up, or the number of distinct slabs if it never
@@ -130,21 +133,19 @@ static void *run_trial(void *arg) {
     uint64_t ordinal = 0;
     bool seen = false;
     for (size_t i = 0; i < t->warmup && !seen; i++) {
-        uintptr_t slab = (uintptr_t)t->blocks[i] >> BW_SLAB_SHIFT;
+        uintptr_t slab = (uintptr_t)t->blocks[i] / span;
         bool first = true;
-        for (size_t j = 0; j < i && first; j++)
-            first = ((uintptr_t)t->blocks[j] >> BW_SLAB_SHIFT) != slab;
+        for (size_t j = 0; j < i && first; j++) first = (uintptr_t)t->blocks[j] / span != slab;
         if (slab == probe_slab)
             seen = true;
         else if (first)
             ordinal++;
     }
     /* Rank among the slab's block boundaries the warm-up does not hold. */
-    size_t class_size = bw_test_class_of(t->request + BW_TEST_CANARY_BYTES);
-    uint64_t rank = (probe & (BW_TEST_SLAB_BYTES - 1)) / class_size;
+    uint64_t rank = (probe & (span - 1)) / class_size;
     for (size_t i = 0; i < t->warmup; i++) {
         uintptr_t block = (uintptr_t)t->blocks[i];
-        if (block >> BW_SLAB_SHIFT == probe_slab && block < probe) rank--;
+        if (block / span == probe_slab && block < probe) rank--;
     }
     t->position = ordinal << 32 | rank;
     /* The same, but relative to what the attacker saw last in that slab:
@@ -155,7 +156,7 @@ static void *run_trial(void *arg) {
     t->relative = t->position;
     for (size_t i = t->warmup; i-- > 0;) {
         uintptr_t block = (uintptr_t)t->blocks[i];
-        if (block >> BW_SLAB_SHIFT != probe_slab) continue;
+        if (block / span != probe_slab) continue;
         int64_t distance = ((int64_t)probe - (int64_t)block) / (int64_t)class_size;
         t->relative = ordinal << 32 | (uint64_t)(distance + (1 << 20));
         break;
@@ -254,7 +255,9 @@ static void measure_all(void) {
         struct class_result *res = &results[c];
         double start = now_ms();
         res->class_size = bw_test_class_size(c);
-        res->blocks_per_slab = SLAB_USABLE / res->class_size;
+        res->blocks_per_slab =
+            (bw_test_span_bytes(res->class_size) - BW_TEST_SLAB_BYTES + BW_TEST_SLAB_USABLE) /
+            res->class_size;
         res->warmup = (size_t)1 << target_bits(res->class_size);
         size_t request = res->class_size - BW_TEST_CANARY_BYTES;
         size_t trials = res->class_size <= 256 ? TRIALS_WARM_SMALL : TRIALS_WARM_LARGE;
@@ -387,18 +390,6 @@ static void test_entropy_target(void **state) {
          * attacker does not hold, and relative to the last one they got. */
         double bits = res->warm.chao_shen < res->warm_rel.chao_shen ? res->warm.chao_shen
                                                                     : res->warm_rel.chao_shen;
-#if defined(BW_SLAB_GUARD) && BW_SLAB_GUARD
-        /* Known design limit, reported in the project notes: a guarded 64 KiB
-         * slab holds 3 blocks of 16 KiB, and this measure plateaus at about
-         * 8.0 +- 0.15 bits however many ways are open; asserting 8 would
-         * fail at random. The class must stay at its plateau. */
-        if (res->class_size == 16384) {
-            print_message("16384-byte class: %.2f bits (target %u not guaranteed: 3 blocks per "
-                          "guarded slab)\n",
-                          bits, target);
-            if (bits >= 7.5) continue;
-        }
-#endif
         if (bits >= target) continue;
         missed++;
         print_message("entropy target not met: measured %.2f bits for the %zu-byte class after "

@@ -251,13 +251,14 @@ static void test_large_underflow_faults(void **state) {
 
 /* memset from a block of the slab to one byte into the guard page at the
  * slab's end: everything before the guard is writable (other blocks, in
- * the child), the guard's first byte faults. */
+ * the child; in a two-slot slab also the page between its slots), the
+ * guard's first byte faults. */
 static void test_linear_overflow_across_slab_end_faults(void **state) {
     BW_SKIP_UNLESS(BW_SLAB_GUARD);
     for (size_t i = 0; i < SMALL_REQUEST_COUNT; i++) {
         char *block = malloc(small_requests[i]);
         assert_non_null(block);
-        char *guard = BW_TEST_SLAB_GUARD_OF(block);
+        char *guard = BW_TEST_SLAB_GUARD_OF(block, BW_TEST_CLASS_FOR(small_requests[i]));
         assert_true(guard > block);
         struct overflow op = {block, 0, (size_t)(guard - block) + 1, THEN_NOTHING};
         bw_expect_fault_in(do_overflow, &op, guard, guard + 1);

@@ -68,7 +68,7 @@ static void test_boundary_test_exact(void **state) {
         uint32_t size = bw_class_size[c];
         slab.block_size = size;
         slab.div_magic = bw_div_magic(size);
-        for (uintptr_t off = 0; off < BW_SLAB_SIZE; off++)
+        for (uintptr_t off = 0; off < bw_class_span_slots(c) * BW_SLAB_SIZE; off++)
             assert_int_equal(bw_slab_on_boundary(&slab, off), off % size == 0);
     }
 }
@@ -83,7 +83,7 @@ static void test_way_layout(void **state) {
     for (unsigned c = 1; c < BW_CLASS_COUNT; c++) {
         assert_int_equal(bw_class_way_base[c], bw_class_way_base[c - 1] + bw_class_ways[c - 1]);
 #if BW_RANDOM_WAYS
-        uint32_t blocks = (uint32_t)(BW_SLAB_USABLE / bw_class_size[c]);
+        uint32_t blocks = bw_class_span_usable(c) / bw_class_size[c];
         bool small = bw_class_size[c] <= 256;
         uint32_t wanted = (small ? 2u : 3u)
                           << (small ? BW_ENTROPY_BITS_SMALL : BW_ENTROPY_BITS_LARGE);
