@@ -127,7 +127,7 @@ check:
 endif
 
 check-one: tests
-	@BULWARK_BUILD=$(BUILD) BULWARK_PROFILE=$(PROFILE) sh tests/run.sh $(TEST_BINS) $(TEST_DYN) $(wildcard tests/programs/*.sh tests/perf/*.sh)
+	@BULWARK_BUILD=$(BUILD) BULWARK_PROFILE=$(PROFILE) sh tests/run.sh $(TEST_BINS) $(TEST_DYN) $(wildcard tests/programs/*.sh tests/perf/*.sh tests/vm/*.sh)
 
 # ---------------------------------------------------------------- run
 run: all $(BUILD)/tests/programs/demo.c.bin

@@ -34,6 +34,14 @@
  * any read or write through it faults. Costs a lock per malloc(0). */
 #define BW_ZERO_SIZE_FAULTS 1
 
+/* Metadata (slab descriptors, bitmaps, segment headers, heaps, the large
+ * table) carries an x86 protection key that is write-disabled except while
+ * a thread runs inside bulwark: a stray or attacker-controlled write from
+ * the program into allocator state faults (SEGV_PKUERR) instead of forging
+ * it. Costs two WRPKRU per call where the CPU has PKU; elsewhere (no pku
+ * flag in /proc/cpuinfo) nothing changes but one predicted branch. */
+#define BW_PKEY_METADATA 1
+
 /* Placement entropy (Guarder's metric): each malloc picks one of several
  * open slabs at random so that it lands among at least 2^bits candidate
  * blocks (10 bits up to 256 bytes, 8 above, as Guarder's default). Stops

@@ -1,6 +1,8 @@
 /* api.c — the public bw_* functions (DESIGN.md layer "api"). Argument
  * checking and errno only; the allocator logic is in alloc.h/alloc.c and
- * below. The libc names are in override.c. */
+ * below. The libc names are in override.c. Every function here is an entry
+ * point: it opens the metadata for writing while it runs (BW_META_OPEN,
+ * BW_PKEY_METADATA) around a body that returns in one place. */
 #include <errno.h>
 #include <string.h>
 #include <unistd.h>
@@ -18,14 +20,19 @@ static void *bw_enomem(void) {
 }
 
 void *bw_malloc(size_t size) {
-    return bw_alloc_inline(size);
+    BW_META_OPEN();
+    void *block = bw_alloc_inline(size);
+    BW_META_CLOSE();
+    return block;
 }
 
 void bw_free(void *ptr) {
+    BW_META_OPEN();
     bw_free_inline(ptr, "free");
+    BW_META_CLOSE();
 }
 
-void *bw_calloc(size_t count, size_t size) {
+static void *bw_calloc_body(size_t count, size_t size) {
     size_t total;
     if (__builtin_mul_overflow(count, size, &total) || total > PTRDIFF_MAX) return bw_enomem();
     if (!bw_request_is_small(total))
@@ -37,15 +44,28 @@ void *bw_calloc(size_t count, size_t size) {
     return block;
 }
 
+void *bw_calloc(size_t count, size_t size) {
+    BW_META_OPEN();
+    void *block = bw_calloc_body(count, size);
+    BW_META_CLOSE();
+    return block;
+}
+
 void *bw_realloc(void *ptr, size_t size) {
     if (size > PTRDIFF_MAX) return bw_enomem();
-    return bw_realloc_impl(ptr, size);
+    BW_META_OPEN();
+    void *block = bw_realloc_impl(ptr, size);
+    BW_META_CLOSE();
+    return block;
 }
 
 void *bw_reallocarray(void *ptr, size_t count, size_t size) {
     size_t total;
     if (__builtin_mul_overflow(count, size, &total) || total > PTRDIFF_MAX) return bw_enomem();
-    return bw_realloc_impl(ptr, total);
+    BW_META_OPEN();
+    void *block = bw_realloc_impl(ptr, total);
+    BW_META_CLOSE();
+    return block;
 }
 
 static bool bw_is_pow2(size_t x) {
@@ -58,7 +78,9 @@ int bw_posix_memalign(void **out, size_t alignment, size_t size) {
     if (!bw_is_pow2(alignment) || alignment % sizeof(void *) != 0) return EINVAL;
     if (size > PTRDIFF_MAX) return ENOMEM;
     int saved_errno = errno;
+    BW_META_OPEN();
     void *block = bw_alloc_aligned(alignment, size);
+    BW_META_CLOSE();
     if (!block) {
         errno = saved_errno;
         return ENOMEM;
@@ -73,7 +95,10 @@ void *bw_aligned_alloc(size_t alignment, size_t size) {
         return NULL;
     }
     if (size > PTRDIFF_MAX) return bw_enomem();
-    return bw_alloc_aligned(alignment, size);
+    BW_META_OPEN();
+    void *block = bw_alloc_aligned(alignment, size);
+    BW_META_CLOSE();
+    return block;
 }
 
 void *bw_memalign(size_t alignment, size_t size) {
@@ -93,24 +118,38 @@ void *bw_pvalloc(size_t size) {
 
 size_t bw_malloc_usable_size(const void *ptr) {
     if (!ptr) return 0;
-    return bw_usable_size_checked(ptr, "malloc_usable_size");
+    BW_META_OPEN();
+    size_t usable = bw_usable_size_checked(ptr, "malloc_usable_size");
+    BW_META_CLOSE();
+    return usable;
+}
+
+/* Checked frees, also for the C++ sized and aligned deletes (which name
+ * their operator in reports). */
+void bw_free_checked_entry(void *ptr, size_t size, size_t alignment, const char *function);
+void bw_free_checked_entry(void *ptr, size_t size, size_t alignment, const char *function) {
+    BW_META_OPEN();
+    bw_free_checked(ptr, size, alignment, function);
+    BW_META_CLOSE();
 }
 
 void bw_free_sized(void *ptr, size_t size) {
-    bw_free_checked(ptr, size, 0, "free_sized");
+    bw_free_checked_entry(ptr, size, 0, "free_sized");
 }
 
 void bw_free_aligned_sized(void *ptr, size_t alignment, size_t size) {
     if (ptr && !bw_is_pow2(alignment))
         bw_fatal("free alignment mismatch", ptr, BW_INFO_NONE, 0, "free_aligned_sized");
-    bw_free_checked(ptr, size, alignment, "free_aligned_sized");
+    bw_free_checked_entry(ptr, size, alignment, "free_aligned_sized");
 }
 
 int bw_malloc_trim(size_t pad) {
     (void)pad;
     if (atomic_load_explicit(&bw_init_state, memory_order_acquire) != 2) return 0;
+    BW_META_OPEN();
     size_t released = bw_heap_trim_current();
     released += bw_segments_purge(true);
     released += bw_large_trim();
+    BW_META_CLOSE();
     return released != 0;
 }

@@ -66,7 +66,8 @@ static bw_heap_t *bw_heap_pool_take(void) {
         bw_heap_free_list = heap->next_free;
     } else if (bw_heap_region_used + BW_HEAP_STRIDE <= (size_t)BW_MAX_HEAPS * BW_HEAP_STRIDE) {
         while (bw_heap_region_used + BW_HEAP_STRIDE > bw_heap_region_committed) {
-            if (!bw_os_commit(bw_heap_region + bw_heap_region_committed, BW_HEAP_COMMIT_CHUNK)) {
+            if (!bw_os_commit_meta(bw_heap_region + bw_heap_region_committed,
+                                   BW_HEAP_COMMIT_CHUNK)) {
                 bw_unlock(&bw_heap_pool_lock);
                 return NULL;
             }
@@ -387,8 +388,10 @@ static bw_slab_t *bw_heap_adopt(bw_heap_t *heap, unsigned size_class) {
 void bw_heap_thread_exit(void *arg) {
     bw_heap_t *heap = arg;
     if (heap && heap == bw_tls_heap) {
+        BW_META_OPEN(); /* called by libc, not through an entry point */
         bw_tls_heap = &bw_empty_heap;
         bw_heap_abandon(heap);
+        BW_META_CLOSE();
     }
 }
 

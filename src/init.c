@@ -16,28 +16,36 @@ static atomic_int bw_atfork_registered;
 
 bool bw_heaps_init(void);
 
+/* The fork handlers write metadata (locks, the child's new keys): each is
+ * an entry point of its own (BW_META_OPEN). */
 static void bw_fork_prepare(void) {
+    BW_META_OPEN();
     bw_lock(&bw_init_lock);
     bw_heaps_fork_prepare();
     bw_segments_fork_prepare();
     bw_large_fork_prepare();
+    BW_META_CLOSE();
 }
 
 static void bw_fork_parent(void) {
+    BW_META_OPEN();
     bw_large_fork_parent();
     bw_segments_fork_parent();
     bw_heaps_fork_parent();
     bw_unlock(&bw_init_lock);
+    BW_META_CLOSE();
 }
 
 /* The child has one thread: every lock is free again. The other threads'
  * heaps stay as they were (their blocks are still valid in the child). */
 static void bw_fork_child(void) {
+    BW_META_OPEN();
     bw_large_fork_child();
     bw_segments_fork_child();
     bw_heaps_fork_child();
     bw_random_fork_child();
     atomic_store(&bw_init_lock.held, 0);
+    BW_META_CLOSE();
 }
 
 static BW_NOINLINE bool bw_init_slow(void) {
@@ -46,6 +54,7 @@ static BW_NOINLINE bool bw_init_slow(void) {
     if (state == 0) {
         atomic_store_explicit(&bw_init_state, 1, memory_order_relaxed);
         bw_os_init();
+        bw_os_meta_key_init(); /* before any metadata is committed */
         bw_random_init();
         bw_ways_init();
         bw_large_init();
@@ -67,5 +76,7 @@ bool bw_ensure_init(void) {
 }
 
 __attribute__((constructor)) static void bw_constructor(void) {
+    BW_META_OPEN();
     bw_ensure_init();
+    BW_META_CLOSE();
 }

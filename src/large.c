@@ -126,7 +126,8 @@ static bw_large_entry_t *bw_table_map(size_t capacity) {
     size_t bytes = bw_page_round(capacity * sizeof(bw_large_entry_t));
     char *map = bw_os_map(bytes + 2 * BW_PAGE_SIZE);
     if (!map) return NULL;
-    if (!bw_os_guard(map, BW_PAGE_SIZE) || !bw_os_guard(map + BW_PAGE_SIZE + bytes, BW_PAGE_SIZE)) {
+    if (!bw_os_guard(map, BW_PAGE_SIZE) || !bw_os_guard(map + BW_PAGE_SIZE + bytes, BW_PAGE_SIZE) ||
+        !bw_os_protect_meta(map + BW_PAGE_SIZE, bytes)) {
         bw_os_release(map, bytes + 2 * BW_PAGE_SIZE);
         return NULL;
     }

@@ -66,6 +66,33 @@ bool bw_os_commit(void *addr, size_t size) {
     bw_fatal_os("mprotect", errno);
 }
 
+/* Metadata protection key (BW_PKEY_METADATA; bw_internal.h explains the
+ * scheme). Allocated write-enabled for the calling thread, which is in the
+ * middle of initialisation; the entry point's BW_META_CLOSE disables writes.
+ * No PKU (pkey_alloc fails with ENOSPC, EINVAL or ENOSYS): silently none. */
+int bw_meta_pkey = -1;
+
+void bw_os_meta_key_init(void) {
+#if BW_PKEY_METADATA
+    long key = syscall(SYS_pkey_alloc, 0ul, 0ul);
+    if (key > 0 && key < 16) bw_meta_pkey = (int)key;
+#endif
+}
+
+/* Commit metadata pages: like bw_os_commit, tagged with the metadata key. */
+bool bw_os_commit_meta(void *addr, size_t size) {
+    if (bw_meta_pkey < 0) return bw_os_commit(addr, size);
+    if (syscall(SYS_pkey_mprotect, addr, size, PROT_READ | PROT_WRITE, bw_meta_pkey) == 0)
+        return true;
+    if (errno == ENOMEM) return false;
+    bw_fatal_os("pkey_mprotect", errno);
+}
+
+/* Tag already accessible metadata pages with the metadata key. */
+bool bw_os_protect_meta(void *addr, size_t size) {
+    return bw_meta_pkey < 0 || bw_os_commit_meta(addr, size);
+}
+
 /* Give the pages back to the kernel but keep the range readable and
  * writable: it reads as zeros when touched again, and no VMA is split. */
 void bw_os_decommit(void *addr, size_t size) {

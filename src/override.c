@@ -12,12 +12,19 @@
 
 struct mallinfo2 bw_mallinfo2_impl(void);
 
+/* malloc and free inline the fast path (bw_malloc and bw_free in api.c do
+ * the same); the other names call the bw_* entry points. */
 BW_EXPORT void *malloc(size_t size) {
-    return bw_alloc_inline(size);
+    BW_META_OPEN();
+    void *block = bw_alloc_inline(size);
+    BW_META_CLOSE();
+    return block;
 }
 
 BW_EXPORT void free(void *ptr) {
+    BW_META_OPEN();
     bw_free_inline(ptr, "free");
+    BW_META_CLOSE();
 }
 
 BW_EXPORT void *calloc(size_t count, size_t size) {
@@ -70,7 +77,7 @@ BW_EXPORT void free_aligned_sized(void *ptr, size_t alignment, size_t size) {
 /* Legacy name (removed from glibc's headers, still exported by glibc). */
 BW_EXPORT void cfree(void *ptr);
 BW_EXPORT void cfree(void *ptr) {
-    bw_free_inline(ptr, "free");
+    bw_free(ptr);
 }
 
 BW_EXPORT int malloc_trim(size_t pad) {
@@ -131,11 +138,11 @@ BW_EXPORT int mallopt(int param, int value) {
 /* glibc's internal aliases, which some programs and libraries call. */
 BW_EXPORT void *__libc_malloc(size_t size);
 BW_EXPORT void *__libc_malloc(size_t size) {
-    return bw_alloc_inline(size);
+    return bw_malloc(size);
 }
 BW_EXPORT void __libc_free(void *ptr);
 BW_EXPORT void __libc_free(void *ptr) {
-    bw_free_inline(ptr, "free");
+    bw_free(ptr);
 }
 BW_EXPORT void *__libc_calloc(size_t count, size_t size);
 BW_EXPORT void *__libc_calloc(size_t count, size_t size) {

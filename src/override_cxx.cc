@@ -9,16 +9,17 @@
 #include "bulwark.h"
 
 extern "C" {
-void bw_free_checked(void *ptr, size_t size, size_t alignment, const char *function);
-void *bw_alloc_aligned(size_t alignment, size_t size);
+void bw_free_checked_entry(void *ptr, size_t size, size_t alignment, const char *function);
 }
 
 #define BW_CXX_EXPORT __attribute__((visibility("default")))
 
 namespace {
 
+// align_val_t is a power of two ([new.delete.general]), so bw_aligned_alloc
+// never refuses it for that.
 void *bw_alloc_any(std::size_t size, std::size_t alignment) {
-    return alignment > alignof(std::max_align_t) ? bw_alloc_aligned(alignment, size)
+    return alignment > alignof(std::max_align_t) ? bw_aligned_alloc(alignment, size)
                                                  : bw_malloc(size);
 }
 
@@ -53,7 +54,7 @@ void *bw_new_nothrow(std::size_t size, std::size_t alignment) noexcept {
 void bw_delete_sized(void *p, std::size_t size, std::size_t alignment, const char *fn) {
     // A null pointer is a no-op; size 0 never comes from a real new-expression
     // but is tolerated as "unknown".
-    bw_free_checked(p, size, alignment, fn);
+    bw_free_checked_entry(p, size, alignment, fn);
 }
 
 } // namespace

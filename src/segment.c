@@ -106,9 +106,9 @@ static bw_segment_t *bw_segment_carve(unsigned node) {
     uintptr_t header_page =
         ((uintptr_t)&bw_layout.segments[index]) & ~(uintptr_t)(BW_PAGE_SIZE - 1);
     void *memory = (void *)(bw_layout.arena_base + (index << BW_SEGMENT_SHIFT));
-    bool ok = bw_os_commit(descs, BW_SLABS_PER_SEGMENT * sizeof(bw_slab_t)) &&
-              bw_os_commit(bitmaps, BW_SLABS_PER_SEGMENT * BW_BITMAP_BYTES_PER_SLAB) &&
-              bw_os_commit((void *)header_page, BW_PAGE_SIZE) &&
+    bool ok = bw_os_commit_meta(descs, BW_SLABS_PER_SEGMENT * sizeof(bw_slab_t)) &&
+              bw_os_commit_meta(bitmaps, BW_SLABS_PER_SEGMENT * BW_BITMAP_BYTES_PER_SLAB) &&
+              bw_os_commit_meta((void *)header_page, BW_PAGE_SIZE) &&
               bw_os_commit(memory, BW_SEGMENT_SIZE);
     if (!ok) {
         bw_unlock(&bw_arena_lock);

@@ -10,10 +10,7 @@
 #include "bulwark.h"
 #include "bw_internal.h"
 
-void bw_get_stats(struct bw_stats *out) {
-    memset(out, 0, sizeof *out);
-    out->numa_nodes = bw_topology.node_count;
-    if (atomic_load_explicit(&bw_init_state, memory_order_acquire) != 2) return;
+static void bw_collect(struct bw_stats *out) {
     size_t segments = bw_segments_in_use();
     out->segments_in_use = segments;
     for (size_t i = 0; i < segments * BW_SLABS_PER_SEGMENT; i++) {
@@ -26,6 +23,17 @@ void bw_get_stats(struct bw_stats *out) {
     }
     bw_large_stats(&out->large_in_use_bytes, &out->large_cached_bytes, &out->large_count);
     bw_heap_stats(&out->heaps_live, &out->slabs_abandoned);
+}
+
+/* An entry point: metadata may be unreadable (BW_PKEY_METADATA) in a
+ * thread that never allocated. */
+void bw_get_stats(struct bw_stats *out) {
+    memset(out, 0, sizeof *out);
+    out->numa_nodes = bw_topology.node_count;
+    if (atomic_load_explicit(&bw_init_state, memory_order_acquire) != 2) return;
+    BW_META_OPEN();
+    bw_collect(out);
+    BW_META_CLOSE();
 }
 
 static size_t bw_line(char *buf, const char *label, size_t value) {

@@ -25,7 +25,8 @@ bool bw_zero_init(void) {
     char *bits = bw_os_map(bitmap_bytes + 2 * BW_PAGE_SIZE);
     if (!region || !bits) return false;
     if (!bw_os_guard(bits, BW_PAGE_SIZE) ||
-        !bw_os_guard(bits + BW_PAGE_SIZE + bitmap_bytes, BW_PAGE_SIZE))
+        !bw_os_guard(bits + BW_PAGE_SIZE + bitmap_bytes, BW_PAGE_SIZE) ||
+        !bw_os_protect_meta(bits + BW_PAGE_SIZE, bitmap_bytes))
         return false;
     bw_zero_bits = (uint64_t *)(void *)(bits + BW_PAGE_SIZE);
     bw_zero_base = (uintptr_t)region;
