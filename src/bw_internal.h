@@ -623,13 +623,26 @@ bool bw_slab_extend(bw_slab_t *slab, bw_heap_t *heap);
 unsigned bw_slab_chunk_count(uint32_t nblocks, uint32_t block_size);
 
 /* Slow path: when `free` is empty, the owner's frees since the last refill
- * become the blocks to hand out, else the next fresh chunk of the slab is
- * linked. True if the slab has a block to hand out. */
+ * become the blocks to hand out, but for the most recent one, which waits
+ * on local_free for the next round: the block a program has just freed is
+ * not what its next malloc gets (the reallocation a use-after-free exploit
+ * wants). A lone freed block makes way for the next fresh chunk; only when
+ * the slab has nothing else is it handed out again. True if the slab has a
+ * block to hand out. */
 BW_INLINE bool bw_slab_ready(bw_slab_t *slab, bw_heap_t *heap) {
     if (slab->free) return true;
-    slab->free = slab->local_free;
+    void *latest = slab->local_free;
+    if (!latest) return bw_slab_extend(slab, heap);
+    void *older = bw_link_load(slab, latest);
+    if (older) {
+        slab->free = older;
+        bw_link_store(slab, latest, NULL);
+        return true;
+    }
+    if (bw_slab_extend(slab, heap)) return true;
+    slab->free = latest;
     slab->local_free = NULL;
-    return slab->free != NULL || bw_slab_extend(slab, heap);
+    return true;
 }
 
 /* Checks a block being freed: canary intact, then wipes it (zero-on-free). */
