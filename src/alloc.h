@@ -39,20 +39,26 @@ BW_INLINE void *bw_alloc_inline(size_t size) {
     /* A random byte picks the way. The bytes come from the heap's keystream
      * buffer; when it is empty (or this is the empty heap, which has none)
      * the slow path refills it or creates the heap. */
+    bw_bin_t *bin = &heap->bins[size_class];
     if (bw_unlikely(heap->way_draws == 0)) {
         if (bw_unlikely(heap->rng.pos >= BW_RNG_WORDS)) return bw_malloc_slow(size, false);
         heap->way_random = heap->rng.words[heap->rng.pos++];
         heap->way_draws = 8;
+        /* Once per 8 mallocs: has the class grown enough for another way? */
+        if (bw_unlikely(bin->live >= bin->open_at)) bw_heap_fit_ways(heap, size_class);
     }
     uint32_t r = (uint32_t)heap->way_random & 0xff;
     heap->way_random >>= 8;
     heap->way_draws--;
-    const bw_bin_t *bin = &heap->bins[size_class];
     bw_slab_t *slab = heap->ways[bin->way_base + ((r * bin->way_count) >> 8)];
+    if (bw_likely(slab->free != NULL)) {
+        bin->live++;
+        return bw_slab_pop(slab);
+    }
 #else
     bw_slab_t *slab = heap->ways[size_class];
-#endif
     if (bw_likely(slab->free != NULL)) return bw_slab_pop(slab);
+#endif
     return bw_malloc_slow(size, false);
 }
 
@@ -70,6 +76,9 @@ BW_INLINE void bw_free_local(bw_heap_t *heap, bw_slab_t *slab, void *ptr, uintpt
         bw_report_not_live(ptr, slab, "double free", "invalid free", function);
     bw_block_retire_checks(slab, ptr, function);
     atomic_store_explicit(&bits[0], allocated & ~bit, memory_order_relaxed);
+#if BW_RANDOM_WAYS
+    heap->bins[slab->size_class].live--;
+#endif
 #if BW_QUARANTINE_SLOTS
     bw_quarantine_put(heap, ptr, slab); /* reused later, in random order */
 #else

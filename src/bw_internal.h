@@ -273,10 +273,12 @@ typedef struct {
     bw_slab_t *full;      /* slabs that had no free block when last looked at, newest first */
     bw_slab_t *full_tail; /* ... and the oldest, which refill looks at first */
     uint32_t way_base;    /* this class's first slot in the heap's ways */
-    uint32_t way_count;   /* ways the fast path chooses among: grows with use up to
-                             bw_class_ways (bw_heap_note_fresh) */
-    int32_t grow_left;    /* fresh blocks to link before the next way opens */
-    uint32_t pad_bin;
+    uint32_t way_count;   /* ways the fast path chooses among: follows `live`, up to
+                             bw_class_ways (bw_heap_fit_ways) */
+    int32_t live;         /* BW_RANDOM_WAYS: blocks of the class this heap handed out and
+                             that were not freed yet (remote frees count when collected);
+                             what sets way_count (bw_heap_fit_ways) */
+    int32_t open_at;      /* `live` at which the next way opens (INT32_MAX: all open) */
 } bw_bin_t;
 
 /* Per-thread CSPRNG (random.c): 1 KiB of ChaCha20 keystream consumed a
@@ -684,7 +686,7 @@ void bw_large_stats(size_t *in_use, size_t *cached, size_t *count);
 /* heap.c */
 void *bw_malloc_slow(size_t size, bool zero);
 void bw_free_slow_local(bw_heap_t *heap, bw_slab_t *slab);
-void bw_heap_note_fresh(bw_heap_t *heap, unsigned size_class, uint32_t linked);
+void bw_heap_fit_ways(bw_heap_t *heap, unsigned size_class);
 bw_heap_t *bw_heap_get_or_create(void);
 void bw_heap_abandon(bw_heap_t *heap);
 size_t bw_heap_trim_current(void);

@@ -64,12 +64,13 @@ unsigned bw_size_class_aligned(size_t size, size_t alignment) {
  * that go idle).
  *
  * A heap does not open all of them at once: a class starts with one way and
- * opens four more for every chunk's worth of fresh blocks it links
- * (bw_class_way_step = what one way offers; heap.c, bw_heap_note_fresh), so
- * the candidates stay a few times the blocks the class has taken and the
- * target holds by the time 2^bits blocks are allocated, while a thread that
- * allocates a few dozen blocks of a class touches a few chunks, not a few
- * dozen slabs. */
+ * opens eight more for every chunk's worth of blocks it holds live
+ * (bw_class_way_step = what one way offers; heap.c, bw_heap_fit_ways), and
+ * closes them again when the live count falls (the aging scan), so the
+ * candidates stay a few times the blocks the class holds and the target
+ * holds by the time 2^bits blocks are allocated, while a thread that keeps
+ * a few dozen blocks of a class touches a few chunks, not a few dozen
+ * slabs, however many it allocates and frees. */
 uint16_t bw_class_ways[BW_CLASS_COUNT] = {[0 ... BW_CLASS_COUNT - 1] = 1};
 uint16_t bw_class_way_base[BW_CLASS_COUNT];
 uint16_t bw_class_way_step[BW_CLASS_COUNT] = {[0 ... BW_CLASS_COUNT - 1] = 1};

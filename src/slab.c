@@ -101,7 +101,7 @@ bool bw_slab_extend(bw_slab_t *slab, bw_heap_t *heap) {
     }
     slab->free = next;
 #if BW_RANDOM_WAYS
-    bw_heap_note_fresh(heap, slab->size_class, count);
+    bw_heap_fit_ways(heap, slab->size_class);
 #endif
     return true;
 }
@@ -207,6 +207,11 @@ size_t bw_slab_collect_remote(bw_slab_t *slab) {
         count++;
         list = next;
     }
+#if BW_RANDOM_WAYS
+    /* Only the owner collects (an abandoned slab has none). */
+    bw_heap_t *owner = atomic_load_explicit(&slab->owner, memory_order_relaxed);
+    if (owner) owner->bins[slab->size_class].live -= (int32_t)count;
+#endif
     return count;
 }
 
