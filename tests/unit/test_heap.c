@@ -2,7 +2,9 @@
  * left behind are freed by another thread (remote frees into an abandoned
  * slab), and a later thread adopts the slab or the sweep releases it; remote
  * frees into a full slab reach its owner through the remote-slab stack; a
- * heap is recycled after its thread exits. */
+ * heap is recycled after its thread exits; a class's open ways (random
+ * slabs to allocate from) follow the blocks it holds live: few under churn
+ * with few live, all with 2^target live, few again after they are freed. */
 #include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -10,6 +12,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <cmocka.h>
 
@@ -117,12 +120,69 @@ static void test_heap_recycled(void **state) {
     assert_ptr_equal(a, b);
 }
 
+/* Churn with few blocks live, then many, then few again (after the aging
+ * scan had time to run), reading the bin's way count at each stage. */
+enum { CHURN_LIVE = 16, CHURN_STEPS = 200000, WAYS_MANY = 1024, WAYS_REQUEST = 200 };
+static void *way_blocks[WAYS_MANY];
+struct ways_seen {
+    uint32_t churn, many, after, most;
+};
+
+static uint32_t ways_now(unsigned size_class) {
+    return bw_tls_heap->bins[size_class].way_count;
+}
+
+static void *churn_and_grow(void *arg) {
+    struct ways_seen *seen = arg;
+    for (int i = 0; i < CHURN_LIVE; i++) way_blocks[i] = malloc(WAYS_REQUEST);
+    unsigned c = slab_of(way_blocks[0])->size_class;
+    uint64_t x = 88172645463325252ull;
+    for (int step = 0; step < CHURN_STEPS; step++) {
+        x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+        size_t i = x % CHURN_LIVE;
+        free(way_blocks[i]);
+        way_blocks[i] = malloc(WAYS_REQUEST);
+        assert_non_null(way_blocks[i]);
+    }
+    seen->churn = ways_now(c);
+    for (int i = CHURN_LIVE; i < WAYS_MANY; i++) way_blocks[i] = malloc(WAYS_REQUEST);
+    seen->many = ways_now(c);
+    for (int i = 0; i < WAYS_MANY; i++) free(way_blocks[i]);
+    /* The aging scan runs from the slow path at most every BW_PURGE_DELAY_MS. */
+    for (int round = 0; round < 3; round++) {
+        struct timespec pause = {0, (long)(BW_PURGE_DELAY_MS + 20) * 1000000L};
+        nanosleep(&pause, NULL);
+        for (int i = 0; i < WAYS_MANY; i++) free(malloc(WAYS_REQUEST));
+    }
+    seen->after = ways_now(c);
+    seen->most = bw_class_ways[c];
+    return NULL;
+}
+
+static void test_ways_follow_live_blocks(void **state) {
+    (void)state;
+    BW_SKIP_WHEN(!BW_RANDOM_WAYS, "BW_ENTROPY_BITS_SMALL undefined: one way per class%s", "");
+    struct ways_seen seen;
+    pthread_t t;
+    pthread_create(&t, NULL, churn_and_grow, &seen);
+    pthread_join(t, NULL);
+    print_message("ways of the %d-byte request's class: %u after churn with %d live, %u with %d "
+                  "live (at most %u), %u after they were freed\n",
+                  WAYS_REQUEST, seen.churn, CHURN_LIVE, seen.many, WAYS_MANY, seen.most,
+                  seen.after);
+    assert_true(seen.most > 2);
+    assert_true(seen.churn <= 2);
+    assert_int_equal(seen.many, seen.most);
+    assert_true(seen.after <= 2);
+}
+
 int main(void) {
     free(malloc(1)); /* the main thread has a heap */
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_abandon_then_adopt),
         cmocka_unit_test(test_remote_free_into_full_slab),
         cmocka_unit_test(test_heap_recycled),
+        cmocka_unit_test(test_ways_follow_live_blocks),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
