@@ -44,8 +44,10 @@ BW_INLINE void *bw_alloc_inline(size_t size) {
         if (bw_unlikely(heap->rng.pos >= BW_RNG_WORDS)) return bw_malloc_slow(size, false);
         heap->way_random = heap->rng.words[heap->rng.pos++];
         heap->way_draws = 8;
-        /* Once per 8 mallocs: has the class grown enough for another way? */
-        if (bw_unlikely(bin->live >= bin->open_at)) bw_heap_fit_ways(heap, size_class);
+        /* Once per 8 mallocs: has the class grown enough for another way?
+         * The slow path opens it (a call here would cost every malloc
+         * registers saved and restored). */
+        if (bw_unlikely(bin->live >= bin->open_at)) return bw_malloc_slow(size, false);
     }
     uint32_t r = (uint32_t)heap->way_random & 0xff;
     heap->way_random >>= 8;
@@ -74,11 +76,14 @@ BW_INLINE void bw_free_local(bw_heap_t *heap, bw_slab_t *slab, void *ptr, uintpt
      * block, or freed by another thread and not yet collected. */
     if (bw_unlikely((allocated & bit) == 0 || (pending & bit) != 0))
         bw_report_not_live(ptr, slab, "double free", "invalid free", function);
-    bw_block_retire_checks(slab, ptr, function);
+    bw_block_check_canary(slab, ptr, function);
     atomic_store_explicit(&bits[0], allocated & ~bit, memory_order_relaxed);
 #if BW_RANDOM_WAYS
     heap->bins[slab->size_class].live--;
 #endif
+    /* Wiped after the bitmap is done with, so that a memset call (blocks
+     * above 256 bytes) keeps fewer values alive across it. */
+    bw_block_wipe(slab, ptr);
 #if BW_QUARANTINE_SLOTS
     bw_quarantine_put(heap, ptr, slab); /* reused later, in random order */
 #else

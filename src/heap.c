@@ -587,6 +587,7 @@ static void *bw_heap_alloc_class(bw_heap_t *heap, unsigned size_class) {
     if ((++heap->slow_calls & 15) == 0)
         bw_heap_age_ways(heap); /* reads the (vDSO) clock once per 16 slow calls */
 #if BW_RANDOM_WAYS
+    if (bin->live >= bin->open_at) bw_heap_fit_ways(heap, size_class);
     way += bw_rng_below(&heap->rng, bin->way_count);
     if (heap->way_draws == 0) { /* refill the fast path's random draws */
         heap->way_random = bw_rng_next(&heap->rng);
