@@ -70,7 +70,7 @@ $(BUILD)/obj $(BUILD)/tests:
 	mkdir -p $@
 
 $(SO): $(OBJS)
-	$(CXX) -shared -o $@ $(OBJS) -Wl,-z,now -Wl,-z,relro -Wl,--no-undefined $(LIBS) $(LDFLAGS)
+	$(CC) -shared -o $@ $(OBJS) -Wl,-z,now -Wl,-z,relro -Wl,--no-undefined $(LIBS) $(LDFLAGS)
 
 $(AR_LIB): $(OBJS)
 	rm -f $@ && ar rcs $@ $(OBJS)

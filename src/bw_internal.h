@@ -430,6 +430,7 @@ __attribute__((noreturn, cold)) void bw_fatal(const char *bug_class, const void 
                                               bw_info_kind_t kind, size_t size,
                                               const char *function);
 __attribute__((noreturn, cold)) void bw_fatal_os(const char *what, int err);
+__attribute__((noreturn, cold)) void bw_fatal_message(const char *what);
 void bw_write_str(int fd, const char *s);
 size_t bw_fmt_u64(char *out, uint64_t v);
 size_t bw_fmt_hex(char *out, uint64_t v);

@@ -79,6 +79,16 @@ void bw_fatal(const char *bug_class, const void *ptr, bw_info_kind_t kind, size_
     abort();
 }
 
+/* A fatal condition that is not a heap bug: "bulwark: fatal: <what>". */
+void bw_fatal_message(const char *what) {
+    char line[192];
+    size_t n = bw_append(line, 0, sizeof line - 1, "bulwark: fatal: ");
+    n = bw_append(line, n, sizeof line - 1, what);
+    line[n++] = '\n';
+    bw_write_all(STDERR_FILENO, line, n);
+    abort();
+}
+
 /* A system call failed in a way that leaves the allocator's state unknown. */
 void bw_fatal_os(const char *what, int err) {
     char line[128];
