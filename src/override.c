@@ -168,3 +168,21 @@ BW_EXPORT int __posix_memalign(void **out, size_t alignment, size_t size);
 BW_EXPORT int __posix_memalign(void **out, size_t alignment, size_t size) {
     return bw_posix_memalign(out, alignment, size);
 }
+
+/* For override_cxx.cc: is the C++ runtime its weak references point to
+ * there? (It is when the program is C++; a static link pulls in only the
+ * parts the program uses, so each symbol throwing std::bad_alloc needs is
+ * checked.) Addresses only: these are never used as chars. */
+extern char bw_cxx_get_new_handler __asm__("_ZSt15get_new_handlerv") __attribute__((weak));
+extern char bw_cxx_allocate_exception __asm__("__cxa_allocate_exception") __attribute__((weak));
+extern char bw_cxx_throw __asm__("__cxa_throw") __attribute__((weak));
+extern char bw_cxx_bad_alloc_typeinfo __asm__("_ZTISt9bad_alloc") __attribute__((weak));
+extern char bw_cxx_bad_alloc_vtable __asm__("_ZTVSt9bad_alloc") __attribute__((weak));
+extern char bw_cxx_bad_alloc_dtor __asm__("_ZNSt9bad_allocD1Ev") __attribute__((weak));
+
+bool bw_cxx_runtime_present(void);
+bool bw_cxx_runtime_present(void) {
+    return &bw_cxx_get_new_handler != NULL && &bw_cxx_allocate_exception != NULL &&
+           &bw_cxx_throw != NULL && &bw_cxx_bad_alloc_typeinfo != NULL &&
+           &bw_cxx_bad_alloc_vtable != NULL && &bw_cxx_bad_alloc_dtor != NULL;
+}

@@ -35,14 +35,10 @@ __asm__(".weak _ZNSt9bad_allocD1Ev\n"
 extern "C" {
 void bw_free_checked_entry(void *ptr, size_t size, size_t alignment, const char *function);
 [[noreturn]] void bw_fatal_message(const char *what);
-// Addresses only: non-null when the C++ runtime was there at start-up (a
-// static link pulls in only the parts a program uses, so each is checked).
-extern char bw_cxx_get_new_handler __asm__("_ZSt15get_new_handlerv") __attribute__((weak));
-extern char bw_cxx_allocate_exception __asm__("__cxa_allocate_exception") __attribute__((weak));
-extern char bw_cxx_throw __asm__("__cxa_throw") __attribute__((weak));
-extern char bw_cxx_bad_alloc_typeinfo __asm__("_ZTISt9bad_alloc") __attribute__((weak));
-extern char bw_cxx_bad_alloc_vtable __asm__("_ZTVSt9bad_alloc") __attribute__((weak));
-extern char bw_cxx_bad_alloc_dtor __asm__("_ZNSt9bad_allocD1Ev") __attribute__((weak));
+// True when the C++ runtime was there at start-up (override.c: the test
+// is in C, where no declaration of these names lets the compiler assume
+// they are defined; clang 14 folded the same test written here to true).
+bool bw_cxx_runtime_present(void);
 }
 
 #define BW_CXX_EXPORT __attribute__((visibility("default")))
@@ -58,17 +54,11 @@ void *bw_alloc_any(std::size_t size, std::size_t alignment) {
 
 // Throwing forms: retry through the new_handler, throw std::bad_alloc when
 // there is none ([new.delete.single]).
-bool bw_cxx_runtime() {
-    return &bw_cxx_get_new_handler != nullptr && &bw_cxx_allocate_exception != nullptr &&
-           &bw_cxx_throw != nullptr && &bw_cxx_bad_alloc_typeinfo != nullptr &&
-           &bw_cxx_bad_alloc_vtable != nullptr && &bw_cxx_bad_alloc_dtor != nullptr;
-}
-
 void *bw_new_impl(std::size_t size, std::size_t alignment) {
     for (;;) {
         void *p = bw_alloc_any(size, alignment);
         if (p) return p;
-        if (!bw_cxx_runtime())
+        if (!bw_cxx_runtime_present())
             bw_fatal_message("out of memory in operator new (no C++ runtime to throw "
                              "std::bad_alloc)");
         std::new_handler handler = std::get_new_handler();
@@ -83,7 +73,7 @@ void *bw_new_nothrow(std::size_t size, std::size_t alignment) noexcept {
     for (;;) {
         void *p = bw_alloc_any(size, alignment);
         if (p) return p;
-        if (!bw_cxx_runtime()) return nullptr; // no runtime, so no handler
+        if (!bw_cxx_runtime_present()) return nullptr; // no runtime, so no handler
         std::new_handler handler = std::get_new_handler();
         if (!handler) return nullptr;
         try {
