@@ -705,7 +705,6 @@ void bw_large_stats(size_t *in_use, size_t *cached, size_t *count);
 /* heap.c */
 void *bw_malloc_slow(size_t size, bool zero);
 void bw_free_slow_local(bw_heap_t *heap, bw_slab_t *slab);
-void bw_heap_fit_ways(bw_heap_t *heap, unsigned size_class);
 bw_heap_t *bw_heap_get_or_create(void);
 void bw_heap_abandon(bw_heap_t *heap);
 size_t bw_heap_trim_current(void);

@@ -100,9 +100,6 @@ bool bw_slab_extend(bw_slab_t *slab, bw_heap_t *heap) {
         next = block;
     }
     slab->free = next;
-#if BW_RANDOM_WAYS
-    bw_heap_fit_ways(heap, slab->size_class);
-#endif
     return true;
 }
 
