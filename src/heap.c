@@ -590,7 +590,7 @@ static bw_slab_t *bw_heap_refill(bw_heap_t *heap, unsigned size_class, unsigned 
 
 /* A block of the class from a random way, refilling it if needed. */
 static void *bw_heap_alloc_class(bw_heap_t *heap, unsigned size_class) {
-    const bw_bin_t *bin = &heap->bins[size_class];
+    bw_bin_t *bin = &heap->bins[size_class];
     unsigned way = bin->way_base;
     if ((++heap->slow_calls & 15) == 0)
         bw_heap_age_ways(heap); /* reads the (vDSO) clock once per 16 slow calls */
@@ -608,7 +608,7 @@ static void *bw_heap_alloc_class(bw_heap_t *heap, unsigned size_class) {
         if (bw_unlikely(!slab)) return NULL;
     }
 #if BW_RANDOM_WAYS
-    heap->bins[size_class].live++;
+    bin->live++;
 #endif
     return bw_slab_pop(slab);
 }

@@ -172,7 +172,9 @@ BW_EXPORT int __posix_memalign(void **out, size_t alignment, size_t size) {
 /* For override_cxx.cc: is the C++ runtime its weak references point to
  * there? (It is when the program is C++; a static link pulls in only the
  * parts the program uses, so each symbol throwing std::bad_alloc needs is
- * checked.) Addresses only: these are never used as chars. */
+ * checked.) Addresses only: these are never used as chars. The same names
+ * are made weak in override_cxx.cc (a symbol stays a weak reference in the
+ * library only if every object refers to it weakly): keep the lists alike. */
 extern char bw_cxx_get_new_handler __asm__("_ZSt15get_new_handlerv") __attribute__((weak));
 extern char bw_cxx_allocate_exception __asm__("__cxa_allocate_exception") __attribute__((weak));
 extern char bw_cxx_throw __asm__("__cxa_throw") __attribute__((weak));

@@ -91,14 +91,12 @@ void bw_fatal_message(const char *what) {
 
 /* A system call failed in a way that leaves the allocator's state unknown. */
 void bw_fatal_os(const char *what, int err) {
-    char line[128];
+    char text[128];
     char num[24];
-    size_t n = bw_append(line, 0, sizeof line - 1, "bulwark: fatal: ");
-    n = bw_append(line, n, sizeof line - 1, what);
-    n = bw_append(line, n, sizeof line - 1, " failed, errno ");
+    size_t n = bw_append(text, 0, sizeof text - 1, what);
+    n = bw_append(text, n, sizeof text - 1, " failed, errno ");
     num[bw_fmt_u64(num, (uint64_t)err)] = 0;
-    n = bw_append(line, n, sizeof line - 1, num);
-    line[n++] = '\n';
-    bw_write_all(STDERR_FILENO, line, n);
-    abort();
+    n = bw_append(text, n, sizeof text - 1, num);
+    text[n] = 0;
+    bw_fatal_message(text);
 }
