@@ -19,6 +19,7 @@
 #include "bulwark.h"
 #include "bw_internal.h"
 #include "bw_test.h"
+#include "bw_unit.h"
 
 enum { LEFT = 300 };
 static void *left_behind[LEFT];
@@ -178,6 +179,7 @@ static void test_ways_follow_live_blocks(void **state) {
 
 int main(void) {
     free(malloc(1)); /* the main thread has a heap */
+    bw_unit_enter_as_allocator();
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_abandon_then_adopt),
         cmocka_unit_test(test_remote_free_into_full_slab),

@@ -15,6 +15,7 @@
 #include "bulwark.h"
 #include "bw_internal.h"
 #include "bw_test.h"
+#include "bw_unit.h"
 
 static void test_table_growth_and_erase(void **state) {
     (void)state;
@@ -97,7 +98,7 @@ static void test_guard_pages_cost_no_vma(void **state) {
 }
 
 int main(void) {
-    assert_true(bw_ensure_init());
+    bw_unit_enter_as_allocator();
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_table_growth_and_erase),
         cmocka_unit_test(test_unknown_pointer_is_not_freed),

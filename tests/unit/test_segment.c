@@ -13,6 +13,7 @@
 
 #include "bw_internal.h"
 #include "bw_test.h"
+#include "bw_unit.h"
 
 static unsigned fake_node;
 static unsigned fake_current_node(void) {
@@ -98,6 +99,7 @@ static void test_many_segments_few_mappings(void **state) {
 }
 
 int main(void) {
+    bw_unit_enter_as_allocator();
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_slots_follow_the_node),
         cmocka_unit_test(test_unknown_node_uses_pool_zero),
