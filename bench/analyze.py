@@ -356,6 +356,25 @@ def main():
         add("")
         add("The stderr of each failed run is kept in build/bench/logs/.")
     add("")
+    # The callgrind table (make bench-icount, which a full `make bench` runs
+    # first) so that one file holds the whole picture; icount.md keeps its
+    # method and its own date and commit.
+    icount_path = os.path.join(os.path.dirname(args.markdown), "icount.md")
+    try:
+        with open(icount_path) as handle:
+            icount = handle.read().splitlines()
+    except OSError:
+        icount = []
+    if icount:
+        add("## Instructions per operation (callgrind)")
+        add("")
+        written = " ".join(t.strip() for t in icount[2:4] if t.strip())
+        add(f"From [icount.md](icount.md) (method there). {written}")
+        add("")
+        for text in icount:
+            if text.startswith("|"):
+                add(text)
+        add("")
     with open(args.markdown, "w") as handle:
         handle.write("\n".join(lines))
 

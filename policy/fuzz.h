@@ -38,8 +38,11 @@
  * table) carries an x86 protection key that is write-disabled except while
  * a thread runs inside bulwark: a stray or attacker-controlled write from
  * the program into allocator state faults (SEGV_PKUERR) instead of forging
- * it. Costs two WRPKRU per call where the CPU has PKU; elsewhere (no pku
- * flag in /proc/cpuinfo) nothing changes but one predicted branch. */
+ * it. Costs two WRPKRU per call where the CPU has PKU, and they are not
+ * cheap: on the KVM AMD EPYC of bench/RESULTS.md (2026-12-02) bench/pairs 64
+ * under strict took 1.33-1.48 s user for 10M pairs, 0.39-0.51 s with this
+ * off (about 50 ns per call). Elsewhere (no pku flag in /proc/cpuinfo)
+ * nothing changes but one predicted branch. */
 #define BW_PKEY_METADATA 1
 
 /* Placement entropy (Guarder's metric): each malloc picks one of several
