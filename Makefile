@@ -109,7 +109,25 @@ $(BUILD)/tests/programs/%.cc.bin: tests/programs/%.cc
 	@mkdir -p $(dir $@)
 	$(CXX) -std=c++17 -O2 -g -Wall -Wextra -Werror $< -o $@ -lpthread
 
-tests: all $(TEST_BINS) $(TEST_DYN) $(PROGRAM_BINS)
+# The profile with a 16 MiB arena instead of 64 GiB, for the test of what
+# malloc does when the arena is full (tests/stress/arena_exhaustion.sh).
+SMALL_ARENA := $(BUILD)/small-arena
+SMALL_ARENA_OBJS := $(patsubst src/%.c,$(SMALL_ARENA)/obj/%.o,$(C_SRCS)) \
+                    $(patsubst src/%.cc,$(SMALL_ARENA)/obj/%.o,$(CXX_SRCS))
+$(SMALL_ARENA)/obj/%.o: src/%.c $(HDRS)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_BW) -DBW_ARENA_SHIFT=24 -c $< -o $@
+$(SMALL_ARENA)/obj/%.o: src/%.cc $(HDRS)
+	@mkdir -p $(dir $@)
+	$(CXX) $(CXXFLAGS_BW) -DBW_ARENA_SHIFT=24 -c $< -o $@
+$(SMALL_ARENA)/libbulwark.so: $(SMALL_ARENA_OBJS)
+	$(CC) -shared -o $@ $(SMALL_ARENA_OBJS) -Wl,-z,now -Wl,--no-undefined $(LIBS) $(LDFLAGS)
+$(BUILD)/tests/stress/arena_exhaustion: tests/stress/arena_exhaustion.c $(TEST_LIB_SRCS) $(wildcard tests/lib/*.h)
+	@mkdir -p $(dir $@)
+	$(CC) $(TEST_CFLAGS) $< $(TEST_LIB_SRCS) -o $@ -lcmocka -lpthread
+
+tests: all $(TEST_BINS) $(TEST_DYN) $(PROGRAM_BINS) $(SMALL_ARENA)/libbulwark.so \
+       $(BUILD)/tests/stress/arena_exhaustion
 
 # `make check` runs the whole suite once per profile in policy/ (a test of a
 # mechanism the profile turns off reports itself skipped, naming the knob;
@@ -135,7 +153,7 @@ check:
 endif
 
 check-one: tests
-	@BULWARK_BUILD=$(BUILD) BULWARK_PROFILE=$(PROFILE) sh tests/run.sh $(TEST_BINS) $(TEST_DYN) $(wildcard tests/programs/*.sh tests/perf/*.sh tests/vm/*.sh)
+	@BULWARK_BUILD=$(BUILD) BULWARK_PROFILE=$(PROFILE) sh tests/run.sh $(TEST_BINS) $(TEST_DYN) $(wildcard tests/stress/*.sh tests/programs/*.sh tests/perf/*.sh tests/vm/*.sh)
 
 # ---------------------------------------------------------------- run
 run: all $(BUILD)/tests/programs/demo.c.bin

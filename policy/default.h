@@ -30,9 +30,13 @@
  * across block boundaries. Costs 8 bytes per block and 2 instructions. */
 #define BW_CANARY 1
 
-/* Freed small blocks are zeroed (but for the encoded link): no data of an
- * earlier owner is ever handed out, and use-after-free reads see zeros.
- * Costs a memset per free. */
+/* Byte-exact overflow detection (strict and fuzz have it): off here, so a
+ * write into the class's slack past the request goes unseen. */
+#define BW_EXACT_SIZE 0
+
+/* Freed small blocks are zeroed, all of them: no data of an earlier owner
+ * is ever handed out, and use-after-free reads see zeros. Costs a memset
+ * per free. */
 #define BW_ZERO_ON_FREE 1
 
 /* On reuse, the first BW_WAF_CHECK_MAX bytes of a block must still be zero,

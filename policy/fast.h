@@ -31,6 +31,7 @@
  * canaries, zero-on-free, write-after-free check, quarantines. */
 #define BW_SLAB_GUARD        0
 #define BW_CANARY            0
+#define BW_EXACT_SIZE        0
 #define BW_ZERO_ON_FREE      0
 #define BW_WAF_CHECK_MAX     0
 #define BW_QUARANTINE_SLOTS  0

@@ -14,10 +14,18 @@
 #include "common/layout.h"
 
 /* ---- hardening: everything strict has ---- */
-#define BW_RANDOM_FREELIST   1
-#define BW_ENCODE_LINKS      1
-#define BW_SLAB_GUARD        1
-#define BW_CANARY            1
+#define BW_RANDOM_FREELIST 1
+#define BW_ENCODE_LINKS    1
+#define BW_SLAB_GUARD      1
+#define BW_CANARY          1
+
+/* Byte-exact overflow detection: the canary records the requested size and
+ * the bytes between it and the canary hold a pattern, checked at free and
+ * realloc, so a write of any byte past the request is reported (the
+ * off-by-one of a malloc(strlen(s)) copy included); malloc_usable_size
+ * returns the request. Costs filling and comparing the class's slack
+ * (below 20% of the block) per malloc and free. */
+#define BW_EXACT_SIZE        1
 #define BW_ZERO_ON_FREE      1
 #define BW_WAF_CHECK_MAX     16384
 #define BW_QUARANTINE_SLOTS  8192

@@ -18,7 +18,15 @@
 #define BW_ENCODE_LINKS    1
 #define BW_SLAB_GUARD      1
 #define BW_CANARY          1
-#define BW_ZERO_ON_FREE    1
+
+/* Byte-exact overflow detection: the canary records the requested size and
+ * the bytes between it and the canary hold a pattern, checked at free and
+ * realloc, so a write of any byte past the request is reported (the
+ * off-by-one of a malloc(strlen(s)) copy included); malloc_usable_size
+ * returns the request. Costs filling and comparing the class's slack
+ * (below 20% of the block) per malloc and free. */
+#define BW_EXACT_SIZE   1
+#define BW_ZERO_ON_FREE 1
 
 /* Whole-block write-after-free check (blocks are at most 16 KiB): catches a
  * stale write anywhere in a freed block. Costs a read of the block per malloc. */

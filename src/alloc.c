@@ -6,8 +6,6 @@
 
 #include "alloc.h"
 
-void *bw_malloc_class(unsigned size_class);
-
 /* The slab of a live small block at arena offset `offset`, or a fatal
  * report: freed_class for a block freed before, invalid_class for anything
  * that never was a live block. The one checked lookup of the slow paths
@@ -17,8 +15,8 @@ static bw_slab_t *bw_live_small(const void *ptr, uintptr_t offset, const char *f
     bw_slab_t *slab = bw_slab_at(offset);
     const _Atomic(uint64_t) *bits = bw_bits_group(offset);
     uint64_t bit = bw_bits_mask(offset);
-    if ((offset & 15) || !(atomic_load_explicit(&bits[0], memory_order_relaxed) & bit) ||
-        (atomic_load_explicit(&bits[1], memory_order_relaxed) & bit))
+    if ((offset & 15) || !(bw_bits_load(&bits[BW_BITS_ALLOCATED]) & bit) ||
+        (bw_bits_load(&bits[BW_BITS_PENDING]) & bit))
         bw_report_not_live(ptr, slab, freed_class, invalid_class, function);
     return slab;
 }
@@ -56,9 +54,18 @@ void bw_free_outside_arena(void *ptr, size_t size, size_t alignment, const char 
     errno = saved_errno;
 }
 
+/* The largest request a small block of this slab serves in place: its
+ * class size less the canary room. realloc keeps a block whose new size
+ * lies in (capacity / 2, capacity]. */
+static size_t bw_small_capacity(const bw_slab_t *slab) {
+    return slab->block_size - BW_CANARY_BYTES;
+}
+
 /* free_sized, free_aligned_sized and the sized/aligned C++ deletes: the size
- * must be one that could have produced this block (same class after the
- * alignment rounding), the pointer must have the alignment. */
+ * must be one that could have produced this block: one of its class (after
+ * the alignment rounding), or one realloc kept it for in place (C23 lets
+ * free_sized name the size of the last realloc, whichever class that size
+ * maps to; CONVENTIONS trap 19). The pointer must have the alignment. */
 void bw_free_checked(void *ptr, size_t size, size_t alignment, const char *function) {
     uintptr_t offset = (uintptr_t)ptr - bw_layout.arena_base;
     if (!ptr) return;
@@ -78,7 +85,9 @@ void bw_free_checked(void *ptr, size_t size, size_t alignment, const char *funct
     unsigned expected = !bw_request_is_small(size) ? 0
                         : alignment > 16 ? bw_size_class_aligned(size + BW_CANARY_BYTES, alignment)
                                          : bw_request_class(size);
-    if (expected != slab->size_class) {
+    size_t capacity = bw_small_capacity(slab);
+    bool kept_in_place = alignment <= 16 && size <= capacity && size > capacity / 2;
+    if (expected != slab->size_class && !kept_in_place) {
         /* The size alone fits: the alignment given is not the one used. */
         bool size_fits = size + BW_CANARY_BYTES <= slab->block_size &&
                          (alignment <= 16 || bw_request_class(size) <= slab->size_class);
@@ -105,21 +114,9 @@ size_t bw_usable_size_checked(const void *ptr, const char *function) {
     }
     const bw_slab_t *slab =
         bw_live_small(ptr, offset, "use after free", "invalid pointer", function);
-    /* The canary room is not usable (CONVENTIONS trap 10). */
-    return slab->block_size - BW_CANARY_BYTES;
-}
-
-/* Like bw_usable_size_checked, but reports bad pointers as a free would:
- * realloc frees the old block. */
-static size_t bw_realloc_old_size(void *ptr) {
-    uintptr_t offset = (uintptr_t)ptr - bw_layout.arena_base;
-    if (offset >= bw_layout.arena_size) return 0; /* large: bw_large_realloc checks */
-    const bw_slab_t *slab = bw_live_small(ptr, offset, "double free", "invalid free", "realloc");
-#if BW_CANARY
-    if (*bw_canary_slot(slab, ptr) != bw_canary_value(slab, ptr))
-        bw_report_overflow(ptr, slab, "realloc");
-#endif
-    return slab->block_size - BW_CANARY_BYTES;
+    /* The canary room is not usable (CONVENTIONS trap 10); with
+     * BW_EXACT_SIZE nothing past the request is. */
+    return bw_block_verify(slab, (void *)ptr, function);
 }
 
 void *bw_realloc_impl(void *ptr, size_t size);
@@ -129,10 +126,20 @@ void *bw_realloc_impl(void *ptr, size_t size) {
         bw_free_inline(ptr, "realloc");
         return NULL;
     }
-    size_t old_size = bw_realloc_old_size(ptr);
-    if (old_size) {
-        /* Same class, or a shrink that keeps at least half the block. */
-        if (size <= old_size && (size > old_size / 2 || size <= 16 - BW_CANARY_BYTES)) return ptr;
+    uintptr_t offset = (uintptr_t)ptr - bw_layout.arena_base;
+    size_t old_size;
+    if (offset < bw_layout.arena_size) {
+        /* Reported as a free would: realloc frees the old block. */
+        const bw_slab_t *slab =
+            bw_live_small(ptr, offset, "double free", "invalid free", "realloc");
+        old_size = bw_block_verify(slab, ptr, "realloc");
+        /* Kept in place when the new size fits the block and still fills
+         * more than half of it (or the block is the smallest class). */
+        size_t capacity = bw_small_capacity(slab);
+        if (size <= capacity && (size > capacity / 2 || slab->size_class == 1)) {
+            bw_block_arm(slab, ptr, size);
+            return ptr;
+        }
     } else {
         if (atomic_load_explicit(&bw_init_state, memory_order_acquire) != 2)
             bw_fatal("invalid free", ptr, BW_INFO_NONE, 0, "realloc");
@@ -168,7 +175,7 @@ void *bw_alloc_aligned(size_t alignment, size_t size) {
     unsigned size_class =
         bw_request_is_small(size) ? bw_size_class_aligned(size + BW_CANARY_BYTES, alignment) : 0;
     if (size_class) {
-        void *block = bw_malloc_class(size_class);
+        void *block = bw_malloc_class(size_class, size);
         if (!block) errno = ENOMEM;
         return block;
     }

@@ -2,24 +2,26 @@
  *
  * malloc(n <= 16 KiB - canary room), bin hit: class table lookup (one
  * table up to 1 KiB, a second above), TLS heap load, (hardened profiles: a
- * random byte picks one of the class's open slabs), free-list pop with link
- * decode and validation, link wipe, the write-after-free check and canary
- * (when on), used++, two bitmap bits set (indexed by the block's arena
- * offset). No lock, no atomic RMW, no system call, no division
- * (invariant 7). Instruction counts per profile: bench/icount.md;
+ * random byte picks one of the class's open slabs), free-list pop: the
+ * block's bitmap state must say free, its link is decoded and its tag and
+ * shape validated, the link wiped, then the write-after-free check and the
+ * canary (and exact-size slack) when on, used++, two bitmap bits set
+ * (indexed by the block's arena offset). No lock, no atomic RMW, no system
+ * call, no division (invariant 7). Instruction counts per profile: bench/icount.md;
  * tests/perf/icount-ceilings holds the ceilings `make check` enforces.
  *
  * free(p) of a block the thread owns: one compare for arena range and
  * 16-byte alignment, descriptor lookup by shift, owner test, allocated and
  * pending bit test (invariant 2; it is also the block-boundary test, as only
- * block starts have bits), canary check and zeroing (when on), then the
- * quarantine or a push onto the free list and one compare of the slab's
- * count with its notify threshold. Everything else is a call to a cold or slow
+ * block starts have bits), canary (and slack) check and zeroing (when on),
+ * then the quarantine (the block marked quarantined) or a push onto the
+ * local free list (an encoded link) and one compare of the slab's count
+ * with its notify threshold. Everything else is a call to a cold or slow
  * function. */
 #ifndef BW_ALLOC_H
 #define BW_ALLOC_H
 
-#include "bw_internal.h"
+#include "block.h"
 
 void bw_free_outside_arena(void *ptr, size_t size, size_t alignment, const char *function);
 void bw_free_not_owned(bw_slab_t *slot, void *ptr, const char *function);
@@ -55,11 +57,11 @@ BW_INLINE void *bw_alloc_inline(size_t size) {
     bw_slab_t *slab = heap->ways[bin->way_base + ((r * bin->way_count) >> 8)];
     if (bw_likely(slab->free != NULL)) {
         bin->live++;
-        return bw_slab_pop(slab);
+        return bw_slab_pop(slab, size);
     }
 #else
     bw_slab_t *slab = heap->ways[size_class];
-    if (bw_likely(slab->free != NULL)) return bw_slab_pop(slab);
+    if (bw_likely(slab->free != NULL)) return bw_slab_pop(slab, size);
 #endif
     return bw_malloc_slow(size, false);
 }
@@ -70,14 +72,15 @@ BW_INLINE void bw_free_local(bw_heap_t *heap, bw_slab_t *slab, void *ptr, uintpt
                              const char *function) {
     _Atomic(uint64_t) *bits = bw_bits_group(offset);
     uint64_t bit = bw_bits_mask(offset);
-    uint64_t allocated = atomic_load_explicit(&bits[0], memory_order_relaxed);
-    uint64_t pending = atomic_load_explicit(&bits[1], memory_order_relaxed);
+    uint64_t allocated = bw_bits_load(&bits[BW_BITS_ALLOCATED]);
+    uint64_t pending = bw_bits_load(&bits[BW_BITS_PENDING]);
     /* Not a live block start: freed before, never allocated, inside a
-     * block, or freed by another thread and not yet collected. */
+     * block, or freed by another thread and not yet collected. (Freed and
+     * waiting in this thread's quarantine: ALLOCATED is clear.) */
     if (bw_unlikely((allocated & bit) == 0 || (pending & bit) != 0))
         bw_report_not_live(ptr, slab, "double free", "invalid free", function);
-    bw_block_check_canary(slab, ptr, function);
-    atomic_store_explicit(&bits[0], allocated & ~bit, memory_order_relaxed);
+    bw_block_verify(slab, ptr, function);
+    atomic_store_explicit(&bits[BW_BITS_ALLOCATED], allocated & ~bit, memory_order_relaxed);
 #if BW_RANDOM_WAYS
     heap->bins[slab->size_class].live--;
 #endif
@@ -85,7 +88,8 @@ BW_INLINE void bw_free_local(bw_heap_t *heap, bw_slab_t *slab, void *ptr, uintpt
      * above 256 bytes) keeps fewer values alive across it. */
     bw_block_wipe(slab, ptr);
 #if BW_QUARANTINE_SLOTS
-    bw_quarantine_put(heap, ptr, slab); /* reused later, in random order */
+    bw_bits_set(&bits[BW_BITS_QUARANTINED], bit); /* not free until it leaves */
+    bw_quarantine_put(heap, ptr, slab, function); /* reused later, in random order */
 #else
     bw_link_store(slab, ptr, slab->local_free);
     slab->local_free = ptr;

@@ -34,8 +34,8 @@
 #define BW_SMALL_MAX             16384u
 #define BW_MIN_BLOCK             16u
 #define BW_MAX_BLOCKS_PER_SLAB   (BW_SLAB_SIZE / BW_MIN_BLOCK)
-/* Bitmap words per slab slot: three per 1 KiB of arena (see bw_bits_group). */
-#define BW_BITMAP_WORDS_PER_SLAB (3 * (BW_SLAB_SIZE >> 10))
+/* Bitmap words per slab slot: four per 1 KiB of arena (see bw_bits_group). */
+#define BW_BITMAP_WORDS_PER_SLAB (4 * (BW_SLAB_SIZE >> 10))
 
 #define BW_MAX_NUMA_NODES 64u
 
@@ -77,6 +77,9 @@
 #ifndef BW_PKEY_METADATA
 #define BW_PKEY_METADATA 0
 #endif
+#ifndef BW_EXACT_SIZE
+#define BW_EXACT_SIZE 0
+#endif
 #ifndef BW_ENTROPY_BITS_SMALL
 #define BW_ENTROPY_BITS_SMALL 0
 #define BW_ENTROPY_BITS_LARGE 0
@@ -101,6 +104,9 @@
 #endif
 #if BW_QUARANTINE_SLOTS & (BW_QUARANTINE_SLOTS - 1)
 #error "BW_QUARANTINE_SLOTS must be a power of two"
+#endif
+#if BW_EXACT_SIZE && !BW_CANARY
+#error "BW_EXACT_SIZE keeps the requested size in the canary: it needs BW_CANARY"
 #endif
 
 /* Bytes a slab can carve (the guard page is not usable) and the canary room
@@ -226,7 +232,9 @@ typedef struct bw_slab {
     uint8_t head_back;     /* > 0: this slot is a span's tail; its head is that many
                               descriptors back (kept until the slot is formatted again,
                               so a stale pointer into a released span is still named) */
-    uint8_t pad[6];
+    uint8_t pad[2];
+    uint32_t gen; /* fork generation of its keys (bw_rng_generation when formatted): a
+                     forked child never allocates from a slab of an earlier one */
 } bw_slab_t;
 _Static_assert(sizeof(bw_slab_t) == 128, "slab descriptor lookup is a shift by 7");
 _Static_assert(offsetof(bw_slab_t, next) == 64, "the fast path's fields fill the first line");
@@ -238,12 +246,16 @@ _Static_assert(offsetof(bw_slab_t, next) == 64, "the fast path's fields fill the
  *          (notify_at 0), so its slot goes back to the segment;
  *   FULL   had no free block when last looked at: when 1/8 of it is free
  *          again (notify_at = nblocks - bw_refill_batch), so it moves to
- *          AVAIL. Waiting for a batch rather than for the first free keeps
- *          a slab from bouncing between the lists on every free and every
+ *          AVAIL;
+ *   SEALED inherited across fork (its keys and free-list order are the
+ *          parent's, which a sibling process shares): never allocated from,
+ *          only freed into; when it is empty (notify_at 0) its slot goes
+ *          back to the segment and is formatted anew with fresh keys. Waiting for a batch rather
+ * than for the first free keeps a slab from bouncing between the lists on every free and every
  *          refill (a random free into a full slab used to cost a branch
  *          miss and, soon after, a refill that found one block).
  * The fast path's test is one compare, `--used <= notify_at`. */
-enum bw_slab_list { BW_LIST_WAY = 0, BW_LIST_AVAIL = 1, BW_LIST_FULL = 2 };
+enum bw_slab_list { BW_LIST_WAY = 0, BW_LIST_AVAIL = 1, BW_LIST_FULL = 2, BW_LIST_SEALED = 3 };
 
 BW_INLINE int bw_refill_batch(const struct bw_slab *slab) {
     return slab->nblocks >= 16 ? slab->nblocks / 8 : 1;
@@ -309,6 +321,7 @@ typedef struct bw_heap {
     void *quarantine[BW_QUARANTINE_SLOTS];
     uint8_t quarantine_age[BW_QUARANTINE_SLOTS]; /* epoch when each entry came in */
 #endif
+    bw_slab_t *sealed;                 /* slabs inherited across fork (BW_LIST_SEALED) */
     _Atomic(bw_slab_t *) remote_slabs; /* slabs with remote frees to collect */
     struct bw_heap *next_free;         /* heap pool free list */
     uint32_t node;                     /* NUMA node of the thread at heap creation */
@@ -373,6 +386,7 @@ uint64_t bw_rng_refill(bw_rng_t *rng);
 void bw_rng_seed(bw_rng_t *rng, uint64_t stream);
 void bw_random_init(void);
 void bw_random_fork_child(void);
+void bw_secrets_seal(void);
 BW_INLINE uint64_t bw_rng_next(bw_rng_t *rng) {
     if (bw_likely(rng->pos < BW_RNG_WORDS)) return rng->words[rng->pos++];
     return bw_rng_refill(rng);
@@ -409,6 +423,7 @@ void *bw_os_map(size_t size);
 void bw_os_bind_node(void *addr, size_t size, unsigned node);
 uint64_t bw_os_now_ms(void);
 void bw_os_random(void *buf, size_t size);
+void bw_os_protect_readonly(void *addr, size_t size);
 bool bw_os_has_guard_madvise(void);
 void bw_os_init(void);
 
@@ -469,6 +484,8 @@ void bw_slab_format(bw_slab_t *slab, unsigned size_class, bw_heap_t *owner);
 size_t bw_slab_collect_remote(bw_slab_t *slab);
 void bw_slab_remote_free(bw_slab_t *slab, void *block, const char *function);
 void bw_slab_remote_push(bw_slab_t *slab, void *block);
+bool bw_slab_extend(bw_slab_t *slab, bw_heap_t *heap);
+unsigned bw_slab_chunk_count(uint32_t nblocks, uint32_t block_size);
 /* A pointer into the arena that is not a live block: a block freed before
  * (freed_class, e.g. "double free") if its granule was handed out since the
  * slab was formatted, anything else (never allocated, inside a block, not
@@ -476,36 +493,69 @@ void bw_slab_remote_push(bw_slab_t *slab, void *block);
 __attribute__((noreturn)) void bw_report_not_live(const void *ptr, const bw_slab_t *slab,
                                                   const char *freed_class,
                                                   const char *invalid_class, const char *function);
-__attribute__((noreturn)) void bw_report_overflow(const void *block, const bw_slab_t *slab,
-                                                  const char *function);
+/* A free list led to a block that is not free (block.h, bw_slab_pop). */
+__attribute__((noreturn)) void bw_report_not_free(const void *block, const bw_slab_t *slab);
 
 /* Block-state bitmaps (invariant 2), out of line and indexed by arena
- * offset, one bit per 16-byte granule (the smallest block) in each of three
- * words per 1 KiB of arena:
- *   [0] allocated   the granule starts a block the program holds;
- *   [1] pending     ... a block another thread freed, not yet collected by
- *                   the owner (set with an atomic OR by that thread);
- *   [2] handed out  ... a block allocated at least once since its slab was
- *                   formatted (tells a double free from a wild pointer).
+ * offset, one bit per 16-byte granule (the smallest block) in each of four
+ * words per 1 KiB of arena (32 bytes: a group never straddles a cache line):
+ *   ALLOCATED    the granule starts a block the program holds, or one
+ *                another thread freed that its owner has not collected yet;
+ *   PENDING      ... a block a thread other than its owner freed and the
+ *                owner has not collected yet (in that thread's quarantine
+ *                or on the slab's remote list);
+ *   HANDED_OUT   ... a block handed out at least once since its slab was
+ *                formatted (tells a double free from a wild pointer);
+ *   QUARANTINED  ... a block its owner freed that waits in the owner's
+ *                quarantine.
+ * A block may be handed out only when ALLOCATED, PENDING and QUARANTINED are
+ * all clear: bw_slab_pop checks this, so a forged or crossed free-list link
+ * can never hand out a live block or one still in a quarantine.
  * Only block starts ever have bits, so a pointer into the middle of a block
- * or past a slab's last block finds "allocated" clear: the free path's
+ * or past a slab's last block finds ALLOCATED clear: the free path's
  * liveness test is also its boundary test, and no block index (no multiply)
- * is needed. The owner thread is the only writer of [0] and [2], so relaxed
- * loads and stores (plain moves on x86) suffice; other threads only read
- * them. [1] is shared and changed only by atomic read-modify-writes. */
+ * is needed.
+ *
+ * Writers: the owner thread alone writes ALLOCATED, HANDED_OUT and
+ * QUARANTINED, with relaxed loads and stores (plain moves on x86). PENDING is
+ * shared: another thread's free claims the block with an atomic OR and only
+ * then checks ALLOCATED; the owner clears it with an atomic AND when it
+ * collects the block.
+ *
+ * A double free racing between the owner and another thread: the owner's
+ * free (load ALLOCATED and PENDING, store ALLOCATED) takes no atomic
+ * read-modify-write (invariant 7), so both frees can pass their checks when
+ * the other thread claims PENDING between the owner's load and store. Such a
+ * block is left with ALLOCATED clear and PENDING set, a state no valid
+ * sequence produces, and sits both in the owner's quarantine or local free
+ * list and in the other thread's quarantine or the remote list. Whichever
+ * copy the owner reaches first reports "double free": collection finds
+ * ALLOCATED clear (the owner's own store), the quarantine release finds
+ * PENDING set, and the pop finds PENDING set. The pop's load is ordered
+ * after the other thread's claim by the full fence bw_slab_ready makes
+ * before a local free list becomes the free list (once per refill, not per
+ * block): the claim precedes that thread's load of ALLOCATED, which missed
+ * the owner's store, which precedes the fence. */
+enum {
+    BW_BITS_ALLOCATED = 0,
+    BW_BITS_PENDING = 1,
+    BW_BITS_HANDED_OUT = 2,
+    BW_BITS_QUARANTINED = 3,
+};
 BW_INLINE _Atomic(uint64_t) *bw_bits_group(uintptr_t arena_offset) {
-    return &bw_layout.bitmaps[3 * (arena_offset >> 10)];
+    return &bw_layout.bitmaps[(arena_offset >> 10) << 2];
 }
 BW_INLINE uint64_t bw_bits_mask(uintptr_t arena_offset) {
     return 1ull << ((arena_offset >> 4) & 63);
 }
+BW_INLINE uint64_t bw_bits_load(const _Atomic(uint64_t) *word) {
+    return atomic_load_explicit(word, memory_order_relaxed);
+}
 BW_INLINE void bw_bits_set(_Atomic(uint64_t) *word, uint64_t bit) {
-    atomic_store_explicit(word, atomic_load_explicit(word, memory_order_relaxed) | bit,
-                          memory_order_relaxed);
+    atomic_store_explicit(word, bw_bits_load(word) | bit, memory_order_relaxed);
 }
 BW_INLINE void bw_bits_clear(_Atomic(uint64_t) *word, uint64_t bit) {
-    atomic_store_explicit(word, atomic_load_explicit(word, memory_order_relaxed) & ~bit,
-                          memory_order_relaxed);
+    atomic_store_explicit(word, bw_bits_load(word) & ~bit, memory_order_relaxed);
 }
 
 /* offset_in_slab (< 2^32) is a multiple of the block size: one multiply by
@@ -519,181 +569,28 @@ BW_INLINE uint64_t bw_div_magic(uint32_t block_size) {
 BW_INLINE bool bw_slab_on_boundary(const bw_slab_t *slab, uint64_t offset_in_slab) {
     return offset_in_slab * slab->div_magic < slab->div_magic;
 }
-
-/* Free-list links in user memory (invariant 3). Encoded as
- * rotl(next ^ slot ^ key, 17) + key with the slab's secret key: the idea of
- * mixing the link's own address and a secret is glibc's safe-linking and
- * mimalloc's encoded free lists; the exact mix is ours. A decoded link must
- * be NULL or a block boundary of the same slab (below its last block), or
- * the list was forged. */
-BW_INLINE void bw_link_store(const bw_slab_t *slab, void *slot, void *next) {
-#if BW_ENCODE_LINKS
-    uint64_t x = (uintptr_t)next ^ (uintptr_t)slot ^ slab->key;
-    *(uint64_t *)slot = ((x << 17) | (x >> 47)) + slab->key;
-#else
-    (void)slab;
-    *(void **)slot = next;
-#endif
+/* First byte of the span a block of the slab lies in: a slab is aligned to
+ * the bytes it spans. */
+BW_INLINE uintptr_t bw_span_start_of(const bw_slab_t *slab, const void *block) {
+    return (uintptr_t)block & ~(((uintptr_t)1 << slab->span_shift) - 1);
 }
 
-__attribute__((noreturn)) void bw_report_corrupt_link(const void *slot, const bw_slab_t *slab);
-
-BW_INLINE void *bw_link_load(const bw_slab_t *slab, void *slot) {
-#if BW_ENCODE_LINKS
-    uint64_t x = *(uint64_t *)slot - slab->key;
-    uintptr_t next = (uintptr_t)(((x >> 17) | (x << 47)) ^ (uintptr_t)slot ^ slab->key);
-    if (next) {
-        /* The slot is in the slab, and a slab is aligned to the bytes it
-         * spans, so it starts at the slot rounded down; below the slab the
-         * offset wraps to a huge value. */
-        uintptr_t start = (uintptr_t)slot & ~(((uintptr_t)1 << slab->span_shift) - 1);
-        uintptr_t in_slab = next - start;
-        if (bw_unlikely(in_slab >= slab->limit || !bw_slab_on_boundary(slab, in_slab)))
-            bw_report_corrupt_link(slot, slab);
-    }
-    return (void *)next;
-#else
-    (void)slab;
-    return *(void **)slot;
-#endif
-}
-
-/* The canary stored in a block's last 8 bytes: secret ^ address, first byte
- * zero so a C string read off the end stops there (hardened_malloc does the
- * same). */
-BW_INLINE uint64_t bw_canary_value(const bw_slab_t *slab, const void *block) {
-    return (slab->canary ^ (uintptr_t)block) & ~(uint64_t)0xff;
-}
-BW_INLINE uint64_t *bw_canary_slot(const bw_slab_t *slab, void *block) {
-    return (uint64_t *)(void *)((char *)block + slab->block_size - 8);
-}
-
-__attribute__((noreturn)) void bw_report_write_after_free(const void *block, const bw_slab_t *slab);
-
-/* 16-byte lanes (SSE2, the x86-64 baseline; GCC vector extensions, so
- * other targets get the same code in general registers) for the zeroing
- * and the write-after-free check of small blocks. Blocks are 16-byte
- * aligned. */
-typedef uint64_t bw_u64x2 __attribute__((vector_size(16)));
-
-/* The write-after-free check (BW_WAF_CHECK_MAX): a block handed out again
- * must still be all zero past its link word, as zero-on-free left it. The
- * first min(size, BW_WAF_CHECK_MAX) bytes are ORed together 64 at a time;
- * the last window overlaps the one before when the size is not a multiple
- * of 64 (an OR does not mind), so no tail loop. */
-#if BW_WAF_CHECK_MAX
-BW_INLINE bool bw_block_still_zero(const void *block, uint32_t block_size) {
-    const bw_u64x2 *lane = (const bw_u64x2 *)block;
-    size_t bytes = block_size < BW_WAF_CHECK_MAX ? block_size : BW_WAF_CHECK_MAX;
-    bw_u64x2 seen = lane[0]; /* word 0 is the link, wiped before the check */
-    if (bw_likely(bytes >= 64)) {
-        const bw_u64x2 *last = lane + (bytes - 64) / 16;
-        for (; lane < last; lane += 4) seen |= lane[0] | lane[1] | lane[2] | lane[3];
-        seen |= last[0] | last[1] | last[2] | last[3];
-    } else {
-        if (bytes > 16) seen |= lane[1];
-        if (bytes > 32) seen |= lane[2];
-    }
-    return (seen[0] | seen[1]) == 0;
-}
-#endif
-
-/* Hand out the head of a slab's free list (caller checked it is non-empty).
- * The link is wiped so the program never sees a heap address it did not get
- * from malloc; under BW_WAF_CHECK_MAX the block must still be all zero
- * (it was zeroed when freed), and under BW_CANARY the canary is written. */
-BW_INLINE void *bw_slab_pop(bw_slab_t *slab) {
-    void *block = slab->free;
-    slab->free = bw_link_load(slab, block);
-    *(void **)block = NULL;
-#if BW_WAF_CHECK_MAX
-    if (bw_unlikely(!bw_block_still_zero(block, slab->block_size)))
-        bw_report_write_after_free(block, slab);
-#endif
-#if BW_CANARY
-    *bw_canary_slot(slab, block) = bw_canary_value(slab, block);
-#endif
-    slab->used++;
-    uintptr_t offset = (uintptr_t)block - bw_layout.arena_base;
-    _Atomic(uint64_t) *bits = bw_bits_group(offset);
-    uint64_t bit = bw_bits_mask(offset);
-    bw_bits_set(&bits[0], bit);
-    bw_bits_set(&bits[2], bit); /* tells a double free from a wild one */
-    return block;
-}
-
-bool bw_slab_extend(bw_slab_t *slab, bw_heap_t *heap);
-unsigned bw_slab_chunk_count(uint32_t nblocks, uint32_t block_size);
-
-/* Slow path: when `free` is empty, the owner's frees since the last refill
- * become the blocks to hand out, but for the most recent one, which waits
- * on local_free for the next round: the block a program has just freed is
- * not what its next malloc gets (the reallocation a use-after-free exploit
- * wants). A lone freed block makes way for the next fresh chunk; only when
- * the slab has nothing else is it handed out again. True if the slab has a
- * block to hand out. */
-BW_INLINE bool bw_slab_ready(bw_slab_t *slab, bw_heap_t *heap) {
-    if (slab->free) return true;
-    void *latest = slab->local_free;
-    if (!latest) return bw_slab_extend(slab, heap);
-    void *older = bw_link_load(slab, latest);
-    if (older) {
-        slab->free = older;
-        bw_link_store(slab, latest, NULL);
-        return true;
-    }
-    if (bw_slab_extend(slab, heap)) return true;
-    slab->free = latest;
-    slab->local_free = NULL;
-    return true;
-}
-
-/* A block being freed: its canary must be intact. */
-BW_INLINE void bw_block_check_canary(const bw_slab_t *slab, void *block, const char *function) {
-#if BW_CANARY
-    if (bw_unlikely(*bw_canary_slot(slab, block) != bw_canary_value(slab, block)))
-        bw_report_overflow(block, slab, function);
-#endif
-    (void)slab;
-    (void)block;
-    (void)function;
-}
-
-/* Zero-on-free: wipes a freed block but for its first word. */
-BW_INLINE void bw_block_wipe(const bw_slab_t *slab, void *block) {
-#if BW_ZERO_ON_FREE
-    /* Up to 256 bytes inline (a call to memset costs more than the stores),
-     * memset's wide stores above. Word 0 gets the free-list link. The empty
-     * asm hides the trip count, or gcc turns the loop into `rep stos`,
-     * whose start-up costs tens of cycles for a few 16-byte stores. */
-    uint32_t size = slab->block_size;
-    if (size <= 256) {
-        ((uint64_t *)block)[1] = 0;
-        char *lane = (char *)block + 16, *end = (char *)block + size;
-        while (lane < end) {
-            *(bw_u64x2 *)(void *)lane = (bw_u64x2){0, 0};
-            lane += 16;
-            __asm__("" : "+r"(lane));
-        }
-    } else {
-        __builtin_memset((char *)block + 8, 0, size - 8);
-    }
-#endif
-    (void)slab;
-    (void)block;
-}
-
-/* Checks a block being freed, then wipes it. */
-BW_INLINE void bw_block_retire_checks(const bw_slab_t *slab, void *block, const char *function) {
-    bw_block_check_canary(slab, block, function);
-    bw_block_wipe(slab, block);
-}
+/* Process-wide secrets of the per-block mechanisms, drawn once at start-up
+ * (random.c) and then read-only: they share a page of their own that is
+ * mprotected PROT_READ after initialisation, so a stray write cannot change
+ * them. Per-slab secrets (bw_slab_t key and canary) are mixed in with them. */
+typedef struct {
+    uint64_t link_mul1, link_mul2; /* odd: the free-list link tag (link.h) */
+    uint64_t canary_mul;           /* odd: the exact-size canary tag (canary.h) */
+    uint8_t rest_of_page[4096 - 3 * sizeof(uint64_t)];
+} __attribute__((aligned(4096))) bw_secrets_t;
+extern BW_HIDDEN bw_secrets_t bw_secrets;
+extern BW_HIDDEN atomic_uint bw_rng_generation; /* bumped in every forked child */
 
 /* large.c */
 void *bw_large_alloc(size_t size, size_t alignment, bool zero);
 void *bw_large_alloc_for_growth(size_t size);
 bool bw_large_free(void *ptr, size_t size, size_t alignment, const char *function);
-void bw_large_init(void);
 size_t bw_large_usable_size(const void *ptr, const char *function);
 void *bw_large_realloc(void *ptr, size_t size);
 size_t bw_large_trim(void);
@@ -714,11 +611,11 @@ void bw_heaps_fork_parent(void);
 void bw_heaps_fork_child(void);
 void bw_heap_stats(size_t *heaps_live, size_t *abandoned);
 void bw_heap_thread_exit(void *arg);
-void bw_quarantine_put(bw_heap_t *heap, void *block, bw_slab_t *slab);
-void bw_quarantine_flush(bw_heap_t *heap);
+void bw_quarantine_put(bw_heap_t *heap, void *block, bw_slab_t *slab, const char *function);
+void bw_quarantine_flush(bw_heap_t *heap, const char *function);
+void *bw_malloc_class(unsigned size_class, size_t size);
 
 /* alloc.c — the fast paths and the checked free */
-void *bw_alloc_small_or_large(size_t size);
 void bw_free_checked(void *ptr, size_t size, size_t alignment, const char *function);
 size_t bw_usable_size_checked(const void *ptr, const char *function);
 void *bw_alloc_aligned(size_t alignment, size_t size);

@@ -12,7 +12,7 @@
 #include <pthread.h>
 #include <string.h>
 
-#include "bw_internal.h"
+#include "block.h"
 
 /* Until a thread allocates, its heap is this empty one: every way of every
  * bin is the sentinel slab, whose free list is empty, so the first malloc falls
@@ -131,11 +131,20 @@ static void bw_bin_put_avail(bw_bin_t *bin, bw_slab_t *slab) {
     bw_list_push(&bin->avail, slab);
 }
 
+/* Sealed: inherited across fork, only freed into (bw_slab_list). */
+static void bw_heap_seal(bw_heap_t *heap, bw_slab_t *slab) {
+    slab->list = BW_LIST_SEALED;
+    slab->notify_at = 0;
+    bw_list_push(&heap->sealed, slab);
+}
+
 static void bw_bin_unlink(bw_heap_t *heap, bw_bin_t *bin, bw_slab_t *slab) {
     if (slab->list == BW_LIST_WAY)
         heap->ways[slab->way] = &bw_sentinel_slab;
     else if (slab->list == BW_LIST_FULL)
         bw_bin_remove_full(bin, slab);
+    else if (slab->list == BW_LIST_SEALED)
+        bw_list_remove(&heap->sealed, slab);
     else
         bw_list_remove(&bin->avail, slab);
 }
@@ -233,19 +242,33 @@ static void bw_heap_drain_remote(bw_heap_t *heap) {
 
 /* ---------------------------------------------------------------- quarantine
  * Freed small blocks wait in a per-heap ring (invariant 4). A block enters
- * already checked, wiped and marked free (its allocated bit cleared, or its
- * pending bit set if another thread owns it), so a second free of a block in
- * quarantine is still a double free. When the ring is full a random victim
- * leaves, so the order of reuse is unpredictable. */
-static uint32_t bw_quarantine_release(bw_heap_t *heap, void *block) {
+ * already checked, wiped (all of it) and marked freed: QUARANTINED if this
+ * heap owns it, PENDING if another heap does; either way a second free of it
+ * is a double free and no free-list link can lead to it (bw_slab_pop). When
+ * the ring is full a random victim leaves, so the order of reuse is
+ * unpredictable.
+ *
+ * A leaving block must still be all zero in its first word, which the
+ * write-after-free check at reuse cannot see (the link is written over it
+ * here; the rest of the block is checked when it is handed out again), and
+ * one of ours must not have been claimed by another thread's free meanwhile
+ * (a racing double free, bw_internal.h). */
+static uint32_t bw_quarantine_release(bw_heap_t *heap, void *block, const char *function) {
     uintptr_t offset = (uintptr_t)block - bw_layout.arena_base;
     bw_slab_t *slab = bw_slab_at(offset);
     uint32_t size = slab->block_size; /* read before a settle may release the slot */
-    const _Atomic(uint64_t) *bits = bw_bits_group(offset);
-    if (atomic_load_explicit(&bits[1], memory_order_relaxed) & bw_bits_mask(offset)) {
+    _Atomic(uint64_t) *bits = bw_bits_group(offset);
+    uint64_t bit = bw_bits_mask(offset);
+#if BW_ZERO_ON_FREE
+    if (bw_unlikely(*(uint64_t *)block != 0)) bw_report_write_after_free(block, slab, function);
+#endif
+    if (!(bw_bits_load(&bits[BW_BITS_QUARANTINED]) & bit)) {
         bw_slab_remote_push(slab, block); /* another heap's block (or was, when freed) */
         return size;
     }
+    if (bw_unlikely(bw_bits_load(&bits[BW_BITS_PENDING]) & bit))
+        bw_fatal("double free", block, BW_INFO_CLASS, size, function);
+    bw_bits_clear(&bits[BW_BITS_QUARANTINED], bit);
     bw_link_store(slab, block, slab->local_free);
     slab->local_free = block;
     if (bw_unlikely(--slab->used <= slab->notify_at)) bw_heap_settle(heap, slab);
@@ -253,7 +276,7 @@ static uint32_t bw_quarantine_release(bw_heap_t *heap, void *block) {
 }
 
 #if BW_QUARANTINE_SLOTS
-void bw_quarantine_put(bw_heap_t *heap, void *block, bw_slab_t *slab) {
+void bw_quarantine_put(bw_heap_t *heap, void *block, bw_slab_t *slab, const char *function) {
     heap->quarantine_bytes += slab->block_size;
     if (heap->quarantine_count < BW_QUARANTINE_SLOTS) {
         heap->quarantine_age[heap->quarantine_count] = heap->quarantine_epoch;
@@ -263,7 +286,7 @@ void bw_quarantine_put(bw_heap_t *heap, void *block, bw_slab_t *slab) {
         void *victim = heap->quarantine[i];
         heap->quarantine[i] = block;
         heap->quarantine_age[i] = heap->quarantine_epoch;
-        heap->quarantine_bytes -= bw_quarantine_release(heap, victim);
+        heap->quarantine_bytes -= bw_quarantine_release(heap, victim, function);
     }
     while (heap->quarantine_bytes > BW_QUARANTINE_BYTES) {
         /* 16 random bits suffice (a bias of count/65536 at most): a whole
@@ -274,7 +297,7 @@ void bw_quarantine_put(bw_heap_t *heap, void *block, bw_slab_t *slab) {
         void *victim = heap->quarantine[i];
         heap->quarantine[i] = heap->quarantine[--heap->quarantine_count];
         heap->quarantine_age[i] = heap->quarantine_age[heap->quarantine_count];
-        heap->quarantine_bytes -= bw_quarantine_release(heap, victim);
+        heap->quarantine_bytes -= bw_quarantine_release(heap, victim, function);
     }
 }
 
@@ -289,7 +312,7 @@ static void bw_quarantine_age(bw_heap_t *heap) {
             void *victim = heap->quarantine[i];
             heap->quarantine[i] = heap->quarantine[--heap->quarantine_count];
             heap->quarantine_age[i] = heap->quarantine_age[heap->quarantine_count];
-            heap->quarantine_bytes -= bw_quarantine_release(heap, victim);
+            heap->quarantine_bytes -= bw_quarantine_release(heap, victim, "malloc");
         } else {
             i++;
         }
@@ -297,18 +320,19 @@ static void bw_quarantine_age(bw_heap_t *heap) {
     heap->quarantine_epoch = (uint8_t)(old + 1);
 }
 
-void bw_quarantine_flush(bw_heap_t *heap) {
+void bw_quarantine_flush(bw_heap_t *heap, const char *function) {
     while (heap->quarantine_count) {
         void *victim = heap->quarantine[--heap->quarantine_count];
-        heap->quarantine_bytes -= bw_quarantine_release(heap, victim);
+        heap->quarantine_bytes -= bw_quarantine_release(heap, victim, function);
     }
 }
 #else
 static void bw_quarantine_age(bw_heap_t *heap) {
     (void)heap;
 }
-void bw_quarantine_flush(bw_heap_t *heap) {
+void bw_quarantine_flush(bw_heap_t *heap, const char *function) {
     (void)heap;
+    (void)function;
     (void)bw_quarantine_release;
 }
 #endif
@@ -381,8 +405,13 @@ static void bw_abandon_slab(bw_slab_t *slab) {
 /* Thread exit: every slab becomes adoptable (or is released when empty);
  * the heap returns to the pool. */
 void bw_heap_abandon(bw_heap_t *heap) {
-    bw_quarantine_flush(heap);
+    bw_quarantine_flush(heap, "thread exit");
     bw_heap_drain_remote(heap);
+    while (heap->sealed) {
+        bw_slab_t *slab = heap->sealed;
+        heap->sealed = slab->next;
+        bw_abandon_slab(slab);
+    }
     for (unsigned w = 0; w < BW_WAYS_TOTAL; w++) {
         if (heap->ways[w] != &bw_sentinel_slab) bw_abandon_slab(heap->ways[w]);
         heap->ways[w] = &bw_sentinel_slab;
@@ -408,18 +437,26 @@ void bw_heap_abandon(bw_heap_t *heap) {
     bw_heap_pool_give(heap);
 }
 
+/* An abandoned slab of the class for this heap, NULL if none. One a forked
+ * child inherited (an earlier fork generation: its keys and free-list order
+ * are its parent's) is taken over sealed, never allocated from. */
 static bw_slab_t *bw_heap_adopt(bw_heap_t *heap, unsigned size_class) {
-    bw_slab_t *slab = bw_abandoned_pop(size_class);
-    if (!slab) return NULL;
-    slab->state = BW_SLAB_ACTIVE;
-    slab->list = BW_LIST_WAY; /* not on a list yet: refill installs it or puts it on one */
-    slab->notify_at = -1;
-    atomic_store_explicit(&slab->owner, heap, memory_order_release);
+    unsigned generation = atomic_load_explicit(&bw_rng_generation, memory_order_relaxed);
+    bw_slab_t *slab;
+    while ((slab = bw_abandoned_pop(size_class))) {
+        slab->state = BW_SLAB_ACTIVE;
+        slab->list = BW_LIST_WAY; /* not on a list yet: refill installs it or puts it on one */
+        slab->notify_at = -1;
+        atomic_store_explicit(&slab->owner, heap, memory_order_release);
 #if BW_RANDOM_WAYS
-    heap->bins[size_class].live += slab->used; /* its blocks are ours to count now */
+        heap->bins[size_class].live += slab->used; /* its blocks are ours to count now */
 #endif
-    bw_slab_collect_remote(slab);
-    return slab;
+        bw_slab_collect_remote(slab);
+        if (slab->gen == generation) return slab;
+        bw_heap_seal(heap, slab);
+        bw_heap_settle(heap, slab); /* released at once if nothing in it is live */
+    }
+    return NULL;
 }
 
 /* ---------------------------------------------------------------- thread heaps */
@@ -464,6 +501,7 @@ bw_heap_t *bw_heap_get_or_create(void) {
     heap->node = bw_topology.current_node ? bw_topology.current_node() : 0;
     heap->live = 1;
     heap->slow_calls = 0;
+    heap->sealed = NULL;
     heap->next_free = NULL;
     bw_tls_heap = heap;
     /* May allocate (a second-level key block for keys >= 32): our heap is
@@ -537,6 +575,54 @@ static void bw_heap_age_ways(bw_heap_t *heap) {
     bw_segments_purge(false);
 }
 
+/* The first of the bin's slabs on `*list` that has a block to hand out,
+ * taken off the list; NULL if none has. */
+static bw_slab_t *bw_bin_take_ready(bw_heap_t *heap, bw_bin_t *bin, bw_slab_t *list) {
+    for (bw_slab_t *slab = list, *next; slab; slab = next) {
+        next = slab->next;
+        bw_slab_collect_remote(slab);
+        if (bw_slab_ready(slab, heap)) {
+            bw_bin_unlink(heap, bin, slab);
+            return slab;
+        }
+    }
+    return NULL;
+}
+
+/* No slot is left for a fresh slab (the arena is exhausted): before malloc
+ * fails, every block this heap could hand out is looked for, not only the
+ * randomly chosen way's (issue: a small arena returned NULL, then succeeded
+ * 883 times in the next 100,000 malloc(48)). The quarantine gives its
+ * blocks back, remote frees are collected, every way, avail and full slab
+ * of the class is tried, abandoned slabs are swept and adopted, and the
+ * other nodes' pools are asked for a slot. */
+static BW_NOINLINE bw_slab_t *bw_heap_refill_exhausted(bw_heap_t *heap, unsigned size_class,
+                                                       unsigned way, unsigned node) {
+    bw_bin_t *bin = &heap->bins[size_class];
+    bw_quarantine_flush(heap, "malloc");
+    bw_heap_drain_remote(heap);
+    for (unsigned w = bin->way_base; w < bin->way_base + bw_class_ways[size_class]; w++) {
+        bw_slab_t *slab = heap->ways[w];
+        if (slab == &bw_sentinel_slab) continue;
+        bw_slab_collect_remote(slab);
+        if (bw_slab_ready(slab, heap)) return slab; /* stays in its own way */
+    }
+    bw_slab_t *slab = bw_bin_take_ready(heap, bin, bin->avail);
+    if (!slab) slab = bw_bin_take_ready(heap, bin, bin->full);
+    if (slab) return bw_heap_install(heap, way, slab);
+    bw_abandoned_sweep((size_t)-1);
+    while ((slab = bw_heap_adopt(heap, size_class))) {
+        if (bw_slab_ready(slab, heap)) return bw_heap_install(heap, way, slab);
+        bw_bin_put_full(bin, slab);
+    }
+    unsigned slots = bw_class_span_slots(size_class);
+    for (unsigned n = 0; n < bw_topology.node_count && !slab; n++)
+        slab = bw_slab_span_acquire(n == 0 ? node : (n == node ? 0 : n), slots);
+    if (!slab) return NULL;
+    bw_slab_format(slab, size_class, heap);
+    return bw_heap_install(heap, way, slab);
+}
+
 static bw_slab_t *bw_heap_refill(bw_heap_t *heap, unsigned size_class, unsigned way) {
     bw_bin_t *bin = &heap->bins[size_class];
     bw_heap_drain_remote(heap);
@@ -587,13 +673,14 @@ static bw_slab_t *bw_heap_refill(bw_heap_t *heap, unsigned size_class, unsigned 
     if ((heap->slow_calls & 63) == 0) bw_abandoned_sweep(16);
     unsigned node = bw_topology.current_node ? bw_topology.current_node() : heap->node;
     slab = bw_slab_span_acquire(node, bw_class_span_slots(size_class));
-    if (!slab) return NULL;
+    if (!slab) return bw_heap_refill_exhausted(heap, size_class, way, node);
     bw_slab_format(slab, size_class, heap);
     return bw_heap_install(heap, way, slab);
 }
 
-/* A block of the class from a random way, refilling it if needed. */
-static void *bw_heap_alloc_class(bw_heap_t *heap, unsigned size_class) {
+/* A block of the class from a random way, refilling it if needed, for a
+ * request of `size` bytes. */
+static void *bw_heap_alloc_class(bw_heap_t *heap, unsigned size_class, size_t size) {
     bw_bin_t *bin = &heap->bins[size_class];
     unsigned way = bin->way_base;
     if ((++heap->slow_calls & 15) == 0)
@@ -627,7 +714,7 @@ static void *bw_heap_alloc_class(bw_heap_t *heap, unsigned size_class) {
 #if BW_RANDOM_WAYS
     bin->live++;
 #endif
-    return bw_slab_pop(slab);
+    return bw_slab_pop(slab, size);
 }
 
 /* Small allocation when the fast path missed; large ones go to large.c. */
@@ -645,7 +732,7 @@ void *bw_malloc_slow(size_t size, bool zero) {
         errno = ENOMEM;
         return NULL;
     }
-    void *block = bw_heap_alloc_class(heap, bw_request_class(size));
+    void *block = bw_heap_alloc_class(heap, bw_request_class(size), size);
     if (bw_unlikely(!block)) {
         errno = ENOMEM;
         return NULL;
@@ -654,12 +741,12 @@ void *bw_malloc_slow(size_t size, bool zero) {
     return block;
 }
 
-/* Small allocation of a specific class (the memalign family). */
-void *bw_malloc_class(unsigned size_class);
-void *bw_malloc_class(unsigned size_class) {
+/* Small allocation of a specific class for `size` bytes (the memalign
+ * family). */
+void *bw_malloc_class(unsigned size_class, size_t size) {
     bw_heap_t *heap = bw_heap_get_or_create();
     if (bw_unlikely(!heap)) return NULL;
-    return bw_heap_alloc_class(heap, size_class);
+    return bw_heap_alloc_class(heap, size_class, size);
 }
 
 /* malloc_trim: release the calling thread's empty current slabs, collect
@@ -670,7 +757,7 @@ size_t bw_heap_trim_current(void) {
     if (heap != &bw_empty_heap) {
         /* Quarantined blocks first: they may be the last live blocks of
          * abandoned slabs the sweep below can then release. */
-        bw_quarantine_flush(heap);
+        bw_quarantine_flush(heap, "malloc_trim");
         bw_heap_drain_remote(heap);
         for (unsigned w = 0; w < BW_WAYS_TOTAL; w++) {
             bw_slab_t *slab = heap->ways[w];
@@ -701,7 +788,47 @@ void bw_heaps_fork_parent(void) {
     bw_unlock(&bw_heap_pool_lock);
 }
 
+/* In a forked child: the calling thread's heap (the child's only one) seals
+ * every slab it holds. Their free lists are linked in an order its parent
+ * drew, and their keys are its parent's: a sibling process forked from the
+ * same parent would hand out the same addresses in the same order, and a
+ * crash in one would teach an attacker about the others. Sealed slabs are
+ * only freed into; each is formatted anew, with keys drawn from the child's
+ * reseeded generator, once nothing in it is live. New blocks come from
+ * fresh slabs, so they carry the child's secrets. This touches descriptors
+ * only, never user memory: the pages the child shares with its parent stay
+ * shared (no copy-on-write fault at fork). */
+static void bw_heap_fork_seal(bw_heap_t *heap) {
+    for (unsigned w = 0; w < BW_WAYS_TOTAL; w++) {
+        bw_slab_t *slab = heap->ways[w];
+        if (slab == &bw_sentinel_slab) continue;
+        heap->ways[w] = &bw_sentinel_slab;
+        bw_heap_seal(heap, slab);
+    }
+    for (unsigned c = 1; c < BW_CLASS_COUNT; c++) {
+        bw_bin_t *bin = &heap->bins[c];
+        while (bin->avail) {
+            bw_slab_t *slab = bin->avail;
+            bw_list_remove(&bin->avail, slab);
+            bw_heap_seal(heap, slab);
+        }
+        while (bin->full) {
+            bw_slab_t *slab = bin->full;
+            bw_bin_remove_full(bin, slab);
+            bw_heap_seal(heap, slab);
+        }
+    }
+    /* Empty ones go back to their segments now (blocks other threads
+     * freed and nobody collected still count as used). */
+    for (bw_slab_t *slab = heap->sealed, *next; slab; slab = next) {
+        next = slab->next;
+        if (slab->used <= 0) bw_heap_retire(heap, slab);
+    }
+}
+
 void bw_heaps_fork_child(void) {
     atomic_store(&bw_abandoned_lock.held, 0);
     atomic_store(&bw_heap_pool_lock.held, 0);
+    bw_heap_t *heap = bw_tls_heap;
+    if (heap != &bw_empty_heap) bw_heap_fork_seal(heap);
 }

@@ -57,11 +57,12 @@ static BW_NOINLINE bool bw_init_slow(void) {
         bw_os_meta_key_init(); /* before any metadata is committed */
         bw_random_init();
         bw_ways_init();
-        bw_large_init();
-        if (bw_segments_init() && bw_heaps_init() && bw_zero_init())
+        if (bw_segments_init() && bw_heaps_init() && bw_zero_init()) {
+            bw_secrets_seal();
             state = 2;
-        else
+        } else {
             state = 0; /* out of address space: later calls retry */
+        }
         atomic_store_explicit(&bw_init_state, state, memory_order_release);
     }
     bw_unlock(&bw_init_lock);

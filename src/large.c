@@ -21,7 +21,8 @@ typedef struct {
     uintptr_t user;     /* 0 = empty slot */
     uintptr_t map_base; /* whole mapping, guards included */
     size_t map_size;
-    size_t requested;   /* size asked for (free_sized checks it) */
+    size_t requested;   /* size asked for (free_sized checks it; the canary follows it) */
+    uint64_t canary;    /* this block's own canary value, random */
     bool right_aligned; /* ends at its trailing guard page (no canary) */
 } bw_large_entry_t;
 
@@ -38,17 +39,14 @@ static bw_large_cached_t bw_fifo[BW_LARGE_QUARANTINE];
 static size_t bw_fifo_head, bw_fifo_count;
 #endif
 
-static uint64_t bw_large_canary_secret;
-
-void bw_large_init(void) {
-    bw_os_random(&bw_large_canary_secret, sizeof bw_large_canary_secret);
-}
-
 /* Large canary (BW_CANARY, unless the block is right-aligned onto its
- * guard page, which catches the same overflow by faulting): the last 8
- * bytes before the trailing guard, reserved at allocation and excluded from
- * the usable size (CONVENTIONS trap 10), so writing one byte past
- * malloc_usable_size() is caught at free. */
+ * guard page, which catches the same overflow by faulting): 8 random bytes
+ * drawn per block, so none is fixed (a NUL written past the block changes
+ * it) and a forked child's new blocks get canaries its parent never saw.
+ * They sit in the last 8 bytes before the trailing guard, excluded from the
+ * usable size (CONVENTIONS trap 10), or with BW_EXACT_SIZE right after the
+ * bytes the program asked for (unaligned), the usable size being the
+ * request. The mapping keeps room for them (BW_LARGE_CANARY_ROOM). */
 #define BW_LARGE_CANARY_ROOM (BW_CANARY ? 8u : 0u)
 
 static uintptr_t bw_large_region_end(const bw_large_entry_t *e) {
@@ -59,43 +57,79 @@ static bool bw_large_has_canary(const bw_large_entry_t *e) {
     return BW_CANARY && !e->right_aligned;
 }
 
-static void bw_large_canary_write(const bw_large_entry_t *e) {
-    if (!bw_large_has_canary(e)) return;
-    uint64_t value = (bw_large_canary_secret ^ e->user) & ~(uint64_t)0xff;
-    __builtin_memcpy((void *)(bw_large_region_end(e) - 8), &value, 8);
-}
-
-static bool bw_large_canary_ok(const bw_large_entry_t *e) {
-    if (!bw_large_has_canary(e)) return true;
-    uint64_t stored, value = (bw_large_canary_secret ^ e->user) & ~(uint64_t)0xff;
-    __builtin_memcpy(&stored, (void *)(bw_large_region_end(e) - 8), 8);
-    return stored == value;
-}
-
-static size_t bw_large_usable(const bw_large_entry_t *e) {
+/* The largest request the block can take in place (realloc). */
+static size_t bw_large_capacity(const bw_large_entry_t *e) {
     return bw_large_region_end(e) - e->user - (bw_large_has_canary(e) ? 8u : 0u);
 }
 
-/* Where the user part starts in a mapping: right after the leading guard,
- * or (BW_LARGE_RIGHT_ALIGN, unless the block is to grow or is aligned beyond
- * a page: `left`) as late as the alignment allows, so the block ends at the
- * trailing guard and a one-byte overflow faults. */
-static void bw_large_place(bw_large_entry_t *e, size_t size, size_t alignment, bool left) {
-    e->user = e->map_base + BW_PAGE_SIZE;
-    e->right_aligned = false;
-#if BW_LARGE_RIGHT_ALIGN
-    size_t align = alignment > 16 ? alignment : 16;
-    uintptr_t end = bw_large_region_end(e);
-    uintptr_t user = (end - (size ? size : 1)) & ~(uintptr_t)(align - 1);
-    if (!left && user >= e->map_base + BW_PAGE_SIZE) {
-        e->user = user;
-        e->right_aligned = true;
+/* What malloc_usable_size reports: the request with BW_EXACT_SIZE, else
+ * every byte up to the canary or the trailing guard. */
+static size_t bw_large_usable(const bw_large_entry_t *e) {
+    return BW_EXACT_SIZE ? e->requested : bw_large_capacity(e);
+}
+
+/* A random word for a canary: the calling thread's generator (large
+ * allocations are a slow path; creating the heap here is fine), the
+ * kernel's only when no heap can be had. */
+static uint64_t bw_large_random(void) {
+    bw_heap_t *heap = bw_heap_get_or_create();
+    uint64_t r;
+    if (heap) return bw_rng_next(&heap->rng);
+    bw_os_random(&r, sizeof r);
+    return r;
+}
+
+/* Where the canary is (bw_large_has_canary). */
+static char *bw_large_canary_at(const bw_large_entry_t *e) {
+    return BW_EXACT_SIZE ? (char *)e->user + e->requested : (char *)bw_large_region_end(e) - 8;
+}
+
+/* A right-aligned block (BW_EXACT_SIZE) has no canary but up to 15 bytes
+ * between its request and its guard page (its start keeps a 16-byte
+ * alignment): they hold a pattern byte taken from its canary word. */
+static uint8_t bw_large_slack_byte(const bw_large_entry_t *e) {
+    return (uint8_t)(e->canary | 1);
+}
+
+static void bw_large_canary_write(const bw_large_entry_t *e) {
+    if (bw_large_has_canary(e)) {
+        __builtin_memcpy(bw_large_canary_at(e), &e->canary, 8);
+    } else if (BW_EXACT_SIZE) {
+        uint8_t pattern = bw_large_slack_byte(e);
+        char *end = (char *)bw_large_region_end(e);
+        for (char *p = (char *)e->user + e->requested; p < end; p++) *p = (char)pattern;
     }
-#else
-    (void)size;
-    (void)alignment;
-    (void)left;
+}
+
+static bool bw_large_canary_ok(const bw_large_entry_t *e) {
+    if (bw_large_has_canary(e)) {
+        uint64_t stored;
+        __builtin_memcpy(&stored, bw_large_canary_at(e), 8);
+        return stored == e->canary;
+    }
+    if (BW_EXACT_SIZE) {
+        uint8_t pattern = bw_large_slack_byte(e);
+        const char *end = (const char *)bw_large_region_end(e);
+        for (const char *p = (const char *)e->user + e->requested; p < end; p++)
+            if ((uint8_t)*p != pattern) return false;
+    }
+    return true;
+}
+
+/* Where the user part starts in a mapping whose usable pages start at
+ * `first`: right there, or (`right`) as late as the alignment allows, so
+ * the block ends at the trailing guard and a one-byte overflow faults. */
+static void bw_large_place(bw_large_entry_t *e, uintptr_t first, size_t size, size_t alignment,
+                           bool right) {
+    size_t align = alignment > 16 ? alignment : 16;
+    uintptr_t user = (bw_large_region_end(e) - (size ? size : 1)) & ~(uintptr_t)(align - 1);
+    e->right_aligned = right && user >= first;
+#if !BW_LARGE_QUARANTINE
+    /* Pages left in front could not be guarded (nothing would unguard them
+     * when the mapping is cached again): start at the front instead. */
+    if (user >= first + BW_PAGE_SIZE) e->right_aligned = false;
 #endif
+    e->user = e->right_aligned ? user : first;
 }
 
 static bw_lock_t bw_large_lock;
@@ -251,8 +285,14 @@ static void *bw_large_alloc_room(size_t size, size_t capacity, size_t alignment,
         errno = ENOMEM;
         return NULL;
     }
-    /* Right-aligned blocks need no canary room (their guard is the check). */
-    bool right = BW_LARGE_RIGHT_ALIGN && capacity == size && alignment == BW_PAGE_SIZE;
+    /* Right-aligned blocks need no canary room (their guard is the check):
+     * every block of strict and fuzz (BW_LARGE_RIGHT_ALIGN) that is not to
+     * grow and is aligned to a page at most, and in every profile a request
+     * of whole pages that is not to grow, which then ends exactly at its
+     * guard. */
+    bool whole_pages = size != 0 && size % BW_PAGE_SIZE == 0;
+    bool right =
+        capacity == size && ((BW_LARGE_RIGHT_ALIGN && alignment == BW_PAGE_SIZE) || whole_pages);
     size_t user_bytes =
         bw_page_round((capacity ? capacity : 1) + (right ? 0 : BW_LARGE_CANARY_ROOM));
     bw_large_entry_t entry;
@@ -270,16 +310,24 @@ static void *bw_large_alloc_room(size_t size, size_t capacity, size_t alignment,
         }
     }
     entry.requested = size;
-    if (alignment <= BW_PAGE_SIZE)
-        bw_large_place(&entry, size, user_alignment, !right);
-    else
-        entry.right_aligned = false; /* bw_large_map placed it on its alignment */
-#if BW_LARGE_RIGHT_ALIGN
-    /* A right-aligned block in a larger cached mapping: the pages before it
-     * become guards too, so an underflow still faults at once. (A parked
-     * mapping is guarded whole and unguarded whole, so they go with it.) */
+    /* A block aligned beyond a page starts where bw_large_map put it, on
+     * its alignment; it ends at the guard if its size is whole pages. */
+    entry.right_aligned = right;
+    if (alignment <= BW_PAGE_SIZE) {
+        uintptr_t first = entry.map_base + BW_PAGE_SIZE;
+#if BW_LARGE_QUARANTINE
+        /* A larger cached mapping: the block takes its last pages, so that
+         * it still ends at the trailing guard. */
+        first = bw_large_region_end(&entry) - user_bytes;
+#endif
+        bw_large_place(&entry, first, size, user_alignment, right);
+    }
+#if BW_LARGE_QUARANTINE
+    /* ... and the pages in front of it become guards too, so an underflow
+     * still faults at once. (A parked mapping is guarded whole and
+     * unguarded whole, so they go with it.) */
     uintptr_t first_page = entry.user & ~(uintptr_t)(BW_PAGE_SIZE - 1);
-    if (entry.right_aligned && first_page > entry.map_base + BW_PAGE_SIZE &&
+    if (first_page > entry.map_base + BW_PAGE_SIZE &&
         !bw_os_guard((void *)(entry.map_base + BW_PAGE_SIZE),
                      first_page - entry.map_base - BW_PAGE_SIZE)) {
         bw_os_release((void *)entry.map_base, entry.map_size);
@@ -289,6 +337,7 @@ static void *bw_large_alloc_room(size_t size, size_t capacity, size_t alignment,
 #endif
     if (zero && !zeroed)
         memset((void *)entry.user, 0, entry.map_base + entry.map_size - BW_PAGE_SIZE - entry.user);
+    entry.canary = BW_CANARY ? bw_large_random() : 0;
     bw_large_canary_write(&entry);
 
     bw_lock(&bw_large_lock);
@@ -450,15 +499,21 @@ void *bw_large_realloc(void *ptr, size_t size) {
     bw_lock(&bw_large_lock);
     bw_large_entry_t *slot = bw_table_find(user);
     if (!slot) bw_large_bad_pointer(user, "double free", "invalid free", "realloc");
-    size_t usable = bw_large_usable(slot);
+    if (!bw_large_canary_ok(slot)) {
+        bw_unlock(&bw_large_lock);
+        bw_fatal("heap overflow", ptr, BW_INFO_MAPPING, slot->map_size, "realloc");
+    }
+    size_t capacity = bw_large_capacity(slot);
     void *result = NULL;
-    bool fits = slot->right_aligned ? size <= slot->requested : size <= usable;
-    if (fits && size > usable / 2 && size > BW_SMALL_MAX) {
-        if (!bw_large_canary_ok(slot)) {
-            bw_unlock(&bw_large_lock);
-            bw_fatal("heap overflow", ptr, BW_INFO_MAPPING, slot->map_size, "realloc");
-        }
+    /* A right-aligned block keeps its end at the guard: it only shrinks in
+     * place, and with BW_EXACT_SIZE only within its 16-byte alignment (the
+     * bytes a shrink frees are a checked pattern, not pages of it). */
+    bool fits = slot->right_aligned
+                    ? size <= slot->requested && (!BW_EXACT_SIZE || capacity - size < 16)
+                    : size <= capacity;
+    if (fits && size > capacity / 2 && size > BW_SMALL_MAX) {
         slot->requested = size;
+        bw_large_canary_write(slot); /* after the new end */
         result = ptr;
     }
     bw_unlock(&bw_large_lock);

@@ -159,6 +159,13 @@ void bw_os_random(void *buf, size_t size) {
     randombytes_buf(buf, size);
 }
 
+/* Make whole pages of bulwark's own data read-only (secrets drawn once). A
+ * refusal (a seccomp policy, say) leaves them writable: hardening, not a
+ * condition to die of. */
+void bw_os_protect_readonly(void *addr, size_t size) {
+    (void)mprotect(addr, size, PROT_READ);
+}
+
 /* Parse "0", "0-3" or "0-1,4" from /sys/devices/system/node/possible
  * without stdio: the highest node number + 1. */
 unsigned bw_os_node_count_sysfs(void) {

@@ -15,9 +15,36 @@
 
 #include "bw_internal.h"
 
-static atomic_uint bw_rng_generation = 1;
+atomic_uint bw_rng_generation = 1;
 static bool bw_fixed_seed_set;
 static uint64_t bw_fixed_seed;
+
+bw_secrets_t bw_secrets;
+_Static_assert(sizeof(bw_secrets_t) == 4096, "the secrets fill the page they seal");
+
+/* The process-wide multipliers (bw_internal.h, bw_secrets_t): from
+ * randombytes_buf, or from BULWARK_SEED so that a crash replays exactly.
+ * Forced odd, so a multiply by one is a bijection. */
+static void bw_secrets_draw(void) {
+    uint64_t words[3];
+    if (bw_fixed_seed_set) {
+        unsigned char seed_key[crypto_stream_chacha20_KEYBYTES] = {0};
+        unsigned char nonce[crypto_stream_chacha20_NONCEBYTES];
+        memset(nonce, 0xff, sizeof nonce); /* heaps use nonces below 2^48 */
+        memcpy(seed_key, &bw_fixed_seed, sizeof bw_fixed_seed);
+        crypto_stream_chacha20((unsigned char *)words, sizeof words, nonce, seed_key);
+    } else {
+        randombytes_buf(words, sizeof words);
+    }
+    bw_secrets.link_mul1 = words[0] | 1;
+    bw_secrets.link_mul2 = words[1] | 1;
+    bw_secrets.canary_mul = words[2] | 1;
+}
+
+/* Once initialisation succeeded: the secrets' page becomes read-only. */
+void bw_secrets_seal(void) {
+    bw_os_protect_readonly(&bw_secrets, sizeof bw_secrets);
+}
 
 /* At initialisation: read BULWARK_SEED when the profile allows it. getenv
  * does not allocate. */
@@ -26,14 +53,16 @@ void bw_random_init(void) {
      * uses otherwise); allocates nothing, takes only libsodium's own lock. */
     if (sodium_init() < 0) bw_fatal_os("sodium_init", 0);
 #if BW_SEED_FROM_ENV
-    if (getauxval(AT_SECURE)) return;
-    const char *text = getenv("BULWARK_SEED");
-    if (!text || !*text) return;
-    uint64_t seed = 0;
-    for (const char *c = text; *c >= '0' && *c <= '9'; c++) seed = seed * 10 + (uint64_t)(*c - '0');
-    bw_fixed_seed = seed;
-    bw_fixed_seed_set = true;
+    const char *text = getauxval(AT_SECURE) ? NULL : getenv("BULWARK_SEED");
+    if (text && *text) {
+        uint64_t seed = 0;
+        for (const char *c = text; *c >= '0' && *c <= '9'; c++)
+            seed = seed * 10 + (uint64_t)(*c - '0');
+        bw_fixed_seed = seed;
+        bw_fixed_seed_set = true;
+    }
 #endif
+    bw_secrets_draw();
 }
 
 void bw_rng_seed(bw_rng_t *rng, uint64_t stream) {

@@ -12,7 +12,7 @@
  * (invariant 7). */
 #include <string.h>
 
-#include "bw_internal.h"
+#include "block.h"
 
 /* Lazy, randomized free lists (invariant 3). Formatting a slab links
  * nothing: its blocks are cut into at most 16 chunks — single blocks when
@@ -150,6 +150,7 @@ void bw_slab_format(bw_slab_t *slab, unsigned size_class, bw_heap_t *owner) {
     slab->state = BW_SLAB_ACTIVE;
     slab->key = bw_rng_next(&owner->rng);
     slab->canary = bw_rng_next(&owner->rng);
+    slab->gen = atomic_load_explicit(&bw_rng_generation, memory_order_relaxed);
     atomic_store_explicit(&slab->remote, NULL, memory_order_relaxed);
     memset((void *)bw_bits_group((uintptr_t)start - bw_layout.arena_base), 0,
            slots * BW_BITMAP_WORDS_PER_SLAB * sizeof(uint64_t));
@@ -163,8 +164,8 @@ void bw_report_corrupt_link(const void *slot, const bw_slab_t *slab) {
     bw_fatal("free-list corruption", slot, BW_INFO_CLASS, slab->block_size, "malloc");
 }
 
-void bw_report_write_after_free(const void *block, const bw_slab_t *slab) {
-    bw_fatal("write after free", block, BW_INFO_CLASS, slab->block_size, "malloc");
+void bw_report_write_after_free(const void *block, const bw_slab_t *slab, const char *function) {
+    bw_fatal("write after free", block, BW_INFO_CLASS, slab->block_size, function);
 }
 
 void bw_report_not_live(const void *ptr, const bw_slab_t *slot, const char *freed_class,
@@ -172,12 +173,26 @@ void bw_report_not_live(const void *ptr, const bw_slab_t *slot, const char *free
     const bw_slab_t *slab = slot - slot->head_back;
     uintptr_t offset = (uintptr_t)ptr - bw_layout.arena_base;
     const _Atomic(uint64_t) *bits = bw_bits_group(offset);
-    bool handed_out = (offset & 15) == 0 &&
-                      (atomic_load_explicit(&bits[2], memory_order_relaxed) & bw_bits_mask(offset));
+    bool handed_out =
+        (offset & 15) == 0 && (bw_bits_load(&bits[BW_BITS_HANDED_OUT]) & bw_bits_mask(offset));
     if (slab->block_size == 0) /* a slot that never served a class */
         bw_fatal(invalid_class, ptr, BW_INFO_NONE, 0, function);
     bw_fatal(handed_out ? freed_class : invalid_class, ptr, BW_INFO_CLASS, slab->block_size,
              function);
+}
+
+/* bw_slab_pop found its block not free. Freed by the owner and claimed by
+ * another thread's free as well is the trace of a racing double free
+ * (bw_internal.h); anything else means a link led to a block still live,
+ * in a quarantine or pending collection: the list was forged or crossed. */
+void bw_report_not_free(const void *block, const bw_slab_t *slab) {
+    uintptr_t offset = (uintptr_t)block - bw_layout.arena_base;
+    const _Atomic(uint64_t) *bits = bw_bits_group(offset);
+    uint64_t bit = bw_bits_mask(offset);
+    bool raced = !(bw_bits_load(&bits[BW_BITS_ALLOCATED]) & bit) &&
+                 (bw_bits_load(&bits[BW_BITS_PENDING]) & bit);
+    bw_fatal(raced ? "double free" : "free-list corruption", block, BW_INFO_CLASS, slab->block_size,
+             "malloc");
 }
 
 void bw_report_overflow(const void *block, const bw_slab_t *slab, const char *function) {
@@ -186,7 +201,9 @@ void bw_report_overflow(const void *block, const bw_slab_t *slab, const char *fu
 
 /* Owner side: move every block other threads freed onto the local free
  * list (they wait behind `free` like the owner's own frees). Returns the
- * number collected. */
+ * number collected. Every block on the remote list must carry a claim
+ * (PENDING): a link to anything else was forged. One that is claimed but no
+ * longer ALLOCATED was freed by the owner too (a racing double free). */
 size_t bw_slab_collect_remote(bw_slab_t *slab) {
     if (!atomic_load_explicit(&slab->remote, memory_order_relaxed)) return 0;
     void *list = atomic_exchange_explicit(&slab->remote, NULL, memory_order_acquire);
@@ -196,8 +213,12 @@ size_t bw_slab_collect_remote(bw_slab_t *slab) {
         uintptr_t offset = (uintptr_t)list - bw_layout.arena_base;
         _Atomic(uint64_t) *bits = bw_bits_group(offset);
         uint64_t bit = bw_bits_mask(offset);
-        bw_bits_clear(&bits[0], bit);
-        atomic_fetch_and_explicit(&bits[1], ~bit, memory_order_relaxed);
+        if (bw_unlikely(!(bw_bits_load(&bits[BW_BITS_PENDING]) & bit)))
+            bw_report_corrupt_link(list, slab);
+        if (bw_unlikely(!(bw_bits_load(&bits[BW_BITS_ALLOCATED]) & bit)))
+            bw_fatal("double free", list, BW_INFO_CLASS, slab->block_size, "free");
+        bw_bits_clear(&bits[BW_BITS_ALLOCATED], bit);
+        atomic_fetch_and_explicit(&bits[BW_BITS_PENDING], ~bit, memory_order_relaxed);
         bw_link_store(slab, list, slab->local_free);
         slab->local_free = list;
         slab->used--;
@@ -212,15 +233,19 @@ size_t bw_slab_collect_remote(bw_slab_t *slab) {
     return count;
 }
 
-/* Free from a thread that does not own the slab: check, mark pending, push
- * onto the slab's remote list and make sure the owner hears about it. */
+/* Free from a thread that does not own the slab: claim the block (an atomic
+ * OR of its PENDING bit: of two threads freeing it, one finds the bit set),
+ * then check it is live, and only then touch it. Checking ALLOCATED after
+ * the claim, not before, matters: a claim made between the check and the OR
+ * could land on the block's next life (bw_internal.h, "a double free
+ * racing"). */
 void bw_slab_remote_free(bw_slab_t *slab, void *block, const char *function) {
     uintptr_t offset = (uintptr_t)block - bw_layout.arena_base;
     _Atomic(uint64_t) *bits = bw_bits_group(offset);
     uint64_t bit = bw_bits_mask(offset);
-    if (bw_unlikely(!(atomic_load_explicit(&bits[0], memory_order_relaxed) & bit)))
+    uint64_t before = atomic_fetch_or_explicit(&bits[BW_BITS_PENDING], bit, memory_order_seq_cst);
+    if (bw_unlikely(!(bw_bits_load(&bits[BW_BITS_ALLOCATED]) & bit)))
         bw_report_not_live(block, slab, "double free", "invalid free", function);
-    uint64_t before = atomic_fetch_or_explicit(&bits[1], bit, memory_order_relaxed);
     if (bw_unlikely(before & bit))
         bw_fatal("double free", block, BW_INFO_CLASS, slab->block_size, function);
 
@@ -230,7 +255,7 @@ void bw_slab_remote_free(bw_slab_t *slab, void *block, const char *function) {
      * marking it freed until the owner collects it. */
     bw_heap_t *heap = bw_tls_heap;
     if (heap != &bw_empty_heap) {
-        bw_quarantine_put(heap, block, slab);
+        bw_quarantine_put(heap, block, slab, function);
         return;
     }
 #endif

@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -369,6 +370,14 @@ size_t bw_test_class_of(size_t size) {
     return 0;
 }
 
+size_t bw_test_class_aligned(size_t request, size_t alignment) {
+    for (size_t i = 0; i < BW_TEST_CLASS_COUNT; i++) {
+        size_t size = bw_test_class_size(i);
+        if (size >= request + BW_TEST_CANARY_BYTES && size % alignment == 0) return size;
+    }
+    return 0;
+}
+
 /* ------------------------------------------------------------ security tests */
 
 /* The child of the security helpers: death_child's set-up (default signal
@@ -494,13 +503,40 @@ static void fail_with_output(const struct child_outcome *out, const char *expect
     fail_msg("%s", problem);
 }
 
-void bw_expect_report(void (*fn)(void *), void *arg, const char *bug_class, const void *address,
-                      const char *info, const char *function) {
+/* A page shared with every forked child, where a child records the address
+ * its bug is to be reported at (bw_test_record_address). */
+static volatile uintptr_t *recorded_address;
+
+void bw_test_record_address(const void *address) {
+    if (recorded_address) *recorded_address = (uintptr_t)address;
+}
+
+uintptr_t bw_test_recorded_address(void) {
+    return recorded_address ? *recorded_address : 0;
+}
+
+static void reset_recorded_address(void) {
+    if (!recorded_address) {
+        void *page = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+        if (page == MAP_FAILED) fail_msg("mmap: %s", strerror(errno));
+        recorded_address = page;
+    }
+    *recorded_address = 0;
+}
+
+static void expect_report_impl(void (*fn)(void *), void *arg, const char *bug_class,
+                               bool use_recorded, const void *address, const char *info,
+                               const char *function) {
+    reset_recorded_address();
+    struct child_outcome out;
+    run_child(fn, arg, false, &out);
+    if (use_recorded) {
+        if (!*recorded_address) fail_msg("the child recorded no address before its bug");
+        address = (const void *)*recorded_address;
+    }
     char expected[512];
     snprintf(expected, sizeof expected, "bulwark: %s of 0x%jx (%s) in %s", bug_class,
              (uintmax_t)(uintptr_t)address, info, function);
-    struct child_outcome out;
-    run_child(fn, arg, false, &out);
 
     char problem[640] = "";
     char how[96];
@@ -515,6 +551,29 @@ void bw_expect_report(void (*fn)(void *), void *arg, const char *bug_class, cons
         snprintf(problem, sizeof problem, "report line is \"%.*s\"", (int)out.report_len,
                  out.report);
     if (problem[0]) fail_with_output(&out, expected, problem);
+}
+
+void bw_expect_report(void (*fn)(void *), void *arg, const char *bug_class, const void *address,
+                      const char *info, const char *function) {
+    expect_report_impl(fn, arg, bug_class, false, address, info, function);
+}
+
+int bw_run_child(void (*fn)(void *), void *arg, char *report, size_t report_size,
+                 size_t *report_lines) {
+    struct child_outcome out;
+    reset_recorded_address();
+    run_child(fn, arg, false, &out);
+    size_t n = out.report ? out.report_len : 0;
+    if (n >= report_size) n = report_size - 1;
+    if (n) memcpy(report, out.report, n);
+    report[n] = 0;
+    *report_lines = out.report_lines;
+    return out.status;
+}
+
+void bw_expect_report_recorded(void (*fn)(void *), void *arg, const char *bug_class,
+                               const char *info, const char *function) {
+    expect_report_impl(fn, arg, bug_class, true, NULL, info, function);
 }
 
 static void expect_signal_impl(void (*fn)(void *), void *arg, int signal_number, bool check_fault,

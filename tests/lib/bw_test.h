@@ -105,8 +105,8 @@ static inline size_t bw_opaque_size(size_t n) {
 
 /* The profile as the tests model it (every test is compiled with
  * -include policy/<profile>.h): a small block's class holds its usable size
- * plus the canary; a large block keeps its canary in the last 8 bytes before
- * the trailing guard unless it is right-aligned onto that guard. */
+ * plus the canary; a large block keeps its canary in the 8 bytes after its
+ * request unless it is right-aligned onto its trailing guard. */
 #define BW_TEST_CANARY_BYTES       (BW_CANARY ? 8u : 0u)
 #define BW_TEST_LARGE_CANARY_BYTES ((BW_CANARY && !BW_LARGE_RIGHT_ALIGN) ? 8u : 0u)
 #define BW_TEST_PAGE               4096u
@@ -123,12 +123,28 @@ static inline size_t bw_test_span_bytes(size_t class_size) {
     ((char *)(((uintptr_t)(p) & ~(uintptr_t)(bw_test_span_bytes(class_size) - 1)) +                \
               bw_test_span_bytes(class_size) - BW_TEST_PAGE))
 
+/* What malloc_usable_size reports for a small request: the request itself
+ * with BW_EXACT_SIZE (byte-exact overflow detection), else its class less
+ * the canary room. */
+#define BW_TEST_USABLE_FOR(request)                                                                \
+    (BW_EXACT_SIZE ? (size_t)(request) : BW_TEST_CLASS_FOR(request) - BW_TEST_CANARY_BYTES)
+
+/* The class aligned_alloc(alignment, request) lands in: the smallest that
+ * holds the request and its canary and whose size is a multiple of the
+ * alignment (slabs start on 64 KiB boundaries). */
+size_t bw_test_class_aligned(size_t request, size_t alignment);
+
 /* The class a small request lands in, and the size of the mapping behind a
  * large block of `usable` bytes (user pages, canary room, two guards). */
 #define BW_TEST_CLASS_FOR(request) bw_test_class_of((request) + BW_TEST_CANARY_BYTES)
 #define BW_TEST_LARGE_MAP_SIZE(usable)                                                             \
-    ((((usable) + BW_TEST_LARGE_CANARY_BYTES + BW_TEST_PAGE - 1) & ~(size_t)(BW_TEST_PAGE - 1)) +  \
+    ((((usable) + BW_TEST_LARGE_CANARY_FOR(usable) + BW_TEST_PAGE - 1) &                           \
+      ~(size_t)(BW_TEST_PAGE - 1)) +                                                               \
      2 * (size_t)BW_TEST_PAGE)
+/* A large request of whole pages ends at its guard page in every profile:
+ * no canary after it. */
+#define BW_TEST_LARGE_CANARY_FOR(request)                                                          \
+    ((request) % BW_TEST_PAGE != 0 ? BW_TEST_LARGE_CANARY_BYTES : 0u)
 
 /* Allocates blocks of `request` bytes until `count` of them share one slab
  * (a 2^BW_SLAB_SHIFT-aligned run), stores those in out[0..count-1] in the
@@ -144,6 +160,25 @@ void bw_test_malloc_in_one_slab(size_t request, size_t count, void **out);
  * "not a bulwark block". */
 void bw_expect_report(void (*fn)(void *), void *arg, const char *bug_class, const void *address,
                       const char *info, const char *function);
+
+/* For a bug whose block the child allocates itself: a forked child never
+ * allocates from the slabs it inherited (bulwark seals them so that sibling
+ * processes do not share placement), so a test that needs a block freed and
+ * handed out again, or a free list it can poison, makes that block in the
+ * child. The child calls bw_test_record_address(block) before the bug, and
+ * the report line must name that address, exactly as bw_expect_report. */
+void bw_expect_report_recorded(void (*fn)(void *), void *arg, const char *bug_class,
+                               const char *info, const char *function);
+void bw_test_record_address(const void *address);
+/* What the last child recorded (0 if nothing), after bw_run_child. */
+uintptr_t bw_test_recorded_address(void);
+
+/* Runs fn(arg) in a forked child (set up as for the death tests, with the
+ * same 30 s bound) and returns its wait status, the first line it wrote
+ * containing "bulwark:" (empty if none) and how many such lines it wrote:
+ * for tests that judge many children by their own rule. */
+int bw_run_child(void (*fn)(void *), void *arg, char *report, size_t report_size,
+                 size_t *report_lines);
 
 /* Runs fn(arg) in a forked child and asserts that the child died of exactly
  * signal_number (e.g. SIGSEGV for a guard page) and printed no line

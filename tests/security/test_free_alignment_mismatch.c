@@ -56,7 +56,7 @@ static void test_small_block_claimed_more_aligned(void **state) {
     static const size_t claims[] = {256, 4096, 65536};
     for (size_t i = 0; i < sizeof claims / sizeof claims[0]; i++) {
         void *block = allocate_misaligned(64, 64, claims[i]);
-        size_t class_size = malloc_usable_size(block) + BW_TEST_CANARY_BYTES;
+        size_t class_size = bw_test_class_aligned(64, 64);
         struct sized op = {block, 64, claims[i]};
         bw_expect_report(do_free_aligned_sized, &op, "free alignment mismatch", block,
                          bw_info_class(info, sizeof info, class_size), "free_aligned_sized");
@@ -82,7 +82,7 @@ static void test_small_block_aligned_by_chance(void **state) {
         print_message("skipped: no 1024-aligned block among 1024 aligned_alloc(32, 32)\n");
         skip();
     }
-    size_t class_size = malloc_usable_size(block) + BW_TEST_CANARY_BYTES;
+    size_t class_size = bw_test_class_aligned(32, 32);
     assert_true(class_size < 1024);
     struct sized op = {block, 32, 1024};
     bw_expect_report(do_free_aligned_sized, &op, "free alignment mismatch", block,

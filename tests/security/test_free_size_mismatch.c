@@ -7,7 +7,8 @@
  * without a report (CONVENTIONS trap 16: class rounding, canary room and
  * page rounding must not turn a correct sized free into a false positive):
  * the requested size and malloc_usable_size, for every small request size
- * and a range of large ones. Sized C++ delete is tested with the C++ API. */
+ * and a range of large ones, and the size a realloc that kept the block in
+ * place was given (C23). Sized C++ delete is tested with the C++ API. */
 #include <malloc.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -95,7 +96,7 @@ static void test_free_aligned_sized_size_mismatch(void **state) {
     struct sized large = {aligned_alloc(4096, MiB), 64, 4096};
     assert_non_null(small.block);
     assert_non_null(large.block);
-    size_t small_class = malloc_usable_size(small.block) + BW_TEST_CANARY_BYTES;
+    size_t small_class = bw_test_class_aligned(64, 64);
     size_t map_size = BW_TEST_LARGE_MAP_SIZE(malloc_usable_size(large.block));
     bw_expect_report(do_free_aligned_sized, &small, "free size mismatch", small.block,
                      bw_info_class(info, sizeof info, small_class), "free_aligned_sized");
@@ -121,6 +122,20 @@ static void do_correct_sized_frees(void *arg) {
         if (!block) _exit(3);
         free_sized(block, malloc_usable_size(block));
     }
+    /* C23 lets free_sized name the size given to the last realloc, and a
+     * realloc that shrinks a block to more than half of it keeps it in
+     * place, in another class's range: malloc(1000), realloc(p, 600),
+     * free_sized(p, 600) (reported as a size mismatch before). */
+    for (size_t size = 17; size <= BW_TEST_SMALL_MAX - BW_TEST_CANARY_BYTES; size += 13) {
+        char *block = malloc(size);
+        size_t smaller = size / 2 + size / 8 + 1;
+        char *kept = block ? realloc(block, smaller) : NULL;
+        if (!kept) _exit(3);
+        free_sized(kept, smaller);
+    }
+    char *shrunk = realloc(malloc(1000), 600);
+    if (!shrunk) _exit(3);
+    free_sized(shrunk, 600);
     static const size_t large[] = {BW_TEST_SMALL_MAX - BW_TEST_CANARY_BYTES + 1,
                                    BW_TEST_SMALL_MAX + 1,
                                    20000,

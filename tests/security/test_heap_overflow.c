@@ -5,13 +5,22 @@
  *    p[malloc_usable_size(p)] are fatal at the next free, realloc or
  *    free_sized with
  *        bulwark: heap overflow of 0x<block> (<class>-byte class) in <function>
- *    and SIGABRT, for classes from 16 bytes to the largest;
- *  - large blocks: the bytes after malloc_usable_size are the canary (BW_CANARY
- *    without BW_LARGE_RIGHT_ALIGN: report "(<mapping>-byte mapping)" at free
- *    or realloc) or the trailing guard page (SIGSEGV at the first byte past
- *    the usable size); a linear overflow always ends at that guard, an
- *    underflow at the leading one; with BW_LARGE_RIGHT_ALIGN a block of a
- *    multiple of 16 bytes ends exactly at its guard, so p[size] faults;
+ *    and SIGABRT, for classes from 16 bytes to the largest; so is a NUL
+ *    byte there (the canary has no fixed zero byte);
+ *  - byte-exact (BW_EXACT_SIZE): malloc_usable_size is the request, and any
+ *    byte written between the request and the end of the block is fatal at
+ *    free, the terminator of a string copied into malloc(strlen(s))
+ *    included, also after realloc kept a block in place at another size;
+ *  - large blocks: the bytes after malloc_usable_size are the canary
+ *    (BW_CANARY without BW_LARGE_RIGHT_ALIGN: 8 random bytes right after the
+ *    request, NUL-proof; report "(<mapping>-byte mapping)" at free or
+ *    realloc; a request of whole pages has none: it ends at its guard), the
+ *    pattern before the trailing guard (BW_EXACT_SIZE with
+ *    BW_LARGE_RIGHT_ALIGN, a request not a multiple of 16), or the trailing
+ *    guard page (SIGSEGV at the first byte past the usable size); a linear
+ *    overflow always ends at that guard, an underflow at the leading one;
+ *    with BW_LARGE_RIGHT_ALIGN a block of a multiple of 16 bytes ends
+ *    exactly at its guard, so p[size] faults;
  *  - a large block realloc grew (left-aligned, with room to grow in place,
  *    in every profile) keeps a canary: one byte past its usable size is
  *    "heap overflow" at free (BW_CANARY), also where new large blocks are
@@ -39,6 +48,11 @@
 
 #define MiB          ((size_t)1 << 20)
 #define LARGE_CANARY (BW_CANARY && !BW_LARGE_RIGHT_ALIGN)
+
+/* A large request of whole pages ends at its guard page: no canary. */
+static bool large_has_canary(size_t request) {
+    return LARGE_CANARY && request % BW_TEST_PAGE != 0;
+}
 
 static volatile uintptr_t sink;
 
@@ -95,7 +109,7 @@ static void expect_small_overflow(size_t request, size_t length, int then, const
     char *block = malloc(request);
     assert_non_null(block);
     size_t usable = malloc_usable_size(block);
-    assert_int_equal(usable + BW_TEST_CANARY_BYTES, BW_TEST_CLASS_FOR(request));
+    assert_int_equal(usable, BW_TEST_USABLE_FOR(request));
     struct overflow op = {block, usable, length, then};
     bw_expect_report(do_overflow, &op, "heap overflow", block,
                      bw_info_class(info, sizeof info, BW_TEST_CLASS_FOR(request)), function);
@@ -120,7 +134,7 @@ static void test_small_overflow_of_last_canary_byte(void **state) {
     char info[64];
     char *block = malloc(64);
     assert_non_null(block);
-    struct overflow op = {block, malloc_usable_size(block) + 7, 1, THEN_FREE};
+    struct overflow op = {block, BW_TEST_CLASS_FOR(64) - 1, 1, THEN_FREE};
     bw_expect_report(do_overflow, &op, "heap overflow", block,
                      bw_info_class(info, sizeof info, BW_TEST_CLASS_FOR(64)), "free");
     free(block);
@@ -132,6 +146,114 @@ static void test_small_overflow_at_realloc_and_free_sized(void **state) {
         expect_small_overflow(small_requests[i], 1, THEN_REALLOC_GROW, "realloc");
         expect_small_overflow(small_requests[i], 1, THEN_REALLOC_SAME, "realloc");
         expect_small_overflow(small_requests[i], 1, THEN_FREE_SIZED, "free_sized");
+    }
+}
+
+/* A zero byte at p[malloc_usable_size(p)], the terminator a string copy
+ * off by one writes. Without BW_EXACT_SIZE that byte is the canary's
+ * first, random: one block in 256 has a zero there already, and writing a
+ * zero over it changes nothing, so such a block is passed over. */
+static void do_write_zero_then_free(void *arg) {
+    const struct overflow *op = arg;
+    ((volatile char *)bw_launder(op->block))[op->offset] = 0;
+    free(op->block);
+}
+
+static void test_small_nul_past_usable_size_is_reported(void **state) {
+    BW_SKIP_UNLESS(BW_CANARY);
+    char info[64];
+    for (size_t i = 0; i < SMALL_REQUEST_COUNT; i++) {
+        size_t request = small_requests[i];
+        char *spare[8];
+        size_t spares = 0;
+        char *block = malloc(request);
+        while (block && block[malloc_usable_size(block)] == 0 && spares < 8) {
+            assert_false(BW_EXACT_SIZE); /* the slack pattern is never zero */
+            spare[spares++] = block;
+            block = malloc(request);
+        }
+        assert_non_null(block);
+        struct overflow op = {block, malloc_usable_size(block), 1, THEN_FREE};
+        bw_expect_report(do_write_zero_then_free, &op, "heap overflow", block,
+                         bw_info_class(info, sizeof info, BW_TEST_CLASS_FOR(request)), "free");
+        free(block);
+        while (spares) free(spare[--spares]);
+    }
+}
+
+/* BW_EXACT_SIZE: every byte past the request, up to the canary. */
+static void test_small_overflow_into_slack_is_reported(void **state) {
+    BW_SKIP_UNLESS(BW_EXACT_SIZE);
+    char info[64];
+    static const size_t requests[] = {1, 13, 20, 50, 64, 100, 1000, 5000};
+    for (size_t i = 0; i < sizeof requests / sizeof requests[0]; i++) {
+        size_t request = requests[i];
+        size_t slack_end = BW_TEST_CLASS_FOR(request) - BW_TEST_CANARY_BYTES;
+        assert_true(slack_end > request);
+        size_t offsets[] = {request, (request + slack_end) / 2, slack_end - 1};
+        for (size_t j = 0; j < 3; j++) {
+            char *block = malloc(request);
+            assert_non_null(block);
+            assert_int_equal(malloc_usable_size(block), request);
+            struct overflow op = {block, offsets[j], 1, j == 1 ? THEN_FREE_SIZED : THEN_FREE};
+            bw_expect_report(do_overflow, &op, "heap overflow", block,
+                             bw_info_class(info, sizeof info, BW_TEST_CLASS_FOR(request)),
+                             j == 1 ? "free_sized" : "free");
+            free(block);
+        }
+    }
+}
+
+/* The classic: a copy of a string into malloc(strlen(s)), its terminator
+ * one byte past the block (in the slack for every length here). */
+static void do_string_copy_off_by_one(void *arg) {
+    size_t length = *(const size_t *)arg;
+    char text[64];
+    memset(text, 'x', length);
+    text[length] = 0;
+    char *copy = bw_launder(malloc(strlen(text)));
+    if (!copy) _exit(2);
+    bw_test_record_address(copy);
+    memcpy(copy, text, length + 1);
+    free(copy);
+}
+
+static void test_string_copy_into_strlen_bytes_is_reported(void **state) {
+    BW_SKIP_UNLESS(BW_EXACT_SIZE);
+    char info[64];
+    for (size_t length = 1; length < 48; length++) {
+        if (BW_TEST_CLASS_FOR(length) - BW_TEST_CANARY_BYTES == length) continue; /* no slack */
+        bw_expect_report_recorded(do_string_copy_off_by_one, &length, "heap overflow",
+                                  bw_info_class(info, sizeof info, BW_TEST_CLASS_FOR(length)),
+                                  "free");
+    }
+}
+
+/* realloc that keeps a block in place at another size moves the boundary
+ * the check uses: one byte past the new size is an overflow. */
+struct resize {
+    size_t from, to;
+};
+
+static void do_overflow_after_resize(void *arg) {
+    const struct resize *op = arg;
+    char *block = malloc(op->from);
+    char *kept = realloc(block, op->to);
+    if (!kept || kept != block) _exit(3); /* the premise: realloc kept it */
+    bw_test_record_address(kept);
+    ((volatile char *)bw_launder(kept))[op->to] ^= 0xa5;
+    free(kept);
+}
+
+static void test_small_overflow_after_realloc_in_place(void **state) {
+    BW_SKIP_UNLESS(BW_EXACT_SIZE);
+    char info[64];
+    static const struct resize resizes[] = {{100, 60}, {60, 70}, {1000, 600}, {600, 630}};
+    for (size_t i = 0; i < sizeof resizes / sizeof resizes[0]; i++) {
+        struct resize op = resizes[i];
+        bw_expect_report_recorded(do_overflow_after_resize, &op, "heap overflow",
+                                  bw_info_class(info, sizeof info, BW_TEST_CLASS_FOR(op.from)),
+                                  "free");
     }
 }
 
@@ -155,6 +277,7 @@ static void test_large_overflow_caught_by_canary(void **state) {
     BW_SKIP_WHEN(BW_LARGE_RIGHT_ALIGN, "BW_LARGE_RIGHT_ALIGN=1 (large blocks end at their guard "
                                        "page instead of a canary)");
     for (size_t i = 0; i < LARGE_REQUEST_COUNT; i++) {
+        if (!large_has_canary(large_requests[i])) continue;
         expect_large_canary_overflow(large_requests[i], 1, THEN_FREE, "free");
         expect_large_canary_overflow(large_requests[i], 8, THEN_FREE, "free");
         expect_large_canary_overflow(large_requests[i], 1, THEN_REALLOC_GROW, "realloc");
@@ -163,14 +286,49 @@ static void test_large_overflow_caught_by_canary(void **state) {
     }
 }
 
-/* Without a large canary the first byte past the usable size is the
- * trailing guard page. */
-static void test_large_one_byte_overflow_faults(void **state) {
-    BW_SKIP_WHEN(LARGE_CANARY, "BW_CANARY=1 and BW_LARGE_RIGHT_ALIGN=0 (the canary is there)");
+/* A zero byte right after a large block's request: its canary's first
+ * byte, random per block (a block whose canary starts with zero, 1 in 256,
+ * is passed over as for small blocks). */
+static void test_large_nul_past_usable_size_is_reported(void **state) {
+    BW_SKIP_UNLESS(LARGE_CANARY);
+    char info[64];
     for (size_t i = 0; i < LARGE_REQUEST_COUNT; i++) {
+        if (!large_has_canary(large_requests[i])) continue;
+        char *spare[8];
+        size_t spares = 0;
+        char *block = malloc(large_requests[i]);
+        while (block && block[malloc_usable_size(block)] == 0 && spares < 8) {
+            spare[spares++] = block;
+            block = malloc(large_requests[i]);
+        }
+        assert_non_null(block);
+        size_t usable = malloc_usable_size(block);
+        struct overflow op = {block, usable, 1, THEN_FREE};
+        bw_expect_report(do_write_zero_then_free, &op, "heap overflow", block,
+                         bw_info_mapping(info, sizeof info, BW_TEST_LARGE_MAP_SIZE(usable)),
+                         "free");
+        free(block);
+        while (spares) free(spare[--spares]);
+    }
+}
+
+/* Without a large canary (fast; strict and fuzz, whose large blocks end at
+ * their guard; whole-page requests in every profile) the first byte past
+ * the usable size is the trailing guard page. */
+/* The first byte after a large block's region: the trailing guard page. */
+static char *region_end(const char *block, size_t usable) {
+    return (char *)(((uintptr_t)block + usable + BW_TEST_PAGE - 1) &
+                    ~(uintptr_t)(BW_TEST_PAGE - 1));
+}
+
+static void test_large_one_byte_overflow_faults(void **state) {
+    for (size_t i = 0; i < LARGE_REQUEST_COUNT; i++) {
+        if (large_has_canary(large_requests[i])) continue;
         char *block = malloc(large_requests[i]);
         assert_non_null(block);
-        char *end = block + malloc_usable_size(block);
+        /* BW_EXACT_SIZE: a request not a multiple of 16 is followed by a
+         * few bytes of pattern (checked at free, see below), then the guard. */
+        char *end = region_end(block, malloc_usable_size(block));
         struct overflow op = {block, (size_t)(end - block), 1, THEN_NOTHING};
         bw_expect_fault_in(do_overflow, &op, end, end + 1);
         free(block);
@@ -184,9 +342,8 @@ static void test_large_linear_overflow_faults_at_guard(void **state) {
         char *block = malloc(large_requests[i]);
         assert_non_null(block);
         size_t usable = malloc_usable_size(block);
-        char *guard = block + usable + BW_TEST_LARGE_CANARY_BYTES;
-        assert_true(((uintptr_t)guard & (BW_TEST_PAGE - 1)) == 0);
-        struct overflow op = {block, 0, usable + BW_TEST_LARGE_CANARY_BYTES + 64, THEN_NOTHING};
+        char *guard = region_end(block, usable + BW_TEST_LARGE_CANARY_FOR(usable));
+        struct overflow op = {block, 0, (size_t)(guard - block) + 64, THEN_NOTHING};
         bw_expect_fault_in(do_overflow, &op, guard, guard + BW_TEST_PAGE);
         free(block);
     }
@@ -206,8 +363,10 @@ static void test_large_grown_block_keeps_a_canary(void **state) {
         assert_non_null(block);
         size_t usable = malloc_usable_size(block);
         assert_true(usable >= growths[i][1]);
-        /* the canary's 8 bytes, then the trailing guard page */
-        size_t map_size = ((usable + 8 + BW_TEST_PAGE - 1) & ~(size_t)(BW_TEST_PAGE - 1)) +
+        /* Moved: room for half as much again, the canary's 8 bytes, then the
+         * trailing guard page. Kept in place: the mapping of the old block. */
+        size_t room = block == old ? growths[i][0] : growths[i][1] + growths[i][1] / 2;
+        size_t map_size = ((room + 8 + BW_TEST_PAGE - 1) & ~(size_t)(BW_TEST_PAGE - 1)) +
                           2 * (size_t)BW_TEST_PAGE;
         struct overflow op = {block, usable, 1, THEN_FREE};
         bw_expect_report(do_overflow, &op, "heap overflow", block,
@@ -228,6 +387,28 @@ static void test_large_right_aligned_overflow_by_one_faults(void **state) {
         assert_int_equal(malloc_usable_size(block), sizes[i]);
         struct overflow op = {block, sizes[i], 1, THEN_NOTHING};
         bw_expect_fault_in(do_overflow, &op, block + sizes[i], block + sizes[i] + 1);
+        free(block);
+    }
+}
+
+/* BW_EXACT_SIZE with right-aligned large blocks: a request that is not a
+ * multiple of 16 leaves up to 15 bytes before the guard, checked at free. */
+static void test_large_right_aligned_slack_overflow_is_reported(void **state) {
+    BW_SKIP_UNLESS(BW_LARGE_RIGHT_ALIGN);
+    BW_SKIP_UNLESS(BW_EXACT_SIZE);
+    char info[64];
+    static const size_t sizes[] = {BW_TEST_SMALL_MAX + 1, 20001, 100007, MiB + 1};
+    for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
+        char *block = malloc(sizes[i]);
+        assert_non_null(block);
+        assert_int_equal(malloc_usable_size(block), sizes[i]);
+        size_t offsets[] = {sizes[i], (size_t)(region_end(block, sizes[i]) - block) - 1};
+        for (size_t j = 0; j < 2; j++) {
+            struct overflow op = {block, offsets[j], 1, THEN_FREE};
+            bw_expect_report(do_overflow, &op, "heap overflow", block,
+                             bw_info_mapping(info, sizeof info, BW_TEST_LARGE_MAP_SIZE(sizes[i])),
+                             "free");
+        }
         free(block);
     }
 }
@@ -312,10 +493,16 @@ int main(void) {
         cmocka_unit_test(test_small_eight_byte_overflow_at_free),
         cmocka_unit_test(test_small_overflow_of_last_canary_byte),
         cmocka_unit_test(test_small_overflow_at_realloc_and_free_sized),
+        cmocka_unit_test(test_small_nul_past_usable_size_is_reported),
+        cmocka_unit_test(test_small_overflow_into_slack_is_reported),
+        cmocka_unit_test(test_string_copy_into_strlen_bytes_is_reported),
+        cmocka_unit_test(test_small_overflow_after_realloc_in_place),
         cmocka_unit_test(test_large_overflow_caught_by_canary),
+        cmocka_unit_test(test_large_nul_past_usable_size_is_reported),
         cmocka_unit_test(test_large_one_byte_overflow_faults),
         cmocka_unit_test(test_large_linear_overflow_faults_at_guard),
         cmocka_unit_test(test_large_right_aligned_overflow_by_one_faults),
+        cmocka_unit_test(test_large_right_aligned_slack_overflow_is_reported),
         cmocka_unit_test(test_large_grown_block_keeps_a_canary),
         cmocka_unit_test(test_large_underflow_faults),
         cmocka_unit_test(test_linear_overflow_across_slab_end_faults),

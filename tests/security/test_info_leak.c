@@ -2,11 +2,13 @@
  * next owner of the memory, nor a dangling pointer:
  *  - small blocks (BW_ZERO_ON_FREE): a block filled with a secret pattern
  *    and freed reads as zeros through the dangling pointer from the moment
- *    of the free (but the first 8 bytes, which the free list may use), and
- *    when malloc hands the same block out again (which the test makes sure
- *    happens) neither it nor any other block of the class handed out
- *    meanwhile holds any 8-byte word of the secret; for classes from 16
- *    bytes to the largest;
+ *    of the free, all of it (its first 8 bytes too, though the free list
+ *    uses them once the block leaves the quarantine: a pointer it held must
+ *    not be readable while it waits), and when malloc hands the same block
+ *    out again (which the test makes sure happens) neither it nor any other
+ *    block of the class handed out meanwhile holds any 8-byte word of the
+ *    secret; for classes from 16 bytes to the largest. The child makes the
+ *    block (a forked child never allocates from slabs it inherited);
  *  - large blocks (BW_LARGE_QUARANTINE: a freed mapping is discarded while
  *    in quarantine): when the mapping comes back from the quarantine and the
  *    cache to a new malloc of the same size, it holds none of the secret.
@@ -56,27 +58,32 @@ static bool holds_secret(const char *p, size_t n) {
 /* ------------------------------------------------------------ small */
 
 struct leak {
-    char *block;
+    char *block; /* large: made by the parent */
     size_t request;
 };
 
-/* In the child: free the secret, check the dangling view, empty the
- * quarantine and allocate the class until the block comes back; every block
- * handed out on the way is checked. Exit 3: secret seen; 4: the block never
- * came back. */
+/* In the child: make a block with a live neighbour in its slab (a released
+ * slab would be zeroed by the kernel, proving nothing about bulwark), fill
+ * it with the secret, free it, check the dangling view, empty the
+ * quarantine and allocate the class until the block comes back; every
+ * block handed out on the way is checked. Exit 3: secret seen; 4: the block
+ * never came back; 6: the dangling view was not all zero. */
 static void do_small_reuse(void *arg) {
     const struct leak *op = arg;
-    size_t usable = malloc_usable_size(op->block);
-    fill_secret(op->block, usable);
-    free(op->block);
-    if (!bw_check_zero((char *)bw_launder(op->block) + 8, usable - 8)) _exit(6);
+    void *pair[2];
+    bw_test_malloc_in_one_slab(op->request, 2, pair);
+    char *block = pair[1];
+    size_t usable = malloc_usable_size(block);
+    fill_secret(block, usable);
+    free(block);
+    if (!bw_check_zero(bw_launder(block), usable)) _exit(6);
     malloc_trim(0);
     size_t rounds = ((size_t)64 << 20) / BW_TEST_CLASS_FOR(op->request);
     for (size_t i = 0; i < rounds; i++) {
         char *p = malloc(op->request);
         if (!p) _exit(2);
         if (holds_secret(p, malloc_usable_size(p))) _exit(3);
-        if (p == op->block) return;
+        if (p == block) return;
     }
     _exit(4);
 }
@@ -86,16 +93,8 @@ static void test_small_freed_secret_never_handed_out(void **state) {
     static const size_t requests[] = {
         8, 64, 200, 1000, 4096, 10000, BW_TEST_SMALL_MAX - BW_TEST_CANARY_BYTES};
     for (size_t i = 0; i < sizeof requests / sizeof requests[0]; i++) {
-        /* An anchor keeps the slab live (a released slab would be zeroed by
-         * the kernel, proving nothing about bulwark). */
-        void *pair[2];
-        bw_test_malloc_in_one_slab(requests[i], 2, pair);
-        void *anchor = pair[0];
-        char *block = pair[1];
-        struct leak op = {block, requests[i]};
+        struct leak op = {NULL, requests[i]};
         bw_expect_no_report(do_small_reuse, &op);
-        free(block);
-        free(anchor);
     }
 }
 

@@ -1,19 +1,23 @@
 /* test_write_after_free.c — proves that a write into a freed block is
  * caught:
  *  - small blocks (BW_ZERO_ON_FREE + BW_WAF_CHECK_MAX): freed blocks are
- *    zeroed, and malloc checks the first BW_WAF_CHECK_MAX bytes of a block
- *    before handing it out again, so a stale write anywhere in that range
- *    (but the first 8 bytes, the free-list link, see
- *    test_free_list_corruption.c) is fatal when the block is reused, with
+ *    zeroed whole, and malloc checks the first BW_WAF_CHECK_MAX bytes of a
+ *    block before handing it out again, so a stale write anywhere in that
+ *    range is fatal when the block is reused, with
  *        bulwark: write after free of 0x<block> (<class>-byte class) in malloc
  *    and SIGABRT. Shown twice: with the quarantine emptied by malloc_trim(0)
  *    (the block is then on its slab's free list and the next mallocs of the
  *    class reach it), and under churn, where only further frees push the
- *    block out of the quarantine at a random moment; offsets from the first
- *    checked byte to the last byte of the block, and deep offsets that only
- *    strict and fuzz check (BW_WAF_CHECK_MAX = 16384);
+ *    block out of the quarantine at a random moment; offsets from byte 8 to
+ *    the last byte of the block, and deep offsets that only strict and fuzz
+ *    check (BW_WAF_CHECK_MAX = 16384);
+ *  - the first 8 bytes, where the free-list link goes once the block leaves
+ *    the quarantine: a write there while it waits is fatal when it leaves,
+ *    in the call that pushed it out (malloc_trim here);
  *  - large blocks (BW_LARGE_QUARANTINE): a write into a freed large block
- *    faults at once (SIGSEGV, no report). */
+ *    faults at once (SIGSEGV, no report).
+ * A forked child never allocates from the slabs it inherited, so each child
+ * makes its block itself and records its address for the report. */
 #include <malloc.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -34,9 +38,9 @@
 #define MiB ((size_t)1 << 20)
 
 struct stale_write {
-    char *block;
     size_t request;
     size_t offset;
+    char *block; /* large blocks: made by the parent (the large path has no sealing) */
 };
 
 /* Enough mallocs of the class to drain every slab of it this heap has
@@ -47,11 +51,22 @@ static size_t drain_mallocs(size_t request) {
     return count < 65536 ? count : 65536;
 }
 
+/* In the child: a block with a live neighbour in its slab (so the slab is
+ * never released and purged behind the test's back), recorded for the
+ * report. */
+static char *child_block(size_t request) {
+    void *pair[2];
+    bw_test_malloc_in_one_slab(request, 2, pair);
+    bw_test_record_address(pair[1]);
+    return pair[1];
+}
+
 static void do_write_after_free_then_flush(void *arg) {
     const struct stale_write *op = arg;
+    char *block = child_block(op->request);
     size_t drain = drain_mallocs(op->request);
-    free(op->block);
-    ((volatile char *)bw_launder(op->block))[op->offset] = 0x5a;
+    free(block);
+    ((volatile char *)bw_launder(block))[op->offset] = 0x5a;
     malloc_trim(0); /* empties the quarantine: the block is on a free list */
     for (size_t i = 0; i < drain; i++) {
         if (!malloc(op->request)) _exit(2);
@@ -71,14 +86,15 @@ static void do_write_after_free_then_flush(void *arg) {
 
 static void do_write_after_free_under_churn(void *arg) {
     const struct stale_write *op = arg;
+    char *block = child_block(op->request);
     void **fillers = malloc(CHURN_ROUNDS * sizeof *fillers);
     if (!fillers) _exit(2);
     for (size_t i = 0; i < CHURN_ROUNDS; i++) {
         fillers[i] = malloc(CHURN_FILLER_SIZE);
         if (!fillers[i]) _exit(2);
     }
-    free(op->block);
-    ((volatile char *)bw_launder(op->block))[op->offset] = 0x5a;
+    free(block);
+    ((volatile char *)bw_launder(block))[op->offset] = 0x5a;
     for (size_t i = 0; i < CHURN_ROUNDS; i++) {
         free(fillers[i]);
         if (!malloc(op->request)) _exit(2);
@@ -86,18 +102,14 @@ static void do_write_after_free_under_churn(void *arg) {
     _exit(4);
 }
 
-static void expect_write_after_free(size_t request, size_t offset, void (*body)(void *)) {
+static void expect_write_after_free(size_t request, size_t offset, void (*body)(void *),
+                                    const char *function) {
     char info[64];
-    void *pair[2];
-    bw_test_malloc_in_one_slab(request, 2, pair);
-    void *anchor = pair[0];
-    char *block = pair[1];
-    assert_true(offset < malloc_usable_size(block) + BW_TEST_CANARY_BYTES);
-    struct stale_write op = {block, request, offset};
-    bw_expect_report(body, &op, "write after free", block,
-                     bw_info_class(info, sizeof info, BW_TEST_CLASS_FOR(request)), "malloc");
-    free(block);
-    free(anchor);
+    assert_true(offset < BW_TEST_CLASS_FOR(request));
+    struct stale_write op = {request, offset, NULL};
+    bw_expect_report_recorded(body, &op, "write after free",
+                              bw_info_class(info, sizeof info, BW_TEST_CLASS_FOR(request)),
+                              function);
 }
 
 /* The checked range of a block of this class: [8, min(class, max)). */
@@ -114,9 +126,9 @@ static void test_small_write_after_free_detected_at_reuse(void **state) {
         1, 40, 64, 200, 1000, 4096, BW_TEST_SMALL_MAX - BW_TEST_CANARY_BYTES};
     for (size_t i = 0; i < sizeof requests / sizeof requests[0]; i++) {
         size_t end = checked_end(requests[i]);
-        expect_write_after_free(requests[i], 8, do_write_after_free_then_flush);
-        expect_write_after_free(requests[i], end / 2, do_write_after_free_then_flush);
-        expect_write_after_free(requests[i], end - 1, do_write_after_free_then_flush);
+        expect_write_after_free(requests[i], 8, do_write_after_free_then_flush, "malloc");
+        expect_write_after_free(requests[i], end / 2, do_write_after_free_then_flush, "malloc");
+        expect_write_after_free(requests[i], end - 1, do_write_after_free_then_flush, "malloc");
     }
 }
 
@@ -127,14 +139,26 @@ static void test_small_write_after_free_into_canary_room(void **state) {
     BW_SKIP_UNLESS(BW_CANARY);
     size_t request = 64 - BW_TEST_CANARY_BYTES; /* a 64-byte class */
     BW_SKIP_WHEN(BW_WAF_CHECK_MAX < 64, "BW_WAF_CHECK_MAX=%d < 64", BW_WAF_CHECK_MAX);
-    expect_write_after_free(request, 63, do_write_after_free_then_flush);
+    expect_write_after_free(request, 63, do_write_after_free_then_flush, "malloc");
+}
+
+/* Bytes 0-7 are where the link goes when the block leaves the quarantine:
+ * the release checks them (a write there used to vanish under the link). */
+static void test_small_write_after_free_into_first_word(void **state) {
+    BW_SKIP_UNLESS(BW_ZERO_ON_FREE);
+    BW_SKIP_UNLESS(BW_QUARANTINE_SLOTS);
+    static const size_t requests[] = {1, 64, 1000, BW_TEST_SMALL_MAX - BW_TEST_CANARY_BYTES};
+    for (size_t i = 0; i < sizeof requests / sizeof requests[0]; i++) {
+        expect_write_after_free(requests[i], 0, do_write_after_free_then_flush, "malloc_trim");
+        expect_write_after_free(requests[i], 7, do_write_after_free_then_flush, "malloc_trim");
+    }
 }
 
 static void test_small_write_after_free_detected_under_churn(void **state) {
     BW_SKIP_UNLESS(BW_ZERO_ON_FREE);
     BW_SKIP_UNLESS(BW_WAF_CHECK_MAX);
-    expect_write_after_free(48, 24, do_write_after_free_under_churn);
-    expect_write_after_free(100, 100, do_write_after_free_under_churn);
+    expect_write_after_free(48, 24, do_write_after_free_under_churn, "malloc");
+    expect_write_after_free(100, 100, do_write_after_free_under_churn, "malloc");
 }
 
 /* Beyond 256 bytes only a whole-block check sees the write. */
@@ -142,9 +166,9 @@ static void test_small_write_after_free_deep_in_block(void **state) {
     BW_SKIP_UNLESS(BW_ZERO_ON_FREE);
     BW_SKIP_WHEN(BW_WAF_CHECK_MAX < BW_TEST_SMALL_MAX,
                  "BW_WAF_CHECK_MAX=%d checks less than a whole block", BW_WAF_CHECK_MAX);
-    expect_write_after_free(4096, 4000, do_write_after_free_then_flush);
+    expect_write_after_free(4096, 4000, do_write_after_free_then_flush, "malloc");
     expect_write_after_free(BW_TEST_SMALL_MAX - BW_TEST_CANARY_BYTES, BW_TEST_SMALL_MAX - 1,
-                            do_write_after_free_then_flush);
+                            do_write_after_free_then_flush, "malloc");
 }
 
 /* ------------------------------------------------------------ large */
@@ -163,7 +187,7 @@ static void test_large_write_after_free_faults(void **state) {
         assert_non_null(block);
         size_t offsets[] = {0, sizes[i] / 2, sizes[i] - 1};
         for (size_t j = 0; j < 3; j++) {
-            struct stale_write op = {block, sizes[i], offsets[j]};
+            struct stale_write op = {sizes[i], offsets[j], block};
             char *page = (char *)((uintptr_t)(block + offsets[j]) & ~(uintptr_t)(BW_TEST_PAGE - 1));
             bw_expect_fault_in(do_large_write_after_free, &op, page, page + BW_TEST_PAGE);
         }
@@ -186,6 +210,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_small_write_after_free_detected_at_reuse),
         cmocka_unit_test(test_small_write_after_free_into_canary_room),
+        cmocka_unit_test(test_small_write_after_free_into_first_word),
         cmocka_unit_test(test_small_write_after_free_detected_under_churn),
         cmocka_unit_test(test_small_write_after_free_deep_in_block),
         cmocka_unit_test(test_large_write_after_free_faults),

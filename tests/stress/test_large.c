@@ -271,11 +271,15 @@ static void *guard_case_alloc(const guard_case_t *c) {
 /* The byte the child writes: just past the page-rounded end of the usable
  * block, or just before the page the block starts in. Rounding the start
  * down keeps the test meaningful if a profile right-aligns large blocks. */
-static volatile unsigned char *guard_target(void *p, guard_side_t side) {
+static volatile unsigned char *guard_target(void *p, const guard_case_t *c, guard_side_t side) {
     uintptr_t start = (uintptr_t)p;
     if (side == WRITE_BEFORE_START)
         return (volatile unsigned char *)bw_launder((void *)((start & ~(PAGE - 1)) - 1));
     uintptr_t end = start + malloc_usable_size(p);
+    /* BW_EXACT_SIZE: the usable size is the request; a block realloc grew
+     * has room to grow in place by half again, then its canary. */
+    if (BW_EXACT_SIZE && c->realloc_from && c->size > c->realloc_from)
+        end = start + c->size + c->size / 2 + 8;
     return (volatile unsigned char *)bw_launder((void *)((end + PAGE - 1) & ~(PAGE - 1)));
 }
 
@@ -291,7 +295,7 @@ static __attribute__((noreturn)) void guard_child(const guard_case_t *c, void *i
     void *p = inherited ? inherited : guard_case_alloc(c);
     if (p == NULL) _exit(2);
     memset(p, 0x5A, c->size); /* the block itself is writable up to its end */
-    *guard_target(p, side) = 0x41;
+    *guard_target(p, c, side) = 0x41;
     _exit(0); /* survived: no guard page */
 }
 

@@ -53,7 +53,7 @@ static void test_abandon_then_adopt(void **state) {
     assert_null(atomic_load(&slab->owner));
     for (int i = 0; i < LEFT; i++) /* remote frees into abandoned slabs */
         free(left_behind[i]);
-    bw_quarantine_flush(bw_tls_heap); /* let the quarantined frees reach the slabs */
+    bw_quarantine_flush(bw_tls_heap, "test"); /* let the quarantined frees reach the slabs */
     void *fresh = NULL;
     pthread_create(&t, NULL, allocate_same_class, &fresh);
     pthread_join(t, NULL);
