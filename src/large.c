@@ -111,6 +111,16 @@ static bw_large_cached_t bw_cache[BW_LARGE_CACHE_ENTRIES];
 static size_t bw_cache_count;
 static size_t bw_cache_bytes;
 
+/* The counters bw_large_stats reports (bw_table_count, bw_large_in_use_bytes,
+ * bw_cache_bytes) change only under bw_large_lock but are read without it:
+ * statistics may be taken from a signal handler that interrupted the lock's
+ * holder. A relaxed atomic store of the new value (a plain store on x86)
+ * lets such a reader see each counter whole; the lock holder's own plain
+ * read is ordered by the lock. */
+static void bw_counter_set(size_t *counter, size_t value) {
+    __atomic_store_n(counter, value, __ATOMIC_RELAXED);
+}
+
 static size_t bw_page_round(size_t size) {
     return (size + BW_PAGE_SIZE - 1) & ~(size_t)(BW_PAGE_SIZE - 1);
 }
@@ -186,7 +196,7 @@ static void bw_table_erase(bw_large_entry_t *slot) {
         }
     }
     bw_table[hole].user = 0;
-    bw_table_count--;
+    bw_counter_set(&bw_table_count, bw_table_count - 1);
 }
 
 /* ---------------------------------------------------------------- mappings */
@@ -236,7 +246,7 @@ static bool bw_cache_take(size_t user_bytes, size_t alignment, bw_large_entry_t 
     out->map_size = bw_cache[best].map_size;
     out->user = out->map_base + BW_PAGE_SIZE;
     *zeroed = bw_cache[best].zeroed;
-    bw_cache_bytes -= out->map_size;
+    bw_counter_set(&bw_cache_bytes, bw_cache_bytes - out->map_size);
     bw_cache[best] = bw_cache[--bw_cache_count];
     return true;
 }
@@ -299,8 +309,8 @@ static void *bw_large_alloc_room(size_t size, size_t capacity, size_t alignment,
         return NULL;
     }
     bw_table_put(bw_table, bw_table_capacity, &entry);
-    bw_table_count++;
-    bw_large_in_use_bytes += entry.map_size;
+    bw_counter_set(&bw_table_count, bw_table_count + 1);
+    bw_counter_set(&bw_large_in_use_bytes, bw_large_in_use_bytes + entry.map_size);
     bw_unlock(&bw_large_lock);
 
     return (void *)entry.user;
@@ -367,7 +377,7 @@ bool bw_large_free(void *ptr, size_t size, size_t alignment, const char *functio
         bw_fatal("heap overflow", ptr, BW_INFO_MAPPING, entry.map_size, function);
     }
     bw_table_erase(slot);
-    bw_large_in_use_bytes -= entry.map_size;
+    bw_counter_set(&bw_large_in_use_bytes, bw_large_in_use_bytes - entry.map_size);
     bw_freed_history[bw_freed_history_next] = user;
     bw_freed_history_next = (bw_freed_history_next + 1) % BW_LARGE_FREED_HISTORY;
 
@@ -413,7 +423,7 @@ bool bw_large_free(void *ptr, size_t size, size_t alignment, const char *functio
                 if (bw_cache[i].freed_at_ms < bw_cache[oldest].freed_at_ms) oldest = i;
             if (bw_cache_count) {
                 evicted = bw_cache[oldest];
-                bw_cache_bytes -= evicted.map_size;
+                bw_counter_set(&bw_cache_bytes, bw_cache_bytes - evicted.map_size);
                 bw_cache[oldest] = bw_cache[--bw_cache_count];
             }
         }
@@ -421,7 +431,7 @@ bool bw_large_free(void *ptr, size_t size, size_t alignment, const char *functio
             bw_cache_bytes + entry.map_size <= BW_LARGE_CACHE_BYTES) {
             bw_cache[bw_cache_count++] =
                 (bw_large_cached_t){entry.map_base, entry.map_size, bw_os_now_ms(), zeroed};
-            bw_cache_bytes += entry.map_size;
+            bw_counter_set(&bw_cache_bytes, bw_cache_bytes + entry.map_size);
             cached = true;
         }
     }
@@ -473,7 +483,7 @@ size_t bw_large_trim(void) {
     count = bw_cache_count;
     memcpy(victims, bw_cache, count * sizeof victims[0]);
     bw_cache_count = 0;
-    bw_cache_bytes = 0;
+    bw_counter_set(&bw_cache_bytes, 0);
     bw_unlock(&bw_large_lock);
     for (size_t i = 0; i < count; i++) {
         bw_os_release((void *)victims[i].map_base, victims[i].map_size);
@@ -482,12 +492,12 @@ size_t bw_large_trim(void) {
     return bytes;
 }
 
+/* Takes no lock (async-signal safe): each counter is read whole, the three
+ * together may be from moments a free or malloc apart. */
 void bw_large_stats(size_t *in_use, size_t *cached, size_t *count) {
-    bw_lock(&bw_large_lock);
-    *in_use = bw_large_in_use_bytes;
-    *cached = bw_cache_bytes;
-    *count = bw_table_count;
-    bw_unlock(&bw_large_lock);
+    *in_use = __atomic_load_n(&bw_large_in_use_bytes, __ATOMIC_RELAXED);
+    *cached = __atomic_load_n(&bw_cache_bytes, __ATOMIC_RELAXED);
+    *count = __atomic_load_n(&bw_table_count, __ATOMIC_RELAXED);
 }
 
 void bw_large_fork_prepare(void) {

@@ -114,7 +114,7 @@ static bw_segment_t *bw_segment_carve(unsigned node) {
         bw_unlock(&bw_arena_lock);
         return NULL;
     }
-    bw_segments_carved = index + 1;
+    __atomic_store_n(&bw_segments_carved, index + 1, __ATOMIC_RELAXED); /* stats read it */
     /* Descriptors of the new segment read as zero (fresh commit): a free
      * into it before it is formatted is an invalid free, never a crash. */
     __atomic_store_n(&bw_layout.arena_size, (uintptr_t)(index + 1) << BW_SEGMENT_SHIFT,
@@ -282,8 +282,9 @@ size_t bw_segments_purge(bool force) {
     return purged;
 }
 
+/* Read without the arena lock (statistics, maybe from a signal handler). */
 size_t bw_segments_in_use(void) {
-    return bw_segments_carved;
+    return __atomic_load_n(&bw_segments_carved, __ATOMIC_RELAXED);
 }
 
 void bw_segments_fork_prepare(void) {
