@@ -79,7 +79,9 @@ $(AR_LIB): $(OBJS)
 # tests/{unit,api,stress}/test_*.c are cmocka programs linked statically with
 # libbulwark.a (so they also reach internal bw__ functions); every one is
 # also run again dynamically under LD_PRELOAD by tests/run.sh when it is
-# listed in tests/preload.list. tests/programs/*.sh run real programs.
+# listed in tests/preload.list. tests/programs/*.sh run real programs;
+# tests/stress/*.sh run stress tests again under conditions of their own
+# (mlockall, through a preloaded tests/*/shim_*.c).
 TEST_SRCS := $(wildcard tests/unit/test_*.c tests/api/test_*.c tests/stress/test_*.c tests/security/test_*.c)
 TEST_BINS := $(patsubst tests/%.c,$(BUILD)/tests/%,$(TEST_SRCS))
 TEST_DYN  := $(patsubst tests/%.c,$(BUILD)/tests/%.dyn,$(wildcard tests/api/test_*.c tests/stress/test_*.c))
@@ -89,6 +91,9 @@ TEST_LIBS := -lcmocka $(LIBS) -lstdc++ -lm
 TEST_LIB_SRCS := $(wildcard tests/lib/*.c)
 PROGRAM_SRCS := $(wildcard tests/programs/*.c tests/programs/*.cc)
 PROGRAM_BINS := $(patsubst tests/programs/%,$(BUILD)/tests/programs/%.bin,$(PROGRAM_SRCS))
+# Objects a test script preloads next to libbulwark.so (tests/*/shim_*.c).
+SHIM_SRCS := $(wildcard tests/*/shim_*.c)
+SHIM_LIBS := $(patsubst tests/%.c,$(BUILD)/tests/%.so,$(SHIM_SRCS))
 
 $(BUILD)/tests/%: tests/%.c $(AR_LIB) $(TEST_LIB_SRCS) $(wildcard tests/lib/*.h)
 	@mkdir -p $(dir $@)
@@ -101,6 +106,10 @@ $(BUILD)/tests/%.dyn: tests/%.c $(SO) $(TEST_LIB_SRCS) $(wildcard tests/lib/*.h)
 	$(CC) $(TEST_CFLAGS) -DBW_TEST_PRELOAD $< $(TEST_LIB_SRCS) -o $@ \
 	  -L$(BUILD) -lbulwark -Wl,-rpath,$(abspath $(BUILD)) $(TEST_LIBS)
 
+$(BUILD)/tests/%.so: tests/%.c
+	@mkdir -p $(dir $@)
+	$(CC) -std=gnu11 -O2 -g -Wall -Wextra -Werror -D_GNU_SOURCE -shared -fPIC $< -o $@
+
 $(BUILD)/tests/programs/%.c.bin: tests/programs/%.c
 	@mkdir -p $(dir $@)
 	$(CC) -std=gnu11 -O2 -g -Wall -Wextra -Werror -D_GNU_SOURCE $< -o $@ -lpthread
@@ -109,7 +118,7 @@ $(BUILD)/tests/programs/%.cc.bin: tests/programs/%.cc
 	@mkdir -p $(dir $@)
 	$(CXX) -std=c++17 -O2 -g -Wall -Wextra -Werror $< -o $@ -lpthread
 
-tests: all $(TEST_BINS) $(TEST_DYN) $(PROGRAM_BINS)
+tests: all $(TEST_BINS) $(TEST_DYN) $(PROGRAM_BINS) $(SHIM_LIBS)
 
 # `make check` runs the whole suite once per profile in policy/ (a test of a
 # mechanism the profile turns off reports itself skipped, naming the knob;
@@ -135,7 +144,7 @@ check:
 endif
 
 check-one: tests
-	@BULWARK_BUILD=$(BUILD) BULWARK_PROFILE=$(PROFILE) sh tests/run.sh $(TEST_BINS) $(TEST_DYN) $(wildcard tests/programs/*.sh tests/perf/*.sh tests/vm/*.sh)
+	@BULWARK_BUILD=$(BUILD) BULWARK_PROFILE=$(PROFILE) sh tests/run.sh $(TEST_BINS) $(TEST_DYN) $(wildcard tests/stress/*.sh tests/programs/*.sh tests/perf/*.sh tests/vm/*.sh)
 
 # ---------------------------------------------------------------- run
 run: all $(BUILD)/tests/programs/demo.c.bin

@@ -29,7 +29,7 @@ typedef struct {
     uintptr_t map_base;
     size_t map_size;
     uint64_t freed_at_ms;
-    bool zeroed; /* contents known to be zero (came out of quarantine) */
+    bool zeroed; /* contents known to be zero (came out of quarantine, pages not locked) */
 } bw_large_cached_t;
 
 /* Freed mappings made inaccessible, oldest first (invariant 4). */
@@ -297,8 +297,14 @@ static void *bw_large_alloc_room(size_t size, size_t capacity, size_t alignment,
         return NULL;
     }
 #endif
-    if (zero && !zeroed)
-        memset((void *)entry.user, 0, entry.map_base + entry.map_size - BW_PAGE_SIZE - entry.user);
+    /* calloc needs zeros. The hardened profiles never hand out a freed
+     * block's bytes (their cached mappings all came out of the quarantine):
+     * a parked mapping of locked memory keeps them (bw_os_unguard could not
+     * discard its pages), so it is cleared from the block's first page. */
+    if (!zeroed && (zero || BW_LARGE_QUARANTINE)) {
+        uintptr_t from = entry.user & ~(uintptr_t)(BW_PAGE_SIZE - 1);
+        memset((void *)from, 0, bw_large_region_end(&entry) - from);
+    }
     bw_large_canary_write(&entry);
 
     bw_lock(&bw_large_lock);
@@ -384,7 +390,8 @@ bool bw_large_free(void *ptr, size_t size, size_t alignment, const char *functio
     bool zeroed = false;
 #if BW_LARGE_QUARANTINE
     /* Make the freed block inaccessible and park it; the oldest parked
-     * mapping comes back (guards removed, contents zero) into the cache. */
+     * mapping comes back (guards removed, contents zero unless the pages
+     * are locked) into the cache. */
     bw_unlock(&bw_large_lock);
     if (!bw_os_guard((void *)(entry.map_base + BW_PAGE_SIZE), entry.map_size - 2 * BW_PAGE_SIZE)) {
         bw_os_release((void *)entry.map_base, entry.map_size);
@@ -401,15 +408,16 @@ bool bw_large_free(void *ptr, size_t size, size_t alignment, const char *functio
         bw_fifo_count++;
     bw_unlock(&bw_large_lock);
     if (!have_oldest) return true;
-    if (!bw_os_unguard((void *)(from_fifo.map_base + BW_PAGE_SIZE),
-                       from_fifo.map_size - 2 * BW_PAGE_SIZE)) {
+    bw_unguard_t back = bw_os_unguard((void *)(from_fifo.map_base + BW_PAGE_SIZE),
+                                      from_fifo.map_size - 2 * BW_PAGE_SIZE);
+    if (back == BW_UNGUARD_FAILED) {
         bw_os_release((void *)from_fifo.map_base, from_fifo.map_size);
         return true;
     }
     entry.map_base = from_fifo.map_base;
     entry.map_size = from_fifo.map_size;
     entry.user = from_fifo.map_base + BW_PAGE_SIZE;
-    zeroed = true;
+    zeroed = back == BW_UNGUARD_ZERO;
     bw_lock(&bw_large_lock);
 #endif
     /* Cache the mapping; evict the oldest entry if the cache is full. */
