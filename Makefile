@@ -79,7 +79,9 @@ $(AR_LIB): $(OBJS)
 # tests/{unit,api,stress}/test_*.c are cmocka programs linked statically with
 # libbulwark.a (so they also reach internal bw__ functions); every one is
 # also run again dynamically under LD_PRELOAD by tests/run.sh when it is
-# listed in tests/preload.list. tests/programs/*.sh run real programs.
+# listed in tests/preload.list. tests/programs/*.sh run real programs;
+# tests/stress/*.sh run stress tests again under conditions of their own
+# (mlockall, through a preloaded tests/*/shim_*.c).
 TEST_SRCS := $(wildcard tests/unit/test_*.c tests/api/test_*.c tests/stress/test_*.c tests/security/test_*.c)
 TEST_BINS := $(patsubst tests/%.c,$(BUILD)/tests/%,$(TEST_SRCS))
 TEST_DYN  := $(patsubst tests/%.c,$(BUILD)/tests/%.dyn,$(wildcard tests/api/test_*.c tests/stress/test_*.c))
@@ -89,6 +91,9 @@ TEST_LIBS := -lcmocka $(LIBS) -lstdc++ -lm
 TEST_LIB_SRCS := $(wildcard tests/lib/*.c)
 PROGRAM_SRCS := $(wildcard tests/programs/*.c tests/programs/*.cc)
 PROGRAM_BINS := $(patsubst tests/programs/%,$(BUILD)/tests/programs/%.bin,$(PROGRAM_SRCS))
+# Objects a test script preloads next to libbulwark.so (tests/*/shim_*.c).
+SHIM_SRCS := $(wildcard tests/*/shim_*.c)
+SHIM_LIBS := $(patsubst tests/%.c,$(BUILD)/tests/%.so,$(SHIM_SRCS))
 
 $(BUILD)/tests/%: tests/%.c $(AR_LIB) $(TEST_LIB_SRCS) $(wildcard tests/lib/*.h)
 	@mkdir -p $(dir $@)
@@ -100,6 +105,10 @@ $(BUILD)/tests/%.dyn: tests/%.c $(SO) $(TEST_LIB_SRCS) $(wildcard tests/lib/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(TEST_CFLAGS) -DBW_TEST_PRELOAD $< $(TEST_LIB_SRCS) -o $@ \
 	  -L$(BUILD) -lbulwark -Wl,-rpath,$(abspath $(BUILD)) $(TEST_LIBS)
+
+$(BUILD)/tests/%.so: tests/%.c
+	@mkdir -p $(dir $@)
+	$(CC) -std=gnu11 -O2 -g -Wall -Wextra -Werror -D_GNU_SOURCE -shared -fPIC $< -o $@
 
 $(BUILD)/tests/programs/%.c.bin: tests/programs/%.c
 	@mkdir -p $(dir $@)
@@ -126,7 +135,7 @@ $(BUILD)/tests/stress/arena_exhaustion: tests/stress/arena_exhaustion.c $(TEST_L
 	@mkdir -p $(dir $@)
 	$(CC) $(TEST_CFLAGS) $< $(TEST_LIB_SRCS) -o $@ -lcmocka -lpthread
 
-tests: all $(TEST_BINS) $(TEST_DYN) $(PROGRAM_BINS) $(SMALL_ARENA)/libbulwark.so \
+tests: all $(TEST_BINS) $(TEST_DYN) $(PROGRAM_BINS) $(SHIM_LIBS) $(SMALL_ARENA)/libbulwark.so \
        $(BUILD)/tests/stress/arena_exhaustion
 
 # `make check` runs the whole suite once per profile in policy/ (a test of a

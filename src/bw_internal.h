@@ -415,10 +415,17 @@ bool bw_os_commit(void *addr, size_t size);
 bool bw_os_commit_meta(void *addr, size_t size);
 bool bw_os_protect_meta(void *addr, size_t size);
 void bw_os_meta_key_init(void);
-void bw_os_decommit(void *addr, size_t size);
+bool bw_os_decommit(void *addr, size_t size);
 void bw_os_release(void *addr, size_t size);
 bool bw_os_guard(void *addr, size_t size);
-bool bw_os_unguard(void *addr, size_t size);
+/* What bw_os_unguard left: locked pages cannot be discarded, so a range
+ * guarded by mprotect may come back with its old contents. */
+typedef enum {
+    BW_UNGUARD_FAILED, /* out of memory or mappings: still guarded */
+    BW_UNGUARD_ZERO,   /* accessible, reads as zeros */
+    BW_UNGUARD_STALE   /* accessible, may hold what it held when it was guarded */
+} bw_unguard_t;
+bw_unguard_t bw_os_unguard(void *addr, size_t size);
 void *bw_os_map(size_t size);
 void bw_os_bind_node(void *addr, size_t size, unsigned node);
 uint64_t bw_os_now_ms(void);

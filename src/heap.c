@@ -37,12 +37,12 @@ static char *bw_heap_region;       /* reservation start */
 static size_t bw_heap_region_used; /* bytes handed out */
 static size_t bw_heap_region_committed;
 static bw_heap_t *bw_heap_free_list;
-static size_t bw_heaps_live;
+static size_t bw_heaps_live; /* changed under the pool lock, read without (bw_heap_stats) */
 
 /* Abandoned slabs per class: LIFO stacks under one lock (slow path only). */
 static bw_lock_t bw_abandoned_lock;
 static bw_slab_t *bw_abandoned[BW_CLASS_COUNT];
-static size_t bw_abandoned_count;
+static size_t bw_abandoned_count; /* changed under the lock, read without (bw_heap_stats) */
 
 static uint64_t bw_heaps_created; /* stream number for each heap's RNG */
 
@@ -78,7 +78,7 @@ static bw_heap_t *bw_heap_pool_take(void) {
         atomic_store(&heap->remote_slabs, NULL);
     }
     if (heap) {
-        bw_heaps_live++;
+        __atomic_store_n(&bw_heaps_live, bw_heaps_live + 1, __ATOMIC_RELAXED);
         heap->rng.stream = bw_heaps_created++;
     }
     bw_unlock(&bw_heap_pool_lock);
@@ -89,7 +89,7 @@ static void bw_heap_pool_give(bw_heap_t *heap) {
     bw_lock(&bw_heap_pool_lock);
     heap->next_free = bw_heap_free_list;
     bw_heap_free_list = heap;
-    bw_heaps_live--;
+    __atomic_store_n(&bw_heaps_live, bw_heaps_live - 1, __ATOMIC_RELAXED);
     bw_unlock(&bw_heap_pool_lock);
 }
 
@@ -343,7 +343,7 @@ static void bw_abandoned_push(bw_slab_t *slab) {
     slab->next = bw_abandoned[slab->size_class];
     slab->prev = NULL;
     bw_abandoned[slab->size_class] = slab;
-    bw_abandoned_count++;
+    __atomic_store_n(&bw_abandoned_count, bw_abandoned_count + 1, __ATOMIC_RELAXED);
     bw_unlock(&bw_abandoned_lock);
 }
 
@@ -355,7 +355,7 @@ static bw_slab_t *bw_abandoned_pop(unsigned size_class) {
     if (slab) {
         bw_abandoned[size_class] = slab->next;
         slab->next = NULL;
-        bw_abandoned_count--;
+        __atomic_store_n(&bw_abandoned_count, bw_abandoned_count - 1, __ATOMIC_RELAXED);
     }
     bw_unlock(&bw_abandoned_lock);
     return slab;
@@ -773,9 +773,11 @@ size_t bw_heap_trim_current(void) {
     return released + bw_abandoned_sweep((size_t)-1);
 }
 
+/* Takes no lock (statistics may come from a signal handler that
+ * interrupted the lock's holder): relaxed loads of counters stored whole. */
 void bw_heap_stats(size_t *heaps_live, size_t *abandoned) {
-    *heaps_live = bw_heaps_live;
-    *abandoned = bw_abandoned_count;
+    *heaps_live = __atomic_load_n(&bw_heaps_live, __ATOMIC_RELAXED);
+    *abandoned = __atomic_load_n(&bw_abandoned_count, __ATOMIC_RELAXED);
 }
 
 void bw_heaps_fork_prepare(void) {

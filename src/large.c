@@ -30,7 +30,7 @@ typedef struct {
     uintptr_t map_base;
     size_t map_size;
     uint64_t freed_at_ms;
-    bool zeroed; /* contents known to be zero (came out of quarantine) */
+    bool zeroed; /* contents known to be zero (came out of quarantine, pages not locked) */
 } bw_large_cached_t;
 
 /* Freed mappings made inaccessible, oldest first (invariant 4). */
@@ -145,6 +145,16 @@ static bw_large_cached_t bw_cache[BW_LARGE_CACHE_ENTRIES];
 static size_t bw_cache_count;
 static size_t bw_cache_bytes;
 
+/* The counters bw_large_stats reports (bw_table_count, bw_large_in_use_bytes,
+ * bw_cache_bytes) change only under bw_large_lock but are read without it:
+ * statistics may be taken from a signal handler that interrupted the lock's
+ * holder. A relaxed atomic store of the new value (a plain store on x86)
+ * lets such a reader see each counter whole; the lock holder's own plain
+ * read is ordered by the lock. */
+static void bw_counter_set(size_t *counter, size_t value) {
+    __atomic_store_n(counter, value, __ATOMIC_RELAXED);
+}
+
 static size_t bw_page_round(size_t size) {
     return (size + BW_PAGE_SIZE - 1) & ~(size_t)(BW_PAGE_SIZE - 1);
 }
@@ -220,7 +230,7 @@ static void bw_table_erase(bw_large_entry_t *slot) {
         }
     }
     bw_table[hole].user = 0;
-    bw_table_count--;
+    bw_counter_set(&bw_table_count, bw_table_count - 1);
 }
 
 /* ---------------------------------------------------------------- mappings */
@@ -270,7 +280,7 @@ static bool bw_cache_take(size_t user_bytes, size_t alignment, bw_large_entry_t 
     out->map_size = bw_cache[best].map_size;
     out->user = out->map_base + BW_PAGE_SIZE;
     *zeroed = bw_cache[best].zeroed;
-    bw_cache_bytes -= out->map_size;
+    bw_counter_set(&bw_cache_bytes, bw_cache_bytes - out->map_size);
     bw_cache[best] = bw_cache[--bw_cache_count];
     return true;
 }
@@ -335,8 +345,14 @@ static void *bw_large_alloc_room(size_t size, size_t capacity, size_t alignment,
         return NULL;
     }
 #endif
-    if (zero && !zeroed)
-        memset((void *)entry.user, 0, entry.map_base + entry.map_size - BW_PAGE_SIZE - entry.user);
+    /* calloc needs zeros. The hardened profiles never hand out a freed
+     * block's bytes (their cached mappings all came out of the quarantine):
+     * a parked mapping of locked memory keeps them (bw_os_unguard could not
+     * discard its pages), so it is cleared from the block's first page. */
+    if (!zeroed && (zero || BW_LARGE_QUARANTINE)) {
+        uintptr_t from = entry.user & ~(uintptr_t)(BW_PAGE_SIZE - 1);
+        memset((void *)from, 0, bw_large_region_end(&entry) - from);
+    }
     entry.canary = BW_CANARY ? bw_large_random() : 0;
     bw_large_canary_write(&entry);
 
@@ -348,8 +364,8 @@ static void *bw_large_alloc_room(size_t size, size_t capacity, size_t alignment,
         return NULL;
     }
     bw_table_put(bw_table, bw_table_capacity, &entry);
-    bw_table_count++;
-    bw_large_in_use_bytes += entry.map_size;
+    bw_counter_set(&bw_table_count, bw_table_count + 1);
+    bw_counter_set(&bw_large_in_use_bytes, bw_large_in_use_bytes + entry.map_size);
     bw_unlock(&bw_large_lock);
 
     return (void *)entry.user;
@@ -416,14 +432,15 @@ bool bw_large_free(void *ptr, size_t size, size_t alignment, const char *functio
         bw_fatal("heap overflow", ptr, BW_INFO_MAPPING, entry.map_size, function);
     }
     bw_table_erase(slot);
-    bw_large_in_use_bytes -= entry.map_size;
+    bw_counter_set(&bw_large_in_use_bytes, bw_large_in_use_bytes - entry.map_size);
     bw_freed_history[bw_freed_history_next] = user;
     bw_freed_history_next = (bw_freed_history_next + 1) % BW_LARGE_FREED_HISTORY;
 
     bool zeroed = false;
 #if BW_LARGE_QUARANTINE
     /* Make the freed block inaccessible and park it; the oldest parked
-     * mapping comes back (guards removed, contents zero) into the cache. */
+     * mapping comes back (guards removed, contents zero unless the pages
+     * are locked) into the cache. */
     bw_unlock(&bw_large_lock);
     if (!bw_os_guard((void *)(entry.map_base + BW_PAGE_SIZE), entry.map_size - 2 * BW_PAGE_SIZE)) {
         bw_os_release((void *)entry.map_base, entry.map_size);
@@ -440,15 +457,16 @@ bool bw_large_free(void *ptr, size_t size, size_t alignment, const char *functio
         bw_fifo_count++;
     bw_unlock(&bw_large_lock);
     if (!have_oldest) return true;
-    if (!bw_os_unguard((void *)(from_fifo.map_base + BW_PAGE_SIZE),
-                       from_fifo.map_size - 2 * BW_PAGE_SIZE)) {
+    bw_unguard_t back = bw_os_unguard((void *)(from_fifo.map_base + BW_PAGE_SIZE),
+                                      from_fifo.map_size - 2 * BW_PAGE_SIZE);
+    if (back == BW_UNGUARD_FAILED) {
         bw_os_release((void *)from_fifo.map_base, from_fifo.map_size);
         return true;
     }
     entry.map_base = from_fifo.map_base;
     entry.map_size = from_fifo.map_size;
     entry.user = from_fifo.map_base + BW_PAGE_SIZE;
-    zeroed = true;
+    zeroed = back == BW_UNGUARD_ZERO;
     bw_lock(&bw_large_lock);
 #endif
     /* Cache the mapping; evict the oldest entry if the cache is full. */
@@ -462,7 +480,7 @@ bool bw_large_free(void *ptr, size_t size, size_t alignment, const char *functio
                 if (bw_cache[i].freed_at_ms < bw_cache[oldest].freed_at_ms) oldest = i;
             if (bw_cache_count) {
                 evicted = bw_cache[oldest];
-                bw_cache_bytes -= evicted.map_size;
+                bw_counter_set(&bw_cache_bytes, bw_cache_bytes - evicted.map_size);
                 bw_cache[oldest] = bw_cache[--bw_cache_count];
             }
         }
@@ -470,7 +488,7 @@ bool bw_large_free(void *ptr, size_t size, size_t alignment, const char *functio
             bw_cache_bytes + entry.map_size <= BW_LARGE_CACHE_BYTES) {
             bw_cache[bw_cache_count++] =
                 (bw_large_cached_t){entry.map_base, entry.map_size, bw_os_now_ms(), zeroed};
-            bw_cache_bytes += entry.map_size;
+            bw_counter_set(&bw_cache_bytes, bw_cache_bytes + entry.map_size);
             cached = true;
         }
     }
@@ -528,7 +546,7 @@ size_t bw_large_trim(void) {
     count = bw_cache_count;
     memcpy(victims, bw_cache, count * sizeof victims[0]);
     bw_cache_count = 0;
-    bw_cache_bytes = 0;
+    bw_counter_set(&bw_cache_bytes, 0);
     bw_unlock(&bw_large_lock);
     for (size_t i = 0; i < count; i++) {
         bw_os_release((void *)victims[i].map_base, victims[i].map_size);
@@ -537,12 +555,12 @@ size_t bw_large_trim(void) {
     return bytes;
 }
 
+/* Takes no lock (async-signal safe): each counter is read whole, the three
+ * together may be from moments a free or malloc apart. */
 void bw_large_stats(size_t *in_use, size_t *cached, size_t *count) {
-    bw_lock(&bw_large_lock);
-    *in_use = bw_large_in_use_bytes;
-    *cached = bw_cache_bytes;
-    *count = bw_table_count;
-    bw_unlock(&bw_large_lock);
+    *in_use = __atomic_load_n(&bw_large_in_use_bytes, __ATOMIC_RELAXED);
+    *cached = __atomic_load_n(&bw_cache_bytes, __ATOMIC_RELAXED);
+    *count = __atomic_load_n(&bw_table_count, __ATOMIC_RELAXED);
 }
 
 void bw_large_fork_prepare(void) {

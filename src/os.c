@@ -2,7 +2,11 @@
  *
  * Failures other than ENOMEM from mmap/mprotect/madvise mean the process is
  * in a state we do not understand, and are fatal (as hardened_malloc's
- * memory.c does). Nothing here allocates or uses stdio. */
+ * memory.c does), with two exceptions the kernel makes on purpose: memory
+ * the program locked (mlock, mlockall) refuses MADV_DONTNEED and
+ * MADV_GUARD_INSTALL with EINVAL, and a seccomp policy may refuse advice it
+ * does not know (MADV_GUARD_INSTALL/REMOVE) with EINVAL at any time. Nothing
+ * here allocates or uses stdio. */
 #include <errno.h>
 #include <fcntl.h>
 #include <sched.h>
@@ -25,6 +29,18 @@
 #endif
 
 static bool bw_guard_madvise_ok; /* kernel supports MADV_GUARD_INSTALL */
+
+/* What guards are made of, learnt as the process runs: sticky process-wide
+ * flags rather than a record per range, since the callers guard and unguard
+ * ranges of very different kinds (slab guard pages, whole parked mappings)
+ * and unguarding undoes whatever may have guarded a range. Both only go
+ * from false to true, so relaxed atomics suffice: bw_guard_by_mprotect is
+ * set before the mprotect that guards a range, and the range reaches the
+ * thread that unguards it through a lock (segment pool, large lock), which
+ * then sees the flag; a thread that reads a stale bw_guard_remove_denied
+ * only makes one more madvise that fails, and learns it itself. */
+static atomic_bool bw_guard_by_mprotect;   /* some range was guarded by mprotect */
+static atomic_bool bw_guard_remove_denied; /* MADV_GUARD_REMOVE refused (seccomp) */
 
 bw_topology_t bw_topology = {1, NULL};
 
@@ -94,43 +110,95 @@ bool bw_os_protect_meta(void *addr, size_t size) {
 }
 
 /* Give the pages back to the kernel but keep the range readable and
- * writable: it reads as zeros when touched again, and no VMA is split. */
-void bw_os_decommit(void *addr, size_t size) {
-    if (madvise(addr, size, MADV_DONTNEED) != 0 && errno != ENOMEM) bw_fatal_os("madvise", errno);
+ * writable: it reads as zeros when touched again, and no VMA is split.
+ * False when the pages stayed as they were: the program locked them
+ * (mlock/mlockall make MADV_DONTNEED fail with EINVAL), a seccomp policy
+ * refused the call, or the range is not mapped (ENOMEM). The caller must
+ * then treat the range as still holding its old contents. */
+bool bw_os_decommit(void *addr, size_t size) {
+    if (madvise(addr, size, MADV_DONTNEED) == 0) return true;
+    if (errno == EINVAL || errno == ENOMEM || errno == EPERM || errno == EAGAIN) return false;
+    bw_fatal_os("madvise", errno);
 }
 
 void bw_os_release(void *addr, size_t size) {
     if (munmap(addr, size) != 0) bw_fatal_os("munmap", errno);
 }
 
+/* Guard markers install only while nothing refused them: madvise then
+ * answers EINVAL for a locked VMA or under a seccomp policy that does not
+ * know the advice. */
+static bool bw_guard_markers_usable(void) {
+    return bw_guard_madvise_ok &&
+           !atomic_load_explicit(&bw_guard_by_mprotect, memory_order_relaxed);
+}
+
 /* Make [addr, addr+size) fault on any access. MADV_GUARD_INSTALL (Linux
  * 6.13) installs guard markers in the page tables without splitting the
- * VMA; elsewhere mprotect(PROT_NONE) costs one or two VMAs. */
+ * VMA; elsewhere mprotect(PROT_NONE) costs one or two VMAs. Once markers
+ * have been refused (EINVAL: locked memory or a seccomp policy, neither of
+ * which usually goes away) every later guard is made by mprotect, so that
+ * a locked process does not pay a failing system call per guard. */
 bool bw_os_guard(void *addr, size_t size) {
-    if (bw_guard_madvise_ok) {
+    if (bw_guard_markers_usable()) {
         if (madvise(addr, size, MADV_GUARD_INSTALL) == 0) return true;
         if (errno == ENOMEM || errno == EAGAIN) return false;
     }
+    if (bw_guard_madvise_ok)
+        atomic_store_explicit(&bw_guard_by_mprotect, true, memory_order_relaxed);
     if (mprotect(addr, size, PROT_NONE) == 0) return true;
     if (errno == ENOMEM) return false;
     bw_fatal_os("mprotect", errno);
 }
 
-/* Undo bw_os_guard: the range is readable and writable again and reads as
- * zeros (guard installation discarded its contents). */
-bool bw_os_unguard(void *addr, size_t size) {
-    if (bw_guard_madvise_ok) {
-        if (madvise(addr, size, MADV_GUARD_REMOVE) == 0) return true;
-    } else if (mprotect(addr, size, PROT_READ | PROT_WRITE) == 0) {
-        bw_os_decommit(addr, size);
-        return true;
-    }
-    if (errno == ENOMEM || errno == EAGAIN) return false;
-    bw_fatal_os("unguard", errno);
+/* Guard markers that madvise may no longer remove go with their pages: a
+ * fresh anonymous mapping over the range (the same flags as the arena's, so
+ * it merges with its neighbours) is accessible and reads as zeros. */
+static bw_unguard_t bw_os_replace_pages(void *addr, size_t size) {
+    void *p = mmap(addr, size, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED, -1, 0);
+    if (p == addr) return BW_UNGUARD_ZERO;
+    if (errno == ENOMEM) return BW_UNGUARD_FAILED;
+    bw_fatal_os("mmap", errno);
 }
 
+/* Remove the guard markers a range may carry. BW_UNGUARD_ZERO: there were
+ * only markers and the range is done (installing them discarded the
+ * contents); BW_UNGUARD_STALE: the range may also have been guarded by
+ * mprotect, which the caller undoes next. */
+static bw_unguard_t bw_os_remove_markers(void *addr, size_t size) {
+    if (!atomic_load_explicit(&bw_guard_remove_denied, memory_order_relaxed)) {
+        if (madvise(addr, size, MADV_GUARD_REMOVE) == 0)
+            return atomic_load_explicit(&bw_guard_by_mprotect, memory_order_relaxed)
+                       ? BW_UNGUARD_STALE
+                       : BW_UNGUARD_ZERO;
+        if (errno == ENOMEM || errno == EAGAIN) return BW_UNGUARD_FAILED;
+        atomic_store_explicit(&bw_guard_remove_denied, true, memory_order_relaxed);
+    }
+    return bw_os_replace_pages(addr, size);
+}
+
+/* Undo bw_os_guard, whichever way the range was guarded: afterwards it is
+ * readable and writable, and reads as zeros (BW_UNGUARD_ZERO) unless the
+ * pages were locked, when it may still hold what it held before it was
+ * guarded (BW_UNGUARD_STALE: mprotect kept the contents and MADV_DONTNEED
+ * may not discard locked pages). BW_UNGUARD_FAILED: out of memory or
+ * mappings, the range is still guarded. */
+bw_unguard_t bw_os_unguard(void *addr, size_t size) {
+    if (bw_guard_madvise_ok) {
+        bw_unguard_t done = bw_os_remove_markers(addr, size);
+        if (done != BW_UNGUARD_STALE) return done;
+    }
+    if (mprotect(addr, size, PROT_READ | PROT_WRITE) != 0) {
+        if (errno == ENOMEM) return BW_UNGUARD_FAILED;
+        bw_fatal_os("mprotect", errno);
+    }
+    return bw_os_decommit(addr, size) ? BW_UNGUARD_ZERO : BW_UNGUARD_STALE;
+}
+
+/* Whether guards are made by MADV_GUARD_INSTALL now (statistics, tests). */
 bool bw_os_has_guard_madvise(void) {
-    return bw_guard_madvise_ok;
+    return bw_guard_markers_usable();
 }
 
 /* A fresh read-write anonymous mapping (large allocations). */

@@ -114,7 +114,7 @@ static bw_segment_t *bw_segment_carve(unsigned node) {
         bw_unlock(&bw_arena_lock);
         return NULL;
     }
-    bw_segments_carved = index + 1;
+    __atomic_store_n(&bw_segments_carved, index + 1, __ATOMIC_RELAXED); /* stats read it */
     /* Descriptors of the new segment read as zero (fresh commit): a free
      * into it before it is formatted is an invalid free, never a crash. */
     __atomic_store_n(&bw_layout.arena_size, (uintptr_t)(index + 1) << BW_SEGMENT_SHIFT,
@@ -236,6 +236,26 @@ void bw_slab_slot_release(bw_slab_t *slab) {
     bw_unlock(&pool->lock);
 }
 
+/* Decommit one run of free slots [start, end) of a segment. Locked memory
+ * keeps its pages (MADV_DONTNEED refused): the slots then stay dirty, so
+ * bw_slab_format zeroes what it must, and the next purge tries again, a
+ * delay later. Returns the bytes returned. */
+static size_t bw_pool_purge_run(bw_node_pool_t *pool, bw_segment_t *seg, unsigned start,
+                                unsigned end, uint64_t now) {
+    size_t seg_index = (size_t)(seg - bw_layout.segments);
+    bw_slab_t *first = &bw_layout.slabs[seg_index * BW_SLABS_PER_SEGMENT];
+    uintptr_t seg_base = bw_layout.arena_base + (seg_index << BW_SEGMENT_SHIFT);
+    if (!bw_os_decommit((void *)(seg_base + ((uintptr_t)start << BW_SLAB_SHIFT)),
+                        (size_t)(end - start) << BW_SLAB_SHIFT)) {
+        for (unsigned s = start; s < end; s++) first[s].freed_at_ms = now;
+        return 0;
+    }
+    for (unsigned s = start; s < end; s++) first[s].state = BW_SLAB_UNUSED;
+    seg->dirty_slots &= ~(bw_bits_below(end) & ~bw_bits_below(start));
+    pool->dirty_slots -= end - start;
+    return (size_t)(end - start) << BW_SLAB_SHIFT;
+}
+
 /* Decommit free slots whose delay has passed (all of them when forced).
  * Runs of adjacent slots are returned with one madvise. */
 static size_t bw_pool_purge_locked(bw_node_pool_t *pool, uint64_t now, bool force) {
@@ -246,8 +266,7 @@ static size_t bw_pool_purge_locked(bw_node_pool_t *pool, uint64_t now, bool forc
         uint64_t dirty = seg->dirty_slots;
         if (!dirty) continue;
         size_t seg_index = (size_t)(seg - bw_layout.segments);
-        bw_slab_t *first = &bw_layout.slabs[seg_index * BW_SLABS_PER_SEGMENT];
-        uintptr_t seg_base = bw_layout.arena_base + (seg_index << BW_SEGMENT_SHIFT);
+        const bw_slab_t *first = &bw_layout.slabs[seg_index * BW_SLABS_PER_SEGMENT];
         uint64_t ready = 0;
         for (uint64_t d = dirty; d; d &= d - 1) {
             unsigned slot = (unsigned)__builtin_ctzll(d);
@@ -257,14 +276,8 @@ static size_t bw_pool_purge_locked(bw_node_pool_t *pool, uint64_t now, bool forc
             unsigned start = (unsigned)__builtin_ctzll(ready);
             unsigned end = start;
             while (end < 64 && (ready >> end) & 1) end++;
-            bw_os_decommit((void *)(seg_base + ((uintptr_t)start << BW_SLAB_SHIFT)),
-                           (size_t)(end - start) << BW_SLAB_SHIFT);
-            for (unsigned s = start; s < end; s++) first[s].state = BW_SLAB_UNUSED;
-            uint64_t run = bw_bits_below(end) & ~bw_bits_below(start);
-            ready &= ~run;
-            seg->dirty_slots &= ~run;
-            pool->dirty_slots -= end - start;
-            purged += (size_t)(end - start) << BW_SLAB_SHIFT;
+            purged += bw_pool_purge_run(pool, seg, start, end, now);
+            ready &= ~(bw_bits_below(end) & ~bw_bits_below(start));
         }
     }
     return purged;
@@ -282,8 +295,9 @@ size_t bw_segments_purge(bool force) {
     return purged;
 }
 
+/* Read without the arena lock (statistics, maybe from a signal handler). */
 size_t bw_segments_in_use(void) {
-    return bw_segments_carved;
+    return __atomic_load_n(&bw_segments_carved, __ATOMIC_RELAXED);
 }
 
 void bw_segments_fork_prepare(void) {

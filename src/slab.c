@@ -128,10 +128,14 @@ void bw_slab_format(bw_slab_t *slab, unsigned size_class, bw_heap_t *owner) {
     }
 #if BW_SLAB_GUARD
     /* The guard pages inside the span give way to blocks; only the last
-     * slot's stays (bw_slab_slot_release puts them back). */
+     * slot's stays (bw_slab_slot_release puts them back). A guard page of
+     * locked memory may come back with a former block's bytes: then the
+     * chunks are zeroed like a dirty slot's. */
     for (unsigned i = 0; i + 1 < slots; i++) {
         char *guard = start + ((size_t)(i + 1) << BW_SLAB_SHIFT) - BW_PAGE_SIZE;
-        if (!bw_os_unguard(guard, BW_PAGE_SIZE)) bw_fatal_os("guard page", 12);
+        bw_unguard_t done = bw_os_unguard(guard, BW_PAGE_SIZE);
+        if (done == BW_UNGUARD_FAILED) bw_fatal_os("guard page", 12);
+        dirty |= done == BW_UNGUARD_STALE;
     }
 #endif
     slab->zero_fresh = dirty;

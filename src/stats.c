@@ -1,7 +1,9 @@
 /* stats.c — statistics: bw_get_stats, mallinfo2's numbers, malloc_stats and
- * malloc_info output. Counters are read without stopping other threads, so
- * a snapshot is approximate while they run; nothing here allocates except
- * what stdio does inside malloc_info (called outside any allocator lock). */
+ * malloc_info output. Counters are read without stopping other threads and
+ * without taking any lock, so a snapshot is approximate while they run, and
+ * bw_get_stats, bw_print_stats, mallinfo2 and malloc_stats are async-signal
+ * safe: a handler may interrupt a thread that holds an allocator lock.
+ * Nothing here allocates except what stdio does inside malloc_info. */
 #include <malloc.h>
 #include <stdio.h>
 #include <string.h>

@@ -372,5 +372,6 @@ int main(void) {
         cmocka_unit_test(large_alignments),
         cmocka_unit_test(guard_pages),
     };
+    bw_test_filters_from_env(); /* tests/stress/mlockall.sh runs guard_pages alone */
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
