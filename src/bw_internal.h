@@ -249,8 +249,9 @@ _Static_assert(offsetof(bw_slab_t, next) == 64, "the fast path's fields fill the
  *          AVAIL;
  *   SEALED inherited across fork (its keys and free-list order are the
  *          parent's, which a sibling process shares): never allocated from,
- *          only freed into; when it is empty (notify_at 0) its slot goes
- *          back to the segment and is formatted anew with fresh keys. Waiting for a batch rather
+ *          only freed into (notify_at -1); the aging scan that finds it
+ *          empty twice gives its slot back to the segment, to be formatted
+ *          anew with fresh keys. Waiting for a batch rather
  * than for the first free keeps a slab from bouncing between the lists on every free and every
  *          refill (a random free into a full slab used to cost a branch
  *          miss and, soon after, a refill that found one block).

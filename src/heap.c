@@ -131,10 +131,15 @@ static void bw_bin_put_avail(bw_bin_t *bin, bw_slab_t *slab) {
     bw_list_push(&bin->avail, slab);
 }
 
-/* Sealed: inherited across fork, only freed into (bw_slab_list). */
+/* Sealed: inherited across fork, only freed into (bw_slab_list). Like a
+ * way, it is not retired by the free that empties it but by the aging scan
+ * that finds it empty twice (bw_heap_age_ways): a slot released at once is
+ * soon another class's, and a stale free of one of its blocks would then be
+ * named an invalid free rather than the double free it is. */
 static void bw_heap_seal(bw_heap_t *heap, bw_slab_t *slab) {
     slab->list = BW_LIST_SEALED;
-    slab->notify_at = 0;
+    slab->notify_at = -1;
+    slab->idle = 0;
     bw_list_push(&heap->sealed, slab);
 }
 
@@ -159,7 +164,7 @@ static void bw_heap_retire(bw_heap_t *heap, bw_slab_t *slab) {
  * from full to avail once a refill's worth of it is free. Ways stay (the
  * aging scan retires idle ones). */
 static void bw_heap_settle(bw_heap_t *heap, bw_slab_t *slab) {
-    if (slab->list == BW_LIST_WAY) return;
+    if (slab->list == BW_LIST_WAY || slab->list == BW_LIST_SEALED) return;
     bw_bin_t *bin = &heap->bins[slab->size_class];
     if (slab->used <= 0) {
         bw_heap_retire(heap, slab);
@@ -259,15 +264,18 @@ static uint32_t bw_quarantine_release(bw_heap_t *heap, void *block, const char *
     uint32_t size = slab->block_size; /* read before a settle may release the slot */
     _Atomic(uint64_t) *bits = bw_bits_group(offset);
     uint64_t bit = bw_bits_mask(offset);
+    bool ours = bw_bits_load(&bits[BW_BITS_QUARANTINED]) & bit;
+    /* Ours, yet claimed by another thread's free: the other copy of it may
+     * have been written (wiped, linked) already, so this comes first. */
+    if (bw_unlikely(ours && (bw_bits_load(&bits[BW_BITS_PENDING]) & bit)))
+        bw_fatal("double free", block, BW_INFO_CLASS, size, function);
 #if BW_ZERO_ON_FREE
     if (bw_unlikely(*(uint64_t *)block != 0)) bw_report_write_after_free(block, slab, function);
 #endif
-    if (!(bw_bits_load(&bits[BW_BITS_QUARANTINED]) & bit)) {
+    if (!ours) {
         bw_slab_remote_push(slab, block); /* another heap's block (or was, when freed) */
         return size;
     }
-    if (bw_unlikely(bw_bits_load(&bits[BW_BITS_PENDING]) & bit))
-        bw_fatal("double free", block, BW_INFO_CLASS, size, function);
     bw_bits_clear(&bits[BW_BITS_QUARANTINED], bit);
     bw_link_store(slab, block, slab->local_free);
     slab->local_free = block;
@@ -277,26 +285,31 @@ static uint32_t bw_quarantine_release(bw_heap_t *heap, void *block, const char *
 
 #if BW_QUARANTINE_SLOTS
 void bw_quarantine_put(bw_heap_t *heap, void *block, bw_slab_t *slab, const char *function) {
+    size_t newest; /* where the block goes: never the victim of its own free */
     heap->quarantine_bytes += slab->block_size;
     if (heap->quarantine_count < BW_QUARANTINE_SLOTS) {
-        heap->quarantine_age[heap->quarantine_count] = heap->quarantine_epoch;
-        heap->quarantine[heap->quarantine_count++] = block;
+        newest = heap->quarantine_count++;
+        heap->quarantine_age[newest] = heap->quarantine_epoch;
+        heap->quarantine[newest] = block;
     } else {
-        size_t i = bw_rng_u16(&heap->rng) & (BW_QUARANTINE_SLOTS - 1);
-        void *victim = heap->quarantine[i];
-        heap->quarantine[i] = block;
-        heap->quarantine_age[i] = heap->quarantine_epoch;
+        newest = bw_rng_u16(&heap->rng) & (BW_QUARANTINE_SLOTS - 1);
+        void *victim = heap->quarantine[newest];
+        heap->quarantine[newest] = block;
+        heap->quarantine_age[newest] = heap->quarantine_epoch;
         heap->quarantine_bytes -= bw_quarantine_release(heap, victim, function);
     }
-    while (heap->quarantine_bytes > BW_QUARANTINE_BYTES) {
-        /* 16 random bits suffice (a bias of count/65536 at most): a whole
-         * keystream word per free, when blocks above 512 bytes make the
-         * byte bound the one that holds, ran the cipher every 91 pairs of
-         * bench/pairs 1024. */
-        size_t i = (bw_rng_u16(&heap->rng) * heap->quarantine_count) >> 16;
+    while (heap->quarantine_bytes > BW_QUARANTINE_BYTES && heap->quarantine_count > 1) {
+        /* A random entry other than the newest. 16 random bits suffice (a
+         * bias of count/65536 at most): a whole keystream word per free,
+         * when blocks above 512 bytes make the byte bound the one that
+         * holds, ran the cipher every 91 pairs of bench/pairs 1024. */
+        size_t i = (bw_rng_u16(&heap->rng) * (heap->quarantine_count - 1)) >> 16;
+        if (i >= newest) i++;
         void *victim = heap->quarantine[i];
-        heap->quarantine[i] = heap->quarantine[--heap->quarantine_count];
-        heap->quarantine_age[i] = heap->quarantine_age[heap->quarantine_count];
+        size_t last = --heap->quarantine_count;
+        heap->quarantine[i] = heap->quarantine[last];
+        heap->quarantine_age[i] = heap->quarantine_age[last];
+        if (newest == last) newest = i;
         heap->quarantine_bytes -= bw_quarantine_release(heap, victim, function);
     }
 }
@@ -454,7 +467,6 @@ static bw_slab_t *bw_heap_adopt(bw_heap_t *heap, unsigned size_class) {
         bw_slab_collect_remote(slab);
         if (slab->gen == generation) return slab;
         bw_heap_seal(heap, slab);
-        bw_heap_settle(heap, slab); /* released at once if nothing in it is live */
     }
     return NULL;
 }
@@ -525,8 +537,9 @@ static bw_slab_t *bw_heap_install(bw_heap_t *heap, unsigned way, bw_slab_t *slab
 }
 
 /* Way slabs are never retired by free (a malloc/free loop would otherwise
- * acquire and release a slab each time); instead, every BW_PURGE_DELAY_MS
- * the slow path retires way slabs found empty by two scans in a row, so an
+ * acquire and release a slab each time), nor are sealed ones (bw_heap_seal);
+ * instead, every BW_PURGE_DELAY_MS the slow path retires those found empty
+ * by two scans in a row, so an
  * idle heap's memory returns to the segment pools and the purge. The slow
  * path runs regularly even in a malloc/free loop: frees go to the slab's
  * local_free, so its `free` list runs dry. */
@@ -556,6 +569,16 @@ static void bw_heap_age_ways(bw_heap_t *heap) {
         bw_bin_set_open_at(bin, c);
     }
 #endif
+    for (bw_slab_t *slab = heap->sealed, *next; slab; slab = next) {
+        next = slab->next;
+        bw_slab_collect_remote(slab);
+        if (slab->used != 0)
+            slab->idle = 0;
+        else if (!slab->idle)
+            slab->idle = 1;
+        else
+            bw_heap_retire(heap, slab);
+    }
     for (unsigned w = 0; w < BW_WAYS_TOTAL; w++) {
         bw_slab_t *slab = heap->ways[w];
         if (slab == &bw_sentinel_slab) continue;
@@ -759,6 +782,14 @@ size_t bw_heap_trim_current(void) {
          * abandoned slabs the sweep below can then release. */
         bw_quarantine_flush(heap, "malloc_trim");
         bw_heap_drain_remote(heap);
+        for (bw_slab_t *slab = heap->sealed, *next; slab; slab = next) {
+            next = slab->next;
+            bw_slab_collect_remote(slab);
+            if (slab->used == 0) {
+                bw_heap_retire(heap, slab);
+                released++;
+            }
+        }
         for (unsigned w = 0; w < BW_WAYS_TOTAL; w++) {
             bw_slab_t *slab = heap->ways[w];
             if (slab == &bw_sentinel_slab) continue;
@@ -819,12 +850,6 @@ static void bw_heap_fork_seal(bw_heap_t *heap) {
             bw_bin_remove_full(bin, slab);
             bw_heap_seal(heap, slab);
         }
-    }
-    /* Empty ones go back to their segments now (blocks other threads
-     * freed and nobody collected still count as used). */
-    for (bw_slab_t *slab = heap->sealed, *next; slab; slab = next) {
-        next = slab->next;
-        if (slab->used <= 0) bw_heap_retire(heap, slab);
     }
 }
 

@@ -199,8 +199,21 @@ void bw_report_not_free(const void *block, const bw_slab_t *slab) {
              "malloc");
 }
 
+/* A damaged canary. If another thread's free claimed the block while this
+ * free was under way (a racing double free, bw_internal.h), the damage is
+ * the other free's wipe: PENDING set while the owner frees it, or PENDING
+ * set and ALLOCATED already cleared by the owner while another thread
+ * frees it. */
 void bw_report_overflow(const void *block, const bw_slab_t *slab, const char *function) {
-    bw_fatal("heap overflow", block, BW_INFO_CLASS, slab->block_size, function);
+    uintptr_t offset = (uintptr_t)block - bw_layout.arena_base;
+    const _Atomic(uint64_t) *bits = bw_bits_group(offset);
+    uint64_t bit = bw_bits_mask(offset);
+    bool owner = atomic_load_explicit(&slab->owner, memory_order_relaxed) == bw_tls_heap;
+    bool claimed = bw_bits_load(&bits[BW_BITS_PENDING]) & bit;
+    bool allocated = bw_bits_load(&bits[BW_BITS_ALLOCATED]) & bit;
+    bool raced = claimed && (owner || !allocated);
+    bw_fatal(raced ? "double free" : "heap overflow", block, BW_INFO_CLASS, slab->block_size,
+             function);
 }
 
 /* Owner side: move every block other threads freed onto the local free

@@ -3,7 +3,10 @@
  * profile whose arena is 16 MiB (make's small-arena library) so that the
  * arena is filled in a moment. The claims:
  *  1. the malloc that finds no room returns NULL with errno ENOMEM (no
- *     crash, no report);
+ *     crash, no report), and only when there is none: 100,000 further
+ *     mallocs of the class all fail too (before, malloc tried only the way
+ *     it picked at random, returned NULL while the class's other open slabs
+ *     still had blocks, and 883 of the next 100,000 succeeded);
  *  2. once k blocks are freed, the next k mallocs of their class succeed:
  *     every freed block can be handed out again, wherever it waits (the
  *     quarantine, a slab's local free list, a way other than the one a
@@ -85,6 +88,16 @@ int main(void) {
         return 2;
 
     size_t n = fill(48);
+    size_t late = 0;
+    for (int i = 0; i < 100000; i++) {
+        void *p = malloc(48);
+        if (p) blocks[n + late++] = p;
+    }
+    if (late) {
+        fprintf(stderr, "first NULL after %zu blocks, then %zu of 100000 mallocs succeeded\n", n,
+                late);
+        return 1;
+    }
     refill_after_freeing_half(n, 48, "local frees");
 
     /* Another thread frees the other half: the owner collects them. */
