@@ -730,6 +730,9 @@ void *bw_zero_alloc(void);
 void bw_zero_free(void *ptr, size_t size, const char *function);
 void bw_zero_validate(void *ptr, const char *freed_class, const char *invalid_class,
                       const char *function);
+void bw_zero_fork_prepare(void);
+void bw_zero_fork_parent(void);
+void bw_zero_fork_child(void);
 
 /* init.c */
 bool bw_ensure_init(void);

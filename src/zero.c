@@ -78,6 +78,18 @@ void bw_zero_validate(void *ptr, const char *freed_class, const char *invalid_cl
                       const char *function) {
     bw_zero_check(ptr, false, freed_class, invalid_class, function);
 }
+
+/* malloc(0) and free of a zero-size block take the lock: a fork while
+ * another thread holds it would leave it held forever in the child. */
+void bw_zero_fork_prepare(void) {
+    bw_lock(&bw_zero_lock);
+}
+void bw_zero_fork_parent(void) {
+    bw_unlock(&bw_zero_lock);
+}
+void bw_zero_fork_child(void) {
+    atomic_store(&bw_zero_lock.held, 0);
+}
 #else
 bool bw_zero_init(void) {
     return true;
@@ -86,4 +98,8 @@ bool bw_zero_owns(const void *ptr) {
     (void)ptr;
     return false;
 }
+/* No zero-size region, no lock to hand over. */
+void bw_zero_fork_prepare(void) {}
+void bw_zero_fork_parent(void) {}
+void bw_zero_fork_child(void) {}
 #endif
