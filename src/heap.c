@@ -702,6 +702,6 @@ void bw_heaps_fork_parent(void) {
 }
 
 void bw_heaps_fork_child(void) {
-    atomic_store(&bw_abandoned_lock.held, 0);
-    atomic_store(&bw_heap_pool_lock.held, 0);
+    bw_lock_reset_in_child(&bw_abandoned_lock);
+    bw_lock_reset_in_child(&bw_heap_pool_lock);
 }

@@ -55,7 +55,7 @@ static void bw_fork_child(void) {
     bw_segments_fork_child();
     bw_heaps_fork_child();
     bw_random_fork_child();
-    atomic_store(&bw_init_lock.held, 0);
+    bw_lock_reset_in_child(&bw_init_lock);
     BW_META_CLOSE();
 }
 

@@ -497,5 +497,5 @@ void bw_large_fork_parent(void) {
     bw_unlock(&bw_large_lock);
 }
 void bw_large_fork_child(void) {
-    atomic_store(&bw_large_lock.held, 0);
+    bw_lock_reset_in_child(&bw_large_lock);
 }

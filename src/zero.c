@@ -88,7 +88,7 @@ void bw_zero_fork_parent(void) {
     bw_unlock(&bw_zero_lock);
 }
 void bw_zero_fork_child(void) {
-    atomic_store(&bw_zero_lock.held, 0);
+    bw_lock_reset_in_child(&bw_zero_lock);
 }
 #else
 bool bw_zero_init(void) {
