@@ -247,7 +247,9 @@ static void *bw_large_alloc_room(size_t size, size_t capacity, size_t alignment,
     size_t user_alignment = alignment;
     if (alignment < BW_PAGE_SIZE) alignment = BW_PAGE_SIZE;
     if (capacity < size) capacity = size;
-    if (capacity > PTRDIFF_MAX - 2 * BW_PAGE_SIZE - alignment) {
+    /* No mapping can be aligned to 2^62 or more (and PTRDIFF_MAX - 2 pages
+     * - 2^63 would wrap around below). */
+    if (alignment > PTRDIFF_MAX / 2 || capacity > PTRDIFF_MAX - 2 * BW_PAGE_SIZE - alignment) {
         errno = ENOMEM;
         return NULL;
     }
