@@ -89,11 +89,20 @@ int bw_posix_memalign(void **out, size_t alignment, size_t size) {
     return 0;
 }
 
+/* memalign and aligned_alloc take any alignment, as glibc's do (2.36, whose
+ * aligned_alloc is its memalign; programs written against it pass 0, 24 or
+ * 4097 and expect a block): up to 16, the alignment malloc gives anyway (0
+ * included), it is malloc; an alignment that is not a power of two is
+ * rounded up to the next one; one above SIZE_MAX / 2 + 1, where no power of
+ * two lies, is EINVAL; a power of two no mapping can honour (2^63) is
+ * ENOMEM, like a size no mapping can hold. */
 void *bw_aligned_alloc(size_t alignment, size_t size) {
-    if (!bw_is_pow2(alignment)) {
+    if (alignment <= 16) return bw_malloc(size);
+    if (alignment > SIZE_MAX / 2 + 1) {
         errno = EINVAL;
         return NULL;
     }
+    if (!bw_is_pow2(alignment)) alignment = (size_t)1 << (64 - __builtin_clzll(alignment));
     if (size > PTRDIFF_MAX) return bw_enomem();
     BW_META_OPEN();
     void *block = bw_alloc_aligned(alignment, size);

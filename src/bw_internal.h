@@ -126,19 +126,35 @@ _Static_assert(BW_SEGMENT_SHIFT > BW_SLAB_SHIFT, "a segment holds several slabs"
 _Static_assert(BW_SLAB_SIZE >= 4 * BW_SMALL_MAX, "a slab holds at least 4 of the largest class");
 
 /* ------------------------------------------------------------------ locks */
-/* A test-and-test-and-set lock that yields under contention. Never held on
- * the fast path; fork-safe because the child simply stores 0. */
+/* A futex mutex: U. Drepper, "Futexes Are Tricky" (2011), mutex 2. state is
+ * 0 free, 1 held, 2 held and some thread may sleep on it. A waiter spins
+ * briefly, then sleeps in FUTEX_WAIT until the holder's unlock wakes one;
+ * an uncontended lock and unlock make no system call. Sleeping, not
+ * yielding, matters when threads outnumber CPUs: a holder preempted (or
+ * its virtual CPU descheduled by the host) gets the CPU back instead of
+ * competing with every waiter's sched_yield loop. Never taken on the fast
+ * path. Fork-safe: the child has no other thread, so no waiter either, and
+ * resets every lock to 0 (bw_lock_reset_in_child). */
 typedef struct {
-    atomic_int held;
+    atomic_int state;
 } bw_lock_t;
 
 void bw_lock_acquire_slow(bw_lock_t *lock);
+void bw_lock_wake_one(bw_lock_t *lock);
 BW_INLINE void bw_lock(bw_lock_t *lock) {
-    if (bw_likely(!atomic_exchange_explicit(&lock->held, 1, memory_order_acquire))) return;
+    int expected = 0;
+    if (bw_likely(atomic_compare_exchange_strong_explicit(
+            &lock->state, &expected, 1, memory_order_acquire, memory_order_relaxed)))
+        return;
     bw_lock_acquire_slow(lock);
 }
 BW_INLINE void bw_unlock(bw_lock_t *lock) {
-    atomic_store_explicit(&lock->held, 0, memory_order_release);
+    if (bw_unlikely(atomic_exchange_explicit(&lock->state, 0, memory_order_release) == 2))
+        bw_lock_wake_one(lock);
+}
+/* fork child: whoever held the lock in the parent does not exist here. */
+BW_INLINE void bw_lock_reset_in_child(bw_lock_t *lock) {
+    atomic_store_explicit(&lock->state, 0, memory_order_relaxed);
 }
 
 /* ------------------------------------------------------------------ metadata keys
@@ -635,6 +651,9 @@ void *bw_zero_alloc(void);
 void bw_zero_free(void *ptr, size_t size, const char *function);
 void bw_zero_validate(void *ptr, const char *freed_class, const char *invalid_class,
                       const char *function);
+void bw_zero_fork_prepare(void);
+void bw_zero_fork_parent(void);
+void bw_zero_fork_child(void);
 
 /* init.c */
 bool bw_ensure_init(void);

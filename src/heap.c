@@ -748,7 +748,13 @@ void *bw_malloc_slow(size_t size, bool zero) {
     }
     if (!bw_request_is_small(size)) return bw_large_alloc(size, 0, zero);
 #if BW_ZERO_SIZE_FAULTS
-    if (size == 0) return bw_zero_alloc();
+    if (size == 0) {
+        void *faulting = bw_zero_alloc();
+        if (bw_likely(faulting != NULL)) return faulting;
+        /* All 2^24 zero-size slots are live (zero.c): an ordinary block of
+         * the smallest class, which free, free_sized(p, 0), realloc and
+         * malloc_usable_size treat like any other, rather than ENOMEM. */
+    }
 #endif
     bw_heap_t *heap = bw_heap_get_or_create();
     if (bw_unlikely(!heap)) {
@@ -854,8 +860,8 @@ static void bw_heap_fork_seal(bw_heap_t *heap) {
 }
 
 void bw_heaps_fork_child(void) {
-    atomic_store(&bw_abandoned_lock.held, 0);
-    atomic_store(&bw_heap_pool_lock.held, 0);
+    bw_lock_reset_in_child(&bw_abandoned_lock);
+    bw_lock_reset_in_child(&bw_heap_pool_lock);
     bw_heap_t *heap = bw_tls_heap;
     if (heap != &bw_empty_heap) bw_heap_fork_seal(heap);
 }

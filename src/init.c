@@ -17,18 +17,28 @@ static atomic_int bw_atfork_registered;
 bool bw_heaps_init(void);
 
 /* The fork handlers write metadata (locks, the child's new keys): each is
- * an entry point of its own (BW_META_OPEN). */
+ * an entry point of its own (BW_META_OPEN).
+ *
+ * prepare takes every bw_lock_t bulwark has, so that no other thread holds
+ * one at the instant of fork (the child would inherit it held, with nobody
+ * to release it): init, heap pool, abandoned slabs, segment pools, arena,
+ * large table, zero-size bitmap. The order is the one lock order of the
+ * code: the only nesting is a segment pool's lock, then the arena's
+ * (bw_segment_carve); every other lock is taken with none held. A lock added
+ * anywhere must be added here too. */
 static void bw_fork_prepare(void) {
     BW_META_OPEN();
     bw_lock(&bw_init_lock);
     bw_heaps_fork_prepare();
     bw_segments_fork_prepare();
     bw_large_fork_prepare();
+    bw_zero_fork_prepare();
     BW_META_CLOSE();
 }
 
 static void bw_fork_parent(void) {
     BW_META_OPEN();
+    bw_zero_fork_parent();
     bw_large_fork_parent();
     bw_segments_fork_parent();
     bw_heaps_fork_parent();
@@ -40,11 +50,12 @@ static void bw_fork_parent(void) {
  * heaps stay as they were (their blocks are still valid in the child). */
 static void bw_fork_child(void) {
     BW_META_OPEN();
+    bw_zero_fork_child();
     bw_large_fork_child();
     bw_segments_fork_child();
     bw_heaps_fork_child();
     bw_random_fork_child();
-    atomic_store(&bw_init_lock.held, 0);
+    bw_lock_reset_in_child(&bw_init_lock);
     BW_META_CLOSE();
 }
 

@@ -291,7 +291,9 @@ static void *bw_large_alloc_room(size_t size, size_t capacity, size_t alignment,
     size_t user_alignment = alignment;
     if (alignment < BW_PAGE_SIZE) alignment = BW_PAGE_SIZE;
     if (capacity < size) capacity = size;
-    if (capacity > PTRDIFF_MAX - 2 * BW_PAGE_SIZE - alignment) {
+    /* No mapping can be aligned to 2^62 or more (and PTRDIFF_MAX - 2 pages
+     * - 2^63 would wrap around below). */
+    if (alignment > PTRDIFF_MAX / 2 || capacity > PTRDIFF_MAX - 2 * BW_PAGE_SIZE - alignment) {
         errno = ENOMEM;
         return NULL;
     }
@@ -570,5 +572,5 @@ void bw_large_fork_parent(void) {
     bw_unlock(&bw_large_lock);
 }
 void bw_large_fork_child(void) {
-    atomic_store(&bw_large_lock.held, 0);
+    bw_lock_reset_in_child(&bw_large_lock);
 }

@@ -9,6 +9,7 @@
  * here allocates or uses stdio. */
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/futex.h>
 #include <sched.h>
 #include <sodium.h>
 #include <sys/mman.h>
@@ -279,16 +280,37 @@ void bw_os_init(void) {
     }
 }
 
-/* Contended lock: spin briefly, then yield the CPU. Locks guard only slow
- * paths (segment pools, the large table, heap pool), held for microseconds. */
+/* Contended lock (bw_lock_t in bw_internal.h). Locks guard slow paths
+ * that hold them for a microsecond or so: the segment pools' carving and
+ * purging make their system calls outside the pool lock, and the few
+ * critical sections that do make one are rare (the arena's commits once per
+ * 4 MiB segment, the large table's growth). A running holder releases soon:
+ * spin about that long first. After that the holder is most likely not
+ * running, and a waiter that keeps the CPU (or its virtual CPU) only delays
+ * it: mark the lock contended (2) and sleep until the unlock wakes a
+ * waiter. Whoever takes the lock by the exchange leaves it at 2, so its
+ * unlock wakes the next sleeper (a spare wake when there is none). errno is
+ * kept: free() must not change it, and FUTEX_WAIT fails with EAGAIN when
+ * the lock changed before the thread slept. */
+#define BW_LOCK_SPINS 100u
+
 void bw_lock_acquire_slow(bw_lock_t *lock) {
-    for (unsigned spins = 0;; spins++) {
-        if (atomic_load_explicit(&lock->held, memory_order_relaxed) == 0 &&
-            !atomic_exchange_explicit(&lock->held, 1, memory_order_acquire))
+    for (unsigned spins = 0; spins < BW_LOCK_SPINS; spins++) {
+        __builtin_ia32_pause();
+        int expected = 0;
+        if (atomic_load_explicit(&lock->state, memory_order_relaxed) == 0 &&
+            atomic_compare_exchange_weak_explicit(&lock->state, &expected, 1, memory_order_acquire,
+                                                  memory_order_relaxed))
             return;
-        if (spins < 64)
-            __builtin_ia32_pause();
-        else
-            sched_yield();
     }
+    int saved_errno = errno;
+    while (atomic_exchange_explicit(&lock->state, 2, memory_order_acquire) != 0)
+        syscall(SYS_futex, &lock->state, FUTEX_WAIT_PRIVATE, 2, NULL, NULL, 0);
+    errno = saved_errno;
+}
+
+void bw_lock_wake_one(bw_lock_t *lock) {
+    int saved_errno = errno;
+    syscall(SYS_futex, &lock->state, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
+    errno = saved_errno;
 }

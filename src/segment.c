@@ -92,7 +92,18 @@ static void bw_pool_remove(bw_node_pool_t *pool, bw_segment_t *seg) {
 }
 
 /* Carve the next segment of the arena: commit its metadata and its memory
- * (pages stay untouched, so no RSS yet) and bind it to the node. */
+ * (pages stay untouched, so no RSS yet), bind it to the node and install
+ * its guard pages. Called with no pool lock held: those are 4 + 64 system
+ * calls (and mbind on several nodes), each of which may wait for the mm
+ * lock behind the page faults of every other thread, and the pool's other
+ * users must not wait for all that: with many more threads than CPUs, a
+ * pool lock held across them stalled every thread's refill (measured in
+ * tests/stress/test_oversubscribed.c's commit).
+ * The arena lock covers only the index and the commits, which must
+ * complete in address order before arena_size is published; the segment
+ * belongs to the caller until it pushes it into a pool. A fork while a
+ * thread is between the two leaves the child a carved segment in no pool:
+ * 4 MiB of address space it never uses, nothing worse. */
 static bw_segment_t *bw_segment_carve(unsigned node) {
     bw_lock(&bw_arena_lock);
     size_t index = bw_segments_carved;
@@ -160,25 +171,28 @@ static uint64_t bw_aligned_runs(uint64_t free, unsigned slots) {
 /* Take `slots` free slab slots in a row (1, or 2 for a span) from the
  * node's pool, carving a segment if needed. Prefers slots still committed
  * (no page faults on reuse). Looks at a few of the pool's segments for a
- * free run before carving a new one. */
+ * free run before carving a new one. The carve runs outside the pool lock
+ * (bw_segment_carve says why); the new segment joins the pool at the head
+ * of its partial list, where the search that follows finds it first. Two
+ * threads that find the pool empty at once both carve, and the second
+ * segment waits in the pool for later refills. */
 bw_slab_t *bw_slab_span_acquire(unsigned node, unsigned slots) {
     unsigned pool_index = bw_pool_index_for_node(node);
     bw_node_pool_t *pool = &bw_pools[pool_index];
-    bw_lock(&pool->lock);
-    bw_segment_t *seg = pool->partial;
+    bw_segment_t *fresh = NULL, *seg;
     uint64_t runs = 0;
-    for (int looked = 0; seg && looked < 8; seg = seg->next, looked++) {
-        runs = bw_aligned_runs(seg->free_slots, slots);
-        if (runs) break;
-    }
-    if (!runs) {
-        seg = bw_segment_carve(pool_index);
-        if (!seg) {
-            bw_unlock(&pool->lock);
-            return NULL;
+    for (;;) {
+        bw_lock(&pool->lock);
+        if (fresh) bw_pool_push(pool, fresh);
+        seg = pool->partial;
+        for (int looked = 0; seg && looked < 8; seg = seg->next, looked++) {
+            runs = bw_aligned_runs(seg->free_slots, slots);
+            if (runs) break;
         }
-        bw_pool_push(pool, seg);
-        runs = bw_aligned_runs(seg->free_slots, slots);
+        if (runs) break;
+        bw_unlock(&pool->lock);
+        fresh = bw_segment_carve(pool_index);
+        if (!fresh) return NULL;
     }
     uint64_t dirty_runs = runs & bw_aligned_runs(seg->free_slots & seg->dirty_slots, slots);
     unsigned slot = (unsigned)__builtin_ctzll(dirty_runs ? dirty_runs : runs);
@@ -192,7 +206,7 @@ bw_slab_t *bw_slab_span_acquire(unsigned node, unsigned slots) {
     return &bw_layout.slabs[seg_index * BW_SLABS_PER_SEGMENT + slot];
 }
 
-static size_t bw_pool_purge_locked(bw_node_pool_t *pool, uint64_t now, bool force);
+static size_t bw_pool_purge(bw_node_pool_t *pool, uint64_t now, bool force);
 
 /* Return a slab's slots to its segment's pool. Their memory stays
  * committed until the purge delay has passed. */
@@ -232,38 +246,35 @@ void bw_slab_slot_release(bw_slab_t *slab) {
     pool->dirty_slots += (size_t)__builtin_popcountll(bits & ~seg->dirty_slots);
     seg->dirty_slots |= bits;
     if (!seg->in_pool_list) bw_pool_push(pool, seg);
-    if (now - pool->last_purge_ms >= BW_PURGE_DELAY_MS) bw_pool_purge_locked(pool, now, false);
+    bool purge_due = now - pool->last_purge_ms >= BW_PURGE_DELAY_MS;
+    if (purge_due) pool->last_purge_ms = now; /* one purge at a time is enough */
     bw_unlock(&pool->lock);
+    if (purge_due) bw_pool_purge(pool, now, false);
 }
 
-/* Decommit one run of free slots [start, end) of a segment. Locked memory
- * keeps its pages (MADV_DONTNEED refused): the slots then stay dirty, so
- * bw_slab_format zeroes what it must, and the next purge tries again, a
- * delay later. Returns the bytes returned. */
-static size_t bw_pool_purge_run(bw_node_pool_t *pool, bw_segment_t *seg, unsigned start,
-                                unsigned end, uint64_t now) {
-    size_t seg_index = (size_t)(seg - bw_layout.segments);
-    bw_slab_t *first = &bw_layout.slabs[seg_index * BW_SLABS_PER_SEGMENT];
-    uintptr_t seg_base = bw_layout.arena_base + (seg_index << BW_SEGMENT_SHIFT);
-    if (!bw_os_decommit((void *)(seg_base + ((uintptr_t)start << BW_SLAB_SHIFT)),
-                        (size_t)(end - start) << BW_SLAB_SHIFT)) {
-        for (unsigned s = start; s < end; s++) first[s].freed_at_ms = now;
-        return 0;
-    }
-    for (unsigned s = start; s < end; s++) first[s].state = BW_SLAB_UNUSED;
-    seg->dirty_slots &= ~(bw_bits_below(end) & ~bw_bits_below(start));
-    pool->dirty_slots -= end - start;
-    return (size_t)(end - start) << BW_SLAB_SHIFT;
-}
+/* The purge decommits free slots whose delay has passed (all of them when
+ * forced) with MADV_DONTNEED, one call per run of adjacent slots. The calls
+ * are made without the pool lock (each waits for the mm lock behind the
+ * process's page faults; bw_segment_carve): the slots leave the pool first,
+ * so no refill can be handed one whose pages are being discarded, and come
+ * back clean afterwards. Up to BW_PURGE_BATCH runs at a time. */
+#define BW_PURGE_BATCH 32u
 
-/* Decommit free slots whose delay has passed (all of them when forced).
- * Runs of adjacent slots are returned with one madvise. */
-static size_t bw_pool_purge_locked(bw_node_pool_t *pool, uint64_t now, bool force) {
-    size_t purged = 0;
-    pool->last_purge_ms = now;
+typedef struct {
+    bw_segment_t *seg;
+    uint64_t run; /* slot bits */
+    bool clean;   /* the kernel took the pages back */
+} bw_purge_run_t;
+
+/* Pool lock held: take the runs that are ready out of the pool. */
+static unsigned bw_pool_purge_take(bw_node_pool_t *pool, uint64_t now, bool force,
+                                   bw_purge_run_t *runs) {
+    unsigned count = 0;
     if (pool->dirty_slots == 0) return 0;
-    for (bw_segment_t *seg = pool->partial; seg; seg = seg->next) {
-        uint64_t dirty = seg->dirty_slots;
+    bw_segment_t *next;
+    for (bw_segment_t *seg = pool->partial; seg && count < BW_PURGE_BATCH; seg = next) {
+        next = seg->next; /* taking slots may take seg off the list */
+        uint64_t dirty = seg->free_slots & seg->dirty_slots;
         if (!dirty) continue;
         size_t seg_index = (size_t)(seg - bw_layout.segments);
         const bw_slab_t *first = &bw_layout.slabs[seg_index * BW_SLABS_PER_SEGMENT];
@@ -272,25 +283,84 @@ static size_t bw_pool_purge_locked(bw_node_pool_t *pool, uint64_t now, bool forc
             unsigned slot = (unsigned)__builtin_ctzll(d);
             if (force || now - first[slot].freed_at_ms >= BW_PURGE_DELAY_MS) ready |= 1ull << slot;
         }
-        while (ready) {
+        while (ready && count < BW_PURGE_BATCH) {
             unsigned start = (unsigned)__builtin_ctzll(ready);
             unsigned end = start;
             while (end < 64 && (ready >> end) & 1) end++;
-            purged += bw_pool_purge_run(pool, seg, start, end, now);
-            ready &= ~(bw_bits_below(end) & ~bw_bits_below(start));
+            uint64_t run = bw_bits_below(end) & ~bw_bits_below(start);
+            ready &= ~run;
+            seg->free_slots &= ~run;
+            seg->dirty_slots &= ~run;
+            pool->dirty_slots -= end - start;
+            runs[count++] = (bw_purge_run_t){seg, run, false};
         }
+        if (seg->free_slots == 0) bw_pool_remove(pool, seg);
     }
-    return purged;
+    return count;
+}
+
+/* Pool lock held: the purged runs come back, clean. Locked memory keeps
+ * its pages (MADV_DONTNEED refused): such a run comes back dirty, so
+ * bw_slab_format zeroes what it must, and the next purge tries again, a
+ * delay later. */
+static void bw_pool_purge_give(bw_node_pool_t *pool, const bw_purge_run_t *runs, unsigned count,
+                               uint64_t now) {
+    for (unsigned i = 0; i < count; i++) {
+        bw_segment_t *seg = runs[i].seg;
+        size_t seg_index = (size_t)(seg - bw_layout.segments);
+        bw_slab_t *first = &bw_layout.slabs[seg_index * BW_SLABS_PER_SEGMENT];
+        for (uint64_t r = runs[i].run; r; r &= r - 1) {
+            bw_slab_t *slot = &first[__builtin_ctzll(r)];
+            if (runs[i].clean)
+                slot->state = BW_SLAB_UNUSED;
+            else
+                slot->freed_at_ms = now;
+        }
+        if (!runs[i].clean) {
+            seg->dirty_slots |= runs[i].run;
+            pool->dirty_slots += (size_t)__builtin_popcountll(runs[i].run);
+        }
+        seg->free_slots |= runs[i].run;
+        if (!seg->in_pool_list) bw_pool_push(pool, seg);
+    }
+}
+
+/* Called without the pool lock. Returns the bytes decommitted. */
+static size_t bw_pool_purge(bw_node_pool_t *pool, uint64_t now, bool force) {
+    size_t purged = 0;
+    for (;;) {
+        bw_purge_run_t runs[BW_PURGE_BATCH];
+        bw_lock(&pool->lock);
+        unsigned count = bw_pool_purge_take(pool, now, force, runs);
+        bw_unlock(&pool->lock);
+        if (count == 0) return purged;
+        for (unsigned i = 0; i < count; i++) {
+            size_t seg_index = (size_t)(runs[i].seg - bw_layout.segments);
+            unsigned start = (unsigned)__builtin_ctzll(runs[i].run);
+            size_t bytes = (size_t)__builtin_popcountll(runs[i].run) << BW_SLAB_SHIFT;
+            runs[i].clean =
+                bw_os_decommit((void *)(bw_layout.arena_base + (seg_index << BW_SEGMENT_SHIFT) +
+                                        ((uintptr_t)start << BW_SLAB_SHIFT)),
+                               bytes);
+            if (runs[i].clean) purged += bytes;
+        }
+        bw_lock(&pool->lock);
+        bw_pool_purge_give(pool, runs, count, now);
+        bw_unlock(&pool->lock);
+        if (count < BW_PURGE_BATCH) return purged;
+    }
 }
 
 size_t bw_segments_purge(bool force) {
     size_t purged = 0;
     uint64_t now = bw_os_now_ms();
     for (unsigned i = 0; i < bw_topology.node_count && i < BW_MAX_NUMA_NODES; i++) {
-        bw_lock(&bw_pools[i].lock);
-        if (force || now - bw_pools[i].last_purge_ms >= BW_PURGE_DELAY_MS)
-            purged += bw_pool_purge_locked(&bw_pools[i], now, force);
-        bw_unlock(&bw_pools[i].lock);
+        bw_node_pool_t *pool = &bw_pools[i];
+        bw_lock(&pool->lock);
+        bool due = force || now - pool->last_purge_ms >= BW_PURGE_DELAY_MS;
+        if (due) pool->last_purge_ms = now;
+        bw_unlock(&pool->lock);
+        if (due) purged += bw_pool_purge(pool, now, force);
     }
     return purged;
 }
@@ -311,6 +381,6 @@ void bw_segments_fork_parent(void) {
 }
 
 void bw_segments_fork_child(void) {
-    atomic_store(&bw_arena_lock.held, 0);
-    for (unsigned i = 0; i < BW_MAX_NUMA_NODES; i++) atomic_store(&bw_pools[i].lock.held, 0);
+    bw_lock_reset_in_child(&bw_arena_lock);
+    for (unsigned i = 0; i < BW_MAX_NUMA_NODES; i++) bw_lock_reset_in_child(&bw_pools[i].lock);
 }

@@ -3,56 +3,128 @@
  * malloc(0) must return a unique pointer that can be freed (CONVENTIONS
  * trap 11); a hardened allocator also makes any access through it fault, as
  * hardened_malloc does. The pointers come from a reservation that is never
- * made accessible: 2^20 slots 16 bytes apart, tracked by an out-of-line
- * bitmap (a double free of a zero-byte block is caught like any other).
- * malloc(0) is rare, so one lock and a scan from a random word are enough. */
-#include <errno.h>
-
+ * made accessible: BW_ZERO_SLOTS slots 16 bytes apart (256 MiB of PROT_NONE
+ * address space), tracked by an out-of-line bitmap, one "live" bit per slot
+ * (a double free of a zero-byte block is caught like any other).
+ *
+ * The bitmap's own reservation (2 MiB) is committed in address order, as
+ * the zero-byte blocks a program holds grow: 2^20 slots (128 KiB) at
+ * start-up, then twice as many each time every committed slot is live. So
+ * a program with a few zero-byte blocks commits (and touches) no more than
+ * before, and one with millions can have them (there used to be a hard limit
+ * of 2^20, after which malloc(0) failed with ENOMEM).
+ *
+ * Finding a free slot never scans the bitmap: `open` has a bit per bitmap
+ * word that has a free slot, `open_any` a bit per `open` word that is not
+ * zero. malloc(0) tries one random word first (addresses stay unpredictable
+ * while the region is sparse), else takes the first open word at or after
+ * the random one's group of 4096 words, reading at most 64 `open_any` words
+ * under the lock. All three levels live in one metadata reservation, apart
+ * from each other and from the rest by uncommitted pages.
+ *
+ * With all 2^24 slots live (16M zero-byte blocks at once), bw_zero_alloc
+ * returns NULL and malloc(0) hands out an ordinary block of the smallest
+ * class instead (heap.c): it does not fault on access, but it is a block
+ * like any other to free, free_sized (size 0), realloc and
+ * malloc_usable_size (8 bytes under a canary, 16 without). */
 #include "bw_internal.h"
 
 #if BW_ZERO_SIZE_FAULTS
-#define BW_ZERO_SLOTS   (1u << 20)
-#define BW_ZERO_SPACING 16u
-#define BW_ZERO_WORDS   (BW_ZERO_SLOTS / 64)
+#define BW_ZERO_SLOTS_SHIFT 24
+#define BW_ZERO_SLOTS       ((size_t)1 << BW_ZERO_SLOTS_SHIFT)
+#define BW_ZERO_SPACING     16u
+#define BW_ZERO_WORDS_MAX   ((uint32_t)(BW_ZERO_SLOTS / 64)) /* live bits: 2 MiB */
+#define BW_ZERO_WORDS_START ((uint32_t)1 << 14)              /* 2^20 slots, 128 KiB */
+#define BW_ZERO_OPEN_WORDS  (BW_ZERO_WORDS_MAX / 64)         /* 32 KiB */
+#define BW_ZERO_ANY_WORDS   (BW_ZERO_OPEN_WORDS / 64)        /* 512 bytes */
+#define BW_ZERO_WORDS_NONE  UINT32_MAX
+_Static_assert(BW_ZERO_WORDS_START % 4096 == 0, "whole open_any words cover the committed part");
+_Static_assert(BW_ZERO_ANY_WORDS <= 64, "the search reads at most 64 open_any words");
 
 static bw_lock_t bw_zero_lock;
 static uintptr_t bw_zero_base;
-static uint64_t *bw_zero_bits; /* own mapping, guard pages around it */
+static uint64_t *bw_zero_bits;     /* live bit per slot; committed up to bw_zero_words */
+static uint64_t *bw_zero_open;     /* bit w: bw_zero_bits[w] has a free slot */
+static uint64_t *bw_zero_open_any; /* bit i: bw_zero_open[i] is not zero */
+static uint32_t bw_zero_words;     /* bitmap words committed (and searched) */
+
+#define BW_ZERO_PAGE_ROUND(bytes) (((bytes) + BW_PAGE_SIZE - 1) & ~(size_t)(BW_PAGE_SIZE - 1))
+#define BW_ZERO_BITS_BYTES        ((size_t)BW_ZERO_WORDS_MAX * sizeof(uint64_t))
+#define BW_ZERO_SUMMARY_BYTES                                                                      \
+    BW_ZERO_PAGE_ROUND(((size_t)BW_ZERO_OPEN_WORDS + BW_ZERO_ANY_WORDS) * sizeof(uint64_t))
+
+/* Commit bitmap words [from, to) and mark them open: fresh pages read as
+ * zero, every slot free. Zero-lock held, or at start-up. */
+static bool bw_zero_commit_words(uint32_t from, uint32_t to) {
+    if (!bw_os_commit_meta(bw_zero_bits + from, (size_t)(to - from) * sizeof(uint64_t)))
+        return false;
+    for (uint32_t i = from / 64; i < to / 64; i++) bw_zero_open[i] = ~0ull;
+    for (uint32_t i = from / 4096; i < to / 4096; i++) bw_zero_open_any[i] = ~0ull;
+    bw_zero_words = to;
+    return true;
+}
 
 bool bw_zero_init(void) {
-    void *region = bw_os_reserve((size_t)BW_ZERO_SLOTS * BW_ZERO_SPACING, BW_PAGE_SIZE, true);
-    size_t bitmap_bytes = BW_ZERO_WORDS * sizeof(uint64_t);
-    char *bits = bw_os_map(bitmap_bytes + 2 * BW_PAGE_SIZE);
-    if (!region || !bits) return false;
-    if (!bw_os_guard(bits, BW_PAGE_SIZE) ||
-        !bw_os_guard(bits + BW_PAGE_SIZE + bitmap_bytes, BW_PAGE_SIZE) ||
-        !bw_os_protect_meta(bits + BW_PAGE_SIZE, bitmap_bytes))
-        return false;
-    bw_zero_bits = (uint64_t *)(void *)(bits + BW_PAGE_SIZE);
+    /* guard | live bits | guard | open, open_any | guard */
+    size_t meta_size =
+        BW_PAGE_SIZE + BW_ZERO_BITS_BYTES + BW_PAGE_SIZE + BW_ZERO_SUMMARY_BYTES + BW_PAGE_SIZE;
+    void *region = bw_os_reserve(BW_ZERO_SLOTS * BW_ZERO_SPACING, BW_PAGE_SIZE, true);
+    char *meta = bw_os_reserve(meta_size, BW_PAGE_SIZE, true);
+    if (!region || !meta) return false;
+    bw_zero_bits = (uint64_t *)(void *)(meta + BW_PAGE_SIZE);
+    char *summary = meta + BW_PAGE_SIZE + BW_ZERO_BITS_BYTES + BW_PAGE_SIZE;
+    if (!bw_os_commit_meta(summary, BW_ZERO_SUMMARY_BYTES)) return false;
+    bw_zero_open = (uint64_t *)(void *)summary;
+    bw_zero_open_any = bw_zero_open + BW_ZERO_OPEN_WORDS;
+    if (!bw_zero_commit_words(0, BW_ZERO_WORDS_START)) return false;
     bw_zero_base = (uintptr_t)region;
     return true;
 }
 
+/* Before initialisation the base is 0, and low addresses are nobody's
+ * zero-byte blocks. */
 bool bw_zero_owns(const void *ptr) {
-    return (uintptr_t)ptr - bw_zero_base < (uintptr_t)BW_ZERO_SLOTS * BW_ZERO_SPACING;
+    return bw_zero_base && (uintptr_t)ptr - bw_zero_base < BW_ZERO_SLOTS * BW_ZERO_SPACING;
+}
+
+/* The first bitmap word with a free slot, looking from `near`'s group of
+ * 4096 words onwards (and around); BW_ZERO_WORDS_NONE when all are live.
+ * Zero-lock held. */
+static uint32_t bw_zero_find_open(uint32_t near) {
+    uint32_t groups = bw_zero_words / 4096;
+    for (uint32_t n = 0, g = near / 4096; n < groups; n++, g = g + 1 < groups ? g + 1 : 0) {
+        uint64_t any = bw_zero_open_any[g];
+        if (!any) continue;
+        uint32_t open_index = g * 64 + (uint32_t)__builtin_ctzll(any);
+        return open_index * 64 + (uint32_t)__builtin_ctzll(bw_zero_open[open_index]);
+    }
+    return BW_ZERO_WORDS_NONE;
 }
 
 void *bw_zero_alloc(void) {
     bw_heap_t *heap = bw_heap_get_or_create();
-    uint32_t start = heap ? bw_rng_below(&heap->rng, BW_ZERO_WORDS) : 0;
+    uint32_t random = heap ? (uint32_t)bw_rng_next(&heap->rng) : 0;
     bw_lock(&bw_zero_lock);
-    for (uint32_t n = 0; n < BW_ZERO_WORDS; n++) {
-        uint32_t w = (start + n) & (BW_ZERO_WORDS - 1);
-        uint64_t free_bits = ~bw_zero_bits[w];
-        if (!free_bits) continue;
-        unsigned bit = (unsigned)__builtin_ctzll(free_bits);
-        bw_zero_bits[w] |= 1ull << bit;
-        bw_unlock(&bw_zero_lock);
-        return (void *)(bw_zero_base + ((uintptr_t)w * 64 + bit) * BW_ZERO_SPACING);
+    uint32_t words = bw_zero_words;
+    uint32_t w = (uint32_t)(((uint64_t)random * words) >> 32);
+    if (!~bw_zero_bits[w]) w = bw_zero_find_open(w);
+    if (w == BW_ZERO_WORDS_NONE) {
+        /* Every committed slot is live: twice as many, in a random word
+         * of the new half. */
+        if (words >= BW_ZERO_WORDS_MAX || !bw_zero_commit_words(words, 2 * words)) {
+            bw_unlock(&bw_zero_lock);
+            return NULL; /* the caller falls back to an ordinary block */
+        }
+        w = words + (uint32_t)(((uint64_t)random * words) >> 32);
+    }
+    unsigned bit = (unsigned)__builtin_ctzll(~bw_zero_bits[w]);
+    bw_zero_bits[w] |= 1ull << bit;
+    if (!~bw_zero_bits[w]) { /* the word is full now: close it */
+        bw_zero_open[w / 64] &= ~(1ull << (w % 64));
+        if (!bw_zero_open[w / 64]) bw_zero_open_any[w / 4096] &= ~(1ull << (w / 64 % 64));
     }
     bw_unlock(&bw_zero_lock);
-    errno = ENOMEM;
-    return NULL;
+    return (void *)(bw_zero_base + ((uintptr_t)w * 64 + bit) * BW_ZERO_SPACING);
 }
 
 /* Validates a zero-byte block; clears it when `release`. */
@@ -61,10 +133,21 @@ static void bw_zero_check(void *ptr, bool release, const char *freed_class,
     uintptr_t offset = (uintptr_t)ptr - bw_zero_base;
     if (offset % BW_ZERO_SPACING) bw_fatal(invalid_class, ptr, BW_INFO_CLASS, 0, function);
     size_t slot = offset / BW_ZERO_SPACING;
-    uint64_t bit = 1ull << (slot & 63);
+    size_t w = slot / 64;
+    uint64_t bit = 1ull << (slot % 64);
     bw_lock(&bw_zero_lock);
-    bool live = bw_zero_bits[slot >> 6] & bit;
-    if (live && release) bw_zero_bits[slot >> 6] &= ~bit;
+    if (w >= bw_zero_words) { /* never committed, so never handed out */
+        bw_unlock(&bw_zero_lock);
+        bw_fatal(invalid_class, ptr, BW_INFO_CLASS, 0, function);
+    }
+    bool live = bw_zero_bits[w] & bit;
+    if (live && release) {
+        if (!~bw_zero_bits[w]) { /* it was full: open it again */
+            if (!bw_zero_open[w / 64]) bw_zero_open_any[w / 4096] |= 1ull << (w / 64 % 64);
+            bw_zero_open[w / 64] |= 1ull << (w % 64);
+        }
+        bw_zero_bits[w] &= ~bit;
+    }
     bw_unlock(&bw_zero_lock);
     if (!live) bw_fatal(freed_class, ptr, BW_INFO_CLASS, 0, function);
 }
@@ -78,6 +161,18 @@ void bw_zero_validate(void *ptr, const char *freed_class, const char *invalid_cl
                       const char *function) {
     bw_zero_check(ptr, false, freed_class, invalid_class, function);
 }
+
+/* malloc(0) and free of a zero-size block take the lock: a fork while
+ * another thread holds it would leave it held forever in the child. */
+void bw_zero_fork_prepare(void) {
+    bw_lock(&bw_zero_lock);
+}
+void bw_zero_fork_parent(void) {
+    bw_unlock(&bw_zero_lock);
+}
+void bw_zero_fork_child(void) {
+    bw_lock_reset_in_child(&bw_zero_lock);
+}
 #else
 bool bw_zero_init(void) {
     return true;
@@ -86,4 +181,8 @@ bool bw_zero_owns(const void *ptr) {
     (void)ptr;
     return false;
 }
+/* No zero-size region, no lock to hand over. */
+void bw_zero_fork_prepare(void) {}
+void bw_zero_fork_parent(void) {}
+void bw_zero_fork_child(void) {}
 #endif

@@ -8,8 +8,10 @@
  *    pvalloc / alignment-rounding overflow) give NULL with errno ENOMEM;
  *  - calloc memory is zero even when it reuses dirty small blocks or cached
  *    large mappings;
- *  - the memalign family validates alignments (EINVAL, *out untouched) and
- *    honours every power of two up to 64 MiB; valloc/pvalloc page-align;
+ *  - posix_memalign validates alignments (EINVAL, *out untouched); memalign
+ *    and aligned_alloc take any alignment as glibc 2.36 does (up to 16 is
+ *    malloc, others round up to a power of two, EINVAL above SIZE_MAX/2+1);
+ *    every power of two up to 64 MiB is honoured; valloc/pvalloc page-align;
  *  - free(NULL) is a no-op, free preserves errno, malloc_usable_size(NULL) is
  *    0; free_sized / free_aligned_sized accept the requested size and any size
  *    of the same class;
@@ -386,22 +388,94 @@ static void test_aligned_alloc_and_memalign(void **state) {
             free(p);
         }
     }
-    const size_t bad[] = {3, 12, 24, 48, 100, 4097, 3 * 4096, SIZE_MAX};
-    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
-        errno = 0;
-        void *p = aligned_alloc(bad[i], 64);
-        BW_REQUIRE(p == NULL && errno == EINVAL, "aligned_alloc(%zu, 64) = %p errno %d", bad[i], p,
-                   errno);
-        errno = 0;
-        p = memalign(bad[i], 64);
-        BW_REQUIRE(p == NULL && errno == EINVAL, "memalign(%zu, 64) = %p errno %d", bad[i], p,
-                   errno);
+}
+
+/* The power of two glibc rounds an alignment up to (2.36 _mid_memalign):
+ * alignments up to 16 are malloc's own. */
+static size_t glibc_alignment(size_t alignment) {
+    size_t rounded = 16;
+    while (rounded < alignment) rounded *= 2;
+    return rounded;
+}
+
+/* memalign and aligned_alloc accept any alignment as this system's glibc
+ * does (glibc 2.36, observed by a program run without bulwark; the commit
+ * that added this test lists what it returned): 0 and anything up to 16 is malloc, an
+ * alignment that is not a power of two is rounded up to the next one, one
+ * above SIZE_MAX / 2 + 1 (no power of two is) fails with EINVAL, and a
+ * power of two no mapping can honour, or an impossible size, with ENOMEM.
+ * posix_memalign keeps POSIX's EINVAL for all of these
+ * (test_posix_memalign_rejects_bad_alignments). */
+static void test_memalign_takes_any_alignment_like_glibc(void **state) {
+    const size_t alignments[] = {0,  1,   2,    3,    4,    8,        12,       16,    24,     33,
+                                 48, 100, 1000, 4095, 4097, 3 * 4096, 5 * 4096, 65537, 3 * MiB};
+    const size_t sizes[] = {0, 1, 24, 64, 5000, 16384, 100000};
+    for (size_t i = 0; i < sizeof alignments / sizeof alignments[0]; i++) {
+        size_t alignment = alignments[i], expected = glibc_alignment(alignment);
+        for (size_t j = 0; j < sizeof sizes / sizeof sizes[0]; j++) {
+            errno = 0;
+            void *p = memalign(alignment, sizes[j]);
+            BW_REQUIRE(p != NULL, "memalign(%zu, %zu): errno %d", alignment, sizes[j], errno);
+            check_block(p, sizes[j], expected, "memalign");
+            free(p);
+            p = aligned_alloc(alignment, sizes[j]);
+            BW_REQUIRE(p != NULL, "aligned_alloc(%zu, %zu): errno %d", alignment, sizes[j], errno);
+            check_block(p, sizes[j], expected, "aligned_alloc");
+            free(p);
+        }
     }
-    /* A power of two no mapping can honour fails cleanly. */
-    errno = 0;
-    void *p = aligned_alloc(bw_opaque_size((size_t)1 << 63), 64);
-    BW_REQUIRE(p == NULL && (errno == ENOMEM || errno == EINVAL),
-               "aligned_alloc(1 << 63, 64) = %p errno %d", p, errno);
+    /* No power of two above SIZE_MAX / 2 + 1: EINVAL, whatever the size. */
+    const size_t invalid[] = {SIZE_MAX, SIZE_MAX - 1, SIZE_MAX / 2 + 2, SIZE_MAX / 2 + 4097};
+    /* A power of two (or one rounded up to 2^63) too large for any mapping. */
+    const size_t unmappable[] = {(size_t)1 << 62, ((size_t)1 << 62) + 1, SIZE_MAX / 2,
+                                 SIZE_MAX / 2 + 1};
+    const size_t any_sizes[] = {0, 64, 100000, (size_t)PTRDIFF_MAX + 1, SIZE_MAX};
+    for (size_t j = 0; j < sizeof any_sizes / sizeof any_sizes[0]; j++) {
+        size_t size = bw_opaque_size(any_sizes[j]);
+        for (size_t i = 0; i < sizeof invalid / sizeof invalid[0]; i++) {
+            errno = 0;
+            void *p = memalign(bw_opaque_size(invalid[i]), size);
+            BW_REQUIRE(p == NULL && errno == EINVAL, "memalign(%#zx, %#zx) = %p errno %d",
+                       invalid[i], size, p, errno);
+            errno = 0;
+            p = aligned_alloc(bw_opaque_size(invalid[i]), size);
+            BW_REQUIRE(p == NULL && errno == EINVAL, "aligned_alloc(%#zx, %#zx) = %p errno %d",
+                       invalid[i], size, p, errno);
+        }
+        for (size_t i = 0; i < sizeof unmappable / sizeof unmappable[0]; i++) {
+            errno = 0;
+            void *p = memalign(bw_opaque_size(unmappable[i]), size);
+            BW_REQUIRE(p == NULL && errno == ENOMEM, "memalign(%#zx, %#zx) = %p errno %d",
+                       unmappable[i], size, p, errno);
+            errno = 0;
+            p = aligned_alloc(bw_opaque_size(unmappable[i]), size);
+            BW_REQUIRE(p == NULL && errno == ENOMEM, "aligned_alloc(%#zx, %#zx) = %p errno %d",
+                       unmappable[i], size, p, errno);
+        }
+    }
+    /* Impossible sizes with the alignments glibc rounds or treats as
+     * malloc's: ENOMEM. */
+    const size_t impossible[] = {(size_t)PTRDIFF_MAX + 1, SIZE_MAX - 4096, SIZE_MAX};
+    const size_t odd[] = {0, 1, 3, 24, 48, 4095, 4097};
+    for (size_t i = 0; i < sizeof odd / sizeof odd[0]; i++) {
+        for (size_t j = 0; j < sizeof impossible / sizeof impossible[0]; j++) {
+            size_t size = bw_opaque_size(impossible[j]);
+            errno = 0;
+            void *p = memalign(odd[i], size);
+            BW_REQUIRE(p == NULL && errno == ENOMEM, "memalign(%zu, %#zx) = %p errno %d", odd[i],
+                       size, p, errno);
+            errno = 0;
+            p = aligned_alloc(odd[i], size);
+            BW_REQUIRE(p == NULL && errno == ENOMEM, "aligned_alloc(%zu, %#zx) = %p errno %d",
+                       odd[i], size, p, errno);
+        }
+    }
+    /* posix_memalign of an unmappable power of two: ENOMEM, *out untouched. */
+    void *out = sentinel;
+    assert_int_equal(posix_memalign(&out, bw_opaque_size((size_t)1 << 62), 64), ENOMEM);
+    assert_ptr_equal(out, sentinel);
+    assert_int_equal(posix_memalign(&out, bw_opaque_size(SIZE_MAX / 2 + 1), 64), ENOMEM);
+    assert_ptr_equal(out, sentinel);
 }
 
 static void test_valloc_and_pvalloc(void **state) {
@@ -853,6 +927,7 @@ int main(void) {
         cmocka_unit_test(test_posix_memalign_rejects_bad_alignments),
         cmocka_unit_test(test_posix_memalign_every_power_of_two),
         cmocka_unit_test(test_aligned_alloc_and_memalign),
+        cmocka_unit_test(test_memalign_takes_any_alignment_like_glibc),
         cmocka_unit_test(test_valloc_and_pvalloc),
         cmocka_unit_test(test_free_null_and_errno),
         cmocka_unit_test(test_malloc_usable_size),

@@ -5,8 +5,11 @@
  * through it faults (SIGSEGV, no report) at that very address; it is still
  * a block, so freeing it twice is fatal with
  *     bulwark: double free of 0x<pointer> (0-byte class) in free
- * and realloc turns it into an ordinary block. In a profile without the
- * knob the whole program reports itself skipped (exit 77). */
+ * and realloc turns it into an ordinary block. More than 2^20 of them can
+ * be live at once (2^20 + 1000 here: all distinct, the last still faults),
+ * and after all are freed a second free of one is still that report. In a
+ * profile without the knob the whole program reports itself skipped
+ * (exit 77). */
 #include <malloc.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -116,6 +119,40 @@ static void test_zero_size_double_free(void **state) {
     free(p);
 }
 
+static void do_free(void *pointer) {
+    free(bw_launder(pointer));
+}
+
+/* There used to be room for 2^20 live zero-size blocks; the next malloc(0)
+ * returned NULL (ENOMEM). */
+#define MANY_COUNT (((size_t)1 << 20) + 1000)
+
+static void test_zero_size_beyond_a_million_live_blocks(void **state) {
+    uintptr_t *pointers = malloc(MANY_COUNT * sizeof *pointers);
+    assert_non_null(pointers);
+    for (size_t i = 0; i < MANY_COUNT; i++) {
+        void *p = malloc(bw_opaque_size(0));
+        BW_REQUIRE(p != NULL, "malloc(0) #%zu of %zu", i, MANY_COUNT);
+        pointers[i] = (uintptr_t)p;
+    }
+    /* The last ones are zero-size blocks too, not a fallback. */
+    char *last = (char *)pointers[MANY_COUNT - 1];
+    assert_int_equal(malloc_usable_size(last), 0);
+    bw_expect_fault_in(do_write, last, last, last + 1);
+    char *first = (char *)pointers[0];
+    qsort(pointers, MANY_COUNT, sizeof pointers[0], compare_pointers);
+    for (size_t i = 1; i < MANY_COUNT; i++)
+        BW_REQUIRE(pointers[i] != pointers[i - 1], "0x%jx returned twice", (uintmax_t)pointers[i]);
+    for (size_t i = 0; i < MANY_COUNT; i++) free((void *)pointers[i]);
+    free(pointers);
+    /* Freed, all of them: one more free of one is a double free. */
+    char info[64];
+    bw_expect_report(do_free, first, "double free", first, bw_info_class(info, sizeof info, 0),
+                     "free");
+    bw_expect_report(do_free, last, "double free", last, bw_info_class(info, sizeof info, 0),
+                     "free");
+}
+
 static void test_zero_size_realloc_gives_an_ordinary_block(void **state) {
     char *p = malloc(bw_opaque_size(0));
     assert_non_null(p);
@@ -138,6 +175,7 @@ int main(void) {
         cmocka_unit_test(test_zero_size_write_faults),
         cmocka_unit_test(test_zero_size_double_free),
         cmocka_unit_test(test_zero_size_realloc_gives_an_ordinary_block),
+        cmocka_unit_test(test_zero_size_beyond_a_million_live_blocks),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
