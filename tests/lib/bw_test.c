@@ -32,10 +32,14 @@
 #define DEATH_OUTPUT_MAX 16384
 #define DEATH_TIMEOUT_MS 30000
 
-static int64_t monotonic_ms(void) {
+uint64_t bw_test_now_ms(void) {
     struct timespec now;
     clock_gettime(CLOCK_MONOTONIC, &now);
-    return (int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000;
+    return (uint64_t)now.tv_sec * 1000u + (uint64_t)now.tv_nsec / 1000000u;
+}
+
+static int64_t monotonic_ms(void) {
+    return (int64_t)bw_test_now_ms();
 }
 
 /* The child: deliver a crash as a crash. cmocka installs handlers for SIGSEGV

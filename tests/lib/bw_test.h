@@ -49,6 +49,9 @@ int bw_is_bulwark_loaded(void);
  * BW_TEST_SKIP=<glob> skips matching ones. Call before cmocka_run_group_tests. */
 void bw_test_filters_from_env(void);
 
+/* CLOCK_MONOTONIC in milliseconds (bounds on how long a child may run). */
+uint64_t bw_test_now_ms(void);
+
 /* Resident set size of this process in bytes (/proc/self/statm). */
 size_t bw_test_rss_bytes(void);
 

@@ -199,6 +199,10 @@ static void do_forge_with_keys(void *arg) {
         victim = quarantined;
     }
     forge_valid_link(block, victim);
+    /* And the victim's own first word a valid end of list (the program may
+     * write a live block as it likes), so that only the victim's state can
+     * give the forgery away. */
+    forge_valid_link(victim, NULL);
     bw_test_record_address(victim);
     malloc_rounds(live);
 }
@@ -239,6 +243,7 @@ static void do_forge_remote_link(void *arg) {
     if (pthread_create(&thread, NULL, thread_free, block) != 0 || pthread_join(thread, NULL) != 0)
         _exit(112);
     forge_valid_link(block, live); /* it was the remote list's only block: its end */
+    forge_valid_link(live, NULL);  /* ... and live now looks like the list's end */
     bw_test_record_address(live);
     malloc_trim(0); /* collects the remote list */
     malloc_rounds(live);

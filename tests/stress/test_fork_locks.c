@@ -57,12 +57,6 @@ static atomic_bool churn_stop;
 static atomic_ulong churn_rounds;
 static atomic_ulong churn_failures;
 
-static uint64_t now_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
 /* Worker threads must not call cmocka's assertions (they longjmp into the
  * main thread's runner): they count, the main thread asserts. */
 static void churn_fail(const char *what, size_t size) {
@@ -155,13 +149,13 @@ static int child_work(void) {
 /* The child's raw wait status, or -1 after killing a child that outlived
  * timeout_ms (it is reaped either way). */
 static int reap_within(pid_t pid, unsigned timeout_ms) {
-    uint64_t deadline = now_ms() + timeout_ms;
+    uint64_t deadline = bw_test_now_ms() + timeout_ms;
     for (;;) {
         int status = 0;
         pid_t done = waitpid(pid, &status, WNOHANG);
         if (done == pid) return status;
         if (done < 0 && errno != EINTR) return -2;
-        if (now_ms() >= deadline) {
+        if (bw_test_now_ms() >= deadline) {
             kill(pid, SIGKILL);
             while (waitpid(pid, &status, 0) < 0 && errno == EINTR) continue;
             return -1;
@@ -182,10 +176,10 @@ static void fork_while(void *(*workers[])(void *), size_t worker_count) {
         assert_int_equal(pthread_create(&threads[i], NULL, workers[i], (void *)i), 0);
     while (atomic_load(&churn_rounds) < 1000) usleep(100); /* the workers are in their loops */
 
-    uint64_t start = now_ms(), slowest = 0;
+    uint64_t start = bw_test_now_ms(), slowest = 0;
     int failed_at = -1, failed_status = 0;
     for (int n = 0; n < FORK_CHILDREN; n++) {
-        uint64_t forked_at = now_ms();
+        uint64_t forked_at = bw_test_now_ms();
         pid_t pid = fork();
         if (pid == 0) _exit(child_work());
         if (pid < 0) {
@@ -194,7 +188,7 @@ static void fork_while(void *(*workers[])(void *), size_t worker_count) {
             break;
         }
         int status = reap_within(pid, FORK_CHILD_TIMEOUT_MS);
-        if (now_ms() - forked_at > slowest) slowest = now_ms() - forked_at;
+        if (bw_test_now_ms() - forked_at > slowest) slowest = bw_test_now_ms() - forked_at;
         if (status < 0 || !WIFEXITED(status) || WEXITSTATUS(status) != CHILD_OK) {
             failed_at = n;
             failed_status = status;
@@ -205,8 +199,9 @@ static void fork_while(void *(*workers[])(void *), size_t worker_count) {
     for (size_t i = 0; i < worker_count; i++) assert_int_equal(pthread_join(threads[i], NULL), 0);
 
     print_message("%d children in %llu ms (slowest %llu ms), %lu worker rounds\n",
-                  failed_at < 0 ? FORK_CHILDREN : failed_at, (unsigned long long)(now_ms() - start),
-                  (unsigned long long)slowest, atomic_load(&churn_rounds));
+                  failed_at < 0 ? FORK_CHILDREN : failed_at,
+                  (unsigned long long)(bw_test_now_ms() - start), (unsigned long long)slowest,
+                  atomic_load(&churn_rounds));
     if (failed_status == -1)
         print_message("child %d did not exit within %u ms: deadlocked on a lock held at fork; "
                       "killed\n",

@@ -58,12 +58,6 @@ static size_t live_per_thread;
 static atomic_ulong failures;
 static atomic_ulong blocks_done;
 
-static uint64_t now_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
 static uint64_t next_random(uint64_t *state) {
     *state ^= *state << 13;
     *state ^= *state >> 7;
@@ -167,7 +161,7 @@ static void *churn_thread(void *arg) {
  * every block was allocated and kept its contents. */
 static int run_threads(unsigned thread_count) {
     static pthread_t threads[MAX_THREADS];
-    uint64_t start = now_ms();
+    uint64_t start = bw_test_now_ms();
     for (unsigned i = 0; i < thread_count; i++) {
         if (pthread_create(&threads[i], NULL, churn_thread, (void *)(uintptr_t)i) != 0) {
             fprintf(stderr, "oversubscribed: pthread_create #%u failed\n", i);
@@ -177,7 +171,7 @@ static int run_threads(unsigned thread_count) {
     for (unsigned i = 0; i < thread_count; i++) pthread_join(threads[i], NULL);
     printf("%u threads, %zu KiB live each, %u rounds: %lu blocks in %llu ms\n", thread_count,
            live_per_thread >> 10, ROUNDS, atomic_load(&blocks_done),
-           (unsigned long long)(now_ms() - start));
+           (unsigned long long)(bw_test_now_ms() - start));
     fflush(stdout);
     return atomic_load(&failures) == 0 ? 0 : 2;
 }
@@ -195,10 +189,11 @@ static void many_more_threads_than_cpus(void **state) {
     pid_t pid = fork();
     if (pid == 0) _exit(run_threads(thread_count));
     assert_true(pid > 0);
-    uint64_t deadline = now_ms() + HANG_LIMIT_S * 1000u;
+    uint64_t deadline = bw_test_now_ms() + HANG_LIMIT_S * 1000u;
     int status = 0;
     pid_t done;
-    while ((done = waitpid(pid, &status, WNOHANG)) == 0 && now_ms() < deadline) usleep(10000);
+    while ((done = waitpid(pid, &status, WNOHANG)) == 0 && bw_test_now_ms() < deadline)
+        usleep(10000);
     if (done == 0) {
         kill(pid, SIGKILL);
         waitpid(pid, &status, 0);

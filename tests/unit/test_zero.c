@@ -4,7 +4,8 @@
  *    slots, far more than the 2^20 the region used to be limited to, until
  *    every slot is live and it returns NULL; then malloc(0) still succeeds,
  *    with an ordinary block of the smallest class (not in the region,
- *    usable size 16 minus the canary, writable, accepted by free_sized with
+ *    usable size 16 minus the canary, or 0 with BW_EXACT_SIZE (the request),
+ *    writable that far, accepted by free_sized with
  *    size 0 and by realloc, its double free reported as a 16-byte class's);
  *    a slot freed then is the next malloc(0)'s again; once all are freed
  *    the region hands out slots again.
@@ -70,8 +71,8 @@ static void fill_then_fall_back(void **state) {
     void *fallback = malloc(bw_opaque_size(0));
     assert_non_null(fallback);
     assert_false(bw_zero_owns(fallback));
-    assert_int_equal(malloc_usable_size(fallback), 16 - BW_TEST_CANARY_BYTES);
-    memset(fallback, 0xa5, 16 - BW_TEST_CANARY_BYTES);
+    assert_int_equal(malloc_usable_size(fallback), BW_TEST_USABLE_FOR(0));
+    memset(fallback, 0xa5, BW_TEST_USABLE_FOR(0));
     free_sized(fallback, 0);
     fallback = calloc(bw_opaque_size(0), 1);
     assert_non_null(fallback);
