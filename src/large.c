@@ -326,11 +326,12 @@ static void *bw_large_alloc_room(size_t size, size_t capacity, size_t alignment,
      * its alignment; it ends at the guard if its size is whole pages. */
     entry.right_aligned = right;
     if (alignment <= BW_PAGE_SIZE) {
-        uintptr_t first = entry.map_base + BW_PAGE_SIZE;
 #if BW_LARGE_QUARANTINE
         /* A larger cached mapping: the block takes its last pages, so that
          * it still ends at the trailing guard. */
-        first = bw_large_region_end(&entry) - user_bytes;
+        uintptr_t first = bw_large_region_end(&entry) - user_bytes;
+#else
+        uintptr_t first = entry.map_base + BW_PAGE_SIZE;
 #endif
         bw_large_place(&entry, first, size, user_alignment, right);
     }
