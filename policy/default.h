@@ -31,7 +31,9 @@
 #define BW_CANARY 1
 
 /* Byte-exact overflow detection (strict and fuzz have it): off here, so a
- * write into the class's slack past the request goes unseen. */
+ * write into the class's slack past the request goes unseen. On, it costs
+ * this profile 68 more instructions per malloc(32)+free pair (callgrind,
+ * 328 -> 396, 2026-12-03): filling and checking the slack, the tag. */
 #define BW_EXACT_SIZE 0
 
 /* Freed small blocks are zeroed, all of them: no data of an earlier owner
