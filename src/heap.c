@@ -360,15 +360,44 @@ static void bw_abandoned_push(bw_slab_t *slab) {
     bw_unlock(&bw_abandoned_lock);
 }
 
-static bw_slab_t *bw_abandoned_pop(unsigned size_class) {
+/* NUMA: whether a slab's memory is on `node` (a pool index, as
+ * bw_heap_node_now returns; BW_ANY_NODE takes every slab). On one node
+ * every slab is local. */
+#define BW_ANY_NODE 0xffffffffu
+static bool bw_slab_on_node(const bw_slab_t *slab, unsigned node) {
+    return node == BW_ANY_NODE || bw_topology.node_count <= 1 || slab->node == node;
+}
+
+/* The node of the CPU the thread runs on now (getcpu through the vDSO):
+ * asked at every refill, not cached at heap creation, so that a thread the
+ * scheduler moved to another node fills its ways from that node's memory
+ * from then on instead of its first node's (issue 12: 29% of a migrated
+ * thread's small pages stayed remote). */
+static unsigned bw_heap_node_now(bw_heap_t *heap) {
+    if (bw_topology.node_count > 1 && bw_topology.current_node)
+        heap->node = bw_pool_index_for_node(bw_topology.current_node());
+    return heap->node;
+}
+
+/* An abandoned slab of the class on `node` (the first few of the list are
+ * looked at; a miss only costs a fresh slot on the right node). */
+#define BW_ADOPT_LOOK 8
+static bw_slab_t *bw_abandoned_pop(unsigned size_class, unsigned node) {
     if (!bw_abandoned[size_class]) /* racy peek: a miss only costs a fresh slab */
         return NULL;
     bw_lock(&bw_abandoned_lock);
-    bw_slab_t *slab = bw_abandoned[size_class];
-    if (slab) {
-        bw_abandoned[size_class] = slab->next;
+    bw_slab_t **link = &bw_abandoned[size_class];
+    for (int looked = 0; *link && looked < BW_ADOPT_LOOK; looked++) {
+        if (bw_slab_on_node(*link, node)) break;
+        link = &(*link)->next;
+    }
+    bw_slab_t *slab = *link;
+    if (slab && bw_slab_on_node(slab, node)) {
+        *link = slab->next;
         slab->next = NULL;
         __atomic_store_n(&bw_abandoned_count, bw_abandoned_count - 1, __ATOMIC_RELAXED);
+    } else {
+        slab = NULL;
     }
     bw_unlock(&bw_abandoned_lock);
     return slab;
@@ -381,7 +410,7 @@ size_t bw_abandoned_sweep(size_t max) {
     for (unsigned c = 1; c < BW_CLASS_COUNT && looked < max; c++) {
         bw_slab_t *keep = NULL;
         bw_slab_t *slab;
-        while (looked < max && (slab = bw_abandoned_pop(c))) {
+        while (looked < max && (slab = bw_abandoned_pop(c, BW_ANY_NODE))) {
             looked++;
             bw_slab_collect_remote(slab);
             if (slab->used == 0) {
@@ -453,10 +482,10 @@ void bw_heap_abandon(bw_heap_t *heap) {
 /* An abandoned slab of the class for this heap, NULL if none. One a forked
  * child inherited (an earlier fork generation: its keys and free-list order
  * are its parent's) is taken over sealed, never allocated from. */
-static bw_slab_t *bw_heap_adopt(bw_heap_t *heap, unsigned size_class) {
+static bw_slab_t *bw_heap_adopt(bw_heap_t *heap, unsigned size_class, unsigned node) {
     unsigned generation = atomic_load_explicit(&bw_rng_generation, memory_order_relaxed);
     bw_slab_t *slab;
-    while ((slab = bw_abandoned_pop(size_class))) {
+    while ((slab = bw_abandoned_pop(size_class, node))) {
         slab->state = BW_SLAB_ACTIVE;
         slab->list = BW_LIST_WAY; /* not on a list yet: refill installs it or puts it on one */
         slab->notify_at = -1;
@@ -510,7 +539,8 @@ bw_heap_t *bw_heap_get_or_create(void) {
     heap->quarantine_bytes = 0;
     heap->quarantine_epoch = 0;
 #endif
-    heap->node = bw_topology.current_node ? bw_topology.current_node() : 0;
+    heap->node = 0;
+    bw_heap_node_now(heap);
     heap->live = 1;
     heap->slow_calls = 0;
     heap->sealed = NULL;
@@ -634,7 +664,7 @@ static BW_NOINLINE bw_slab_t *bw_heap_refill_exhausted(bw_heap_t *heap, unsigned
     if (!slab) slab = bw_bin_take_ready(heap, bin, bin->full);
     if (slab) return bw_heap_install(heap, way, slab);
     bw_abandoned_sweep((size_t)-1);
-    while ((slab = bw_heap_adopt(heap, size_class))) {
+    while ((slab = bw_heap_adopt(heap, size_class, BW_ANY_NODE))) {
         if (bw_slab_ready(slab, heap)) return bw_heap_install(heap, way, slab);
         bw_bin_put_full(bin, slab);
     }
@@ -650,20 +680,34 @@ static bw_slab_t *bw_heap_refill(bw_heap_t *heap, unsigned size_class, unsigned 
     bw_bin_t *bin = &heap->bins[size_class];
     bw_heap_drain_remote(heap);
 
+    unsigned node = bw_heap_node_now(heap);
+
+    /* Every slab taken below is on the node the thread runs on now; the
+     * others wait on the bin's lists for a refill made from their node, or
+     * for the arena to run out (bw_heap_refill_exhausted takes any). */
     bw_slab_t *slab = heap->ways[way];
     if (slab != &bw_sentinel_slab) {
         bw_slab_collect_remote(slab);
-        if (bw_slab_ready(slab, heap)) return slab;
+        bool local = bw_slab_on_node(slab, node);
+        if (local && bw_slab_ready(slab, heap)) return slab;
         heap->ways[way] = &bw_sentinel_slab;
         bw_bin_put_full(bin, slab);
+        if (!local) bw_heap_settle(heap, slab); /* to avail if it has blocks, or retired */
     }
-    while ((slab = bin->avail)) {
+    bw_slab_t *next;
+    int remote_seen = 0;
+    for (slab = bin->avail; slab && remote_seen < BW_ADOPT_LOOK; slab = next) {
+        next = slab->next;
+        if (!bw_slab_on_node(slab, node)) {
+            remote_seen++;
+            continue;
+        }
         bw_list_remove(&bin->avail, slab);
         bw_slab_collect_remote(slab);
         if (bw_slab_ready(slab, heap)) return bw_heap_install(heap, way, slab);
         bw_bin_put_full(bin, slab);
     }
-    for (int tries = 0; tries < 4 && (slab = bw_heap_adopt(heap, size_class)); tries++) {
+    for (int tries = 0; tries < 4 && (slab = bw_heap_adopt(heap, size_class, node)); tries++) {
         if (bw_slab_ready(slab, heap)) return bw_heap_install(heap, way, slab);
         bw_bin_put_full(bin, slab);
     }
@@ -676,7 +720,7 @@ static bw_slab_t *bw_heap_refill(bw_heap_t *heap, unsigned size_class, unsigned 
         slab = bin->full_tail;
         bw_bin_remove_full(bin, slab);
         bw_slab_collect_remote(slab);
-        if (best && slab->used >= best->used) {
+        if (!bw_slab_on_node(slab, node) || (best && slab->used >= best->used)) {
             bw_bin_put_full(bin, slab);
             bw_heap_settle(heap, slab); /* remote frees may have emptied it */
             continue;
@@ -694,7 +738,6 @@ static bw_slab_t *bw_heap_refill(bw_heap_t *heap, unsigned size_class, unsigned 
     /* Periodically reclaim abandoned slabs of other classes that other
      * threads emptied, so thread churn cannot strand memory. */
     if ((heap->slow_calls & 63) == 0) bw_abandoned_sweep(16);
-    unsigned node = bw_topology.current_node ? bw_topology.current_node() : heap->node;
     slab = bw_slab_span_acquire(node, bw_class_span_slots(size_class));
     if (!slab) return bw_heap_refill_exhausted(heap, size_class, way, node);
     bw_slab_format(slab, size_class, heap);

@@ -177,6 +177,104 @@ static void test_ways_follow_live_blocks(void **state) {
     assert_true(seen.after <= 2);
 }
 
+/* NUMA, through an injected two-node topology: a thread that moves to
+ * another node refills from that node's memory (slabs of its first node
+ * serve only what their free lists held when it moved), and an abandoned
+ * slab is adopted by a thread on its own node, not by one on another. */
+static unsigned fake_node;
+static unsigned fake_current_node(void) {
+    return fake_node;
+}
+
+enum { NUMA_BEFORE = 3000, NUMA_AFTER = 3000, NUMA_REQUEST = 1200 };
+static void *numa_before[NUMA_BEFORE], *numa_after[2 * NUMA_AFTER];
+struct numa_seen {
+    size_t old_node_slabs; /* distinct node-0 slabs that served blocks after the move */
+    size_t new_node_blocks;
+    unsigned ways;
+};
+
+static void *allocate_then_move(void *arg) {
+    struct numa_seen *seen = arg;
+    fake_node = 0;
+    for (int i = 0; i < NUMA_BEFORE; i++) numa_before[i] = malloc(NUMA_REQUEST);
+    fake_node = 1; /* the scheduler moved the thread */
+    for (int i = 0; i < NUMA_AFTER; i++) numa_after[i] = malloc(NUMA_REQUEST);
+    for (int i = 0; i < NUMA_BEFORE; i++) free(numa_before[i]); /* node-0 slabs get room */
+    for (int i = NUMA_AFTER; i < 2 * NUMA_AFTER; i++) numa_after[i] = malloc(NUMA_REQUEST);
+    bw_slab_t *old_slabs[2 * NUMA_AFTER];
+    seen->old_node_slabs = seen->new_node_blocks = 0;
+    for (int i = 0; i < 2 * NUMA_AFTER; i++) {
+        bw_slab_t *slab = bw_slab_head(slab_of(numa_after[i]));
+        if (slab->node == 1) {
+            seen->new_node_blocks++;
+            continue;
+        }
+        bool known = false;
+        for (size_t k = 0; k < seen->old_node_slabs; k++) known |= old_slabs[k] == slab;
+        if (!known) old_slabs[seen->old_node_slabs++] = slab;
+    }
+    seen->ways = bw_class_ways[bw_slab_head(slab_of(numa_after[0]))->size_class];
+    for (int i = 0; i < 2 * NUMA_AFTER; i++) free(numa_after[i]);
+    return NULL;
+}
+
+static void test_refill_follows_the_node(void **state) {
+    (void)state;
+    bw_topology.node_count = 2;
+    bw_topology.current_node = fake_current_node;
+    struct numa_seen seen;
+    pthread_t t;
+    pthread_create(&t, NULL, allocate_then_move, &seen);
+    pthread_join(t, NULL);
+    print_message("after the move: %zu of %d blocks on the new node; %zu old-node slabs served "
+                  "(the class has up to %u ways)\n",
+                  seen.new_node_blocks, 2 * NUMA_AFTER, seen.old_node_slabs, seen.ways);
+    /* Before, the ~64 node-0 slabs the first 3,000 blocks filled were
+     * refilled from as soon as they had room again. */
+    assert_true(seen.old_node_slabs <= seen.ways);
+    assert_true(seen.new_node_blocks >= NUMA_AFTER);
+    bw_topology.node_count = 1;
+    bw_topology.current_node = bw_os_current_node_getcpu;
+}
+
+struct adopt_on {
+    unsigned node;
+    void *block;
+};
+
+static void *allocate_on_node(void *arg) {
+    struct adopt_on *job = arg;
+    fake_node = job->node;
+    job->block = malloc(2300); /* a class nothing else in this test uses */
+    return NULL;
+}
+
+static void test_adoption_follows_the_node(void **state) {
+    (void)state;
+    bw_topology.node_count = 2;
+    bw_topology.current_node = fake_current_node;
+    struct adopt_on left = {0, NULL}, other = {1, NULL}, same = {0, NULL};
+    pthread_t t;
+    pthread_create(&t, NULL, allocate_on_node, &left); /* exits: its slab is abandoned */
+    pthread_join(t, NULL);
+    bw_slab_t *abandoned = bw_slab_head(slab_of(left.block));
+    assert_int_equal(abandoned->state, BW_SLAB_ABANDONED);
+    assert_int_equal(abandoned->node, 0);
+    pthread_create(&t, NULL, allocate_on_node, &other);
+    pthread_join(t, NULL);
+    assert_ptr_not_equal(bw_slab_head(slab_of(other.block)), abandoned);
+    assert_int_equal(bw_slab_head(slab_of(other.block))->node, 1);
+    pthread_create(&t, NULL, allocate_on_node, &same);
+    pthread_join(t, NULL);
+    assert_ptr_equal(bw_slab_head(slab_of(same.block)), abandoned);
+    free(left.block);
+    free(other.block);
+    free(same.block);
+    bw_topology.node_count = 1;
+    bw_topology.current_node = bw_os_current_node_getcpu;
+}
+
 int main(void) {
     free(malloc(1)); /* the main thread has a heap */
     bw_unit_enter_as_allocator();
@@ -185,6 +283,8 @@ int main(void) {
         cmocka_unit_test(test_remote_free_into_full_slab),
         cmocka_unit_test(test_heap_recycled),
         cmocka_unit_test(test_ways_follow_live_blocks),
+        cmocka_unit_test(test_refill_follows_the_node),
+        cmocka_unit_test(test_adoption_follows_the_node),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
