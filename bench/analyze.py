@@ -3,7 +3,9 @@
 bench/run.sh) into bench/RESULTS.md and bench/chart.svg.
 
 Per workload and allocator: median wall time, spread (min-max), median peak
-RSS over the successful runs, and how many runs failed. Across workloads:
+RSS and median page faults per 1,000 operations over the successful timed
+runs, system calls per 1,000 operations from the one untimed strace run (rep
+"count"), and how many runs failed. Across workloads:
 geometric means of the median time relative to mimalloc and to glibc, and of
 the median peak RSS relative to mimalloc. A workload enters an allocator's
 geometric mean only if both that allocator and the baseline have at least one
@@ -41,6 +43,12 @@ DESCRIPTIONS = {
     "memory, not speed: see final RSS",
     "threadchurn": "threads start, allocate 2,000 blocks, hand half to the next "
     "round's threads, exit",
+    "realloc-64k": "100 buffers grown by realloc from 16 B to 64 KiB in random steps "
+    "(1 B..2 KiB), one buffer at random per step, freed and restarted when full",
+    "realloc-1m": "25 buffers grown by realloc from 16 B to 1 MiB in random steps "
+    "(1 B..32 KiB), one buffer at random per step, freed and restarted when full",
+    "window": "a window of 4 live blocks of 64 KiB..8 MiB; the oldest is replaced each step "
+    "and every page of the new block is written once",
 }
 
 
@@ -106,6 +114,43 @@ def fmt_mib(kb):
     return "–" if kb is None else f"{kb / 1024:.1f}"
 
 
+def fmt_rate(value):
+    """Events per 1,000 operations span nine orders of magnitude across the
+    workloads (start-up system calls spread over 100 million pairs, page
+    faults of 8 MiB blocks): three significant digits or so, never 0.00 for
+    a count that is not zero."""
+    if value is None:
+        return "–"
+    if value == 0:
+        return "0"
+    if value >= 100:
+        return f"{value:,.0f}"
+    if value >= 10:
+        return f"{value:.1f}"
+    if value >= 0.01:
+        return f"{value:.2f}"
+    return f"{value:.1e}"
+
+
+def number(row, key):
+    """A numeric column of results.csv, None when empty or absent (a csv
+    written before the column existed)."""
+    try:
+        return float(row.get(key) or "")
+    except ValueError:
+        return None
+
+
+def run_ops(row):
+    """The operations a run did: the ops column, or ops= in its result line."""
+    ops = number(row, "ops")
+    return ops if ops is not None else output_field(row.get("output", ""), "ops")
+
+
+def per_1k_ops(count, ops):
+    return count / ops * 1000 if count is not None and ops else None
+
+
 def output_field(output, key):
     for word in output.split():
         name, _, value = word.partition("=")
@@ -142,14 +187,16 @@ def main():
         if row["allocator"] not in allocators:
             allocators.append(row["allocator"])
 
-    runs = defaultdict(list)  # (workload, allocator) -> rows
+    runs = defaultdict(list)  # (workload, allocator) -> timed rows
+    counts = defaultdict(list)  # (workload, allocator) -> strace rows (rep "count")
     for row in rows:
-        runs[(row["workload"], row["allocator"])].append(row)
+        table = counts if row["rep"] == "count" else runs
+        table[(row["workload"], row["allocator"])].append(row)
 
     def ok_rows(workload, allocator):
         return [r for r in runs[(workload, allocator)] if r["status"] == "ok"]
 
-    median_time, median_rss = {}, {}
+    median_time, median_rss, median_faults, syscall_rate = {}, {}, {}, {}
     for workload in workloads:
         for allocator in allocators:
             good = ok_rows(workload, allocator)
@@ -158,6 +205,22 @@ def main():
                     float(r["wall_s"]) for r in good)
                 median_rss[(workload, allocator)] = statistics.median(
                     float(r["max_rss_kb"]) for r in good)
+                # Minor + major: a major fault (disk read) should not happen
+                # here at all; if one does it is still the allocator's fault.
+                faults = []
+                for r in good:
+                    minor, major = number(r, "minor_faults"), number(r, "major_faults")
+                    rate = per_1k_ops(None if minor is None else minor + (major or 0),
+                                      run_ops(r))
+                    if rate is not None:
+                        faults.append(rate)
+                if faults:
+                    median_faults[(workload, allocator)] = statistics.median(faults)
+            counted = [r for r in counts[(workload, allocator)] if r["status"] == "ok"]
+            rates = [per_1k_ops(number(r, "syscalls"), run_ops(r)) for r in counted]
+            rates = [rate for rate in rates if rate is not None]
+            if rates:
+                syscall_rate[(workload, allocator)] = statistics.median(rates)
 
     def relative(table, allocator, baseline):
         ratios, counted = [], []
@@ -228,8 +291,23 @@ def main():
         f"then repetition 2, … — and the starting allocator rotates each repetition, so a "
         f"slow spell of the shared machine spreads over all allocators. {args.reps} "
         f"repetitions per workload and allocator.")
-    add("- Wall time and peak RSS (maximum resident set size) come from GNU time "
-        "(`/usr/bin/time -f '%e %M'`); wall time has 10 ms resolution.")
+    add("- Wall time, peak RSS (maximum resident set size) and page faults come from GNU "
+        "time (`/usr/bin/time -f '%e %M %R %F'`, the same timed runs); wall time has 10 ms "
+        "resolution. faults/1k ops is (minor + major faults) per 1,000 operations, median "
+        "over the timed runs.")
+    add("- Operations (`ops=` in each result line) are the allocation calls the workload "
+        "itself makes — malloc, calloc and realloc; each block is freed once too. Calls "
+        "made inside the C library (stdio buffers, thread set-up) are not counted.")
+    if counts:
+        add("- System calls are counted in a separate, untimed run: after a workload's timed "
+            "repetitions, each allocator runs it once more, same arguments, under "
+            "`strace -f -c` (threads included; LD_PRELOAD is passed with strace's `-E`, to "
+            "the traced program only). The count includes the "
+            "process's start-up and the allocator's initialisation (about 35 calls under glibc, "
+            "up to about 145 under bulwark; see bench/README.md), which matters only for "
+            "workloads with few operations (window: about 2,000). ptrace stops at every "
+            "system call, so this run's time is not used; its rows in results.csv have "
+            "rep `count`.")
     add(f"- A run that exits non-zero, crashes, prints other than one line, or exceeds "
         f"{args.timeout} s is recorded as `fail`/`timeout` in results.csv and listed below; "
         "it is left out of the medians. After a timeout the remaining repetitions of that "
@@ -288,8 +366,8 @@ def main():
             add("")
         has_final = output_field(sample, "final_rss_kb") is not None
         header = (f"| allocator | median time (s) | spread min–max (s) | time vs {baseline} | "
-                  f"median peak RSS (MiB) |")
-        rule = "|---|---:|---:|---:|---:|"
+                  f"median peak RSS (MiB) | faults/1k ops | syscalls/1k ops |")
+        rule = "|---|---:|---:|---:|---:|---:|---:|"
         if has_final:
             header += " median final RSS (MiB) | live at end (MiB) |"
             rule += "---:|---:|"
@@ -303,13 +381,15 @@ def main():
                 continue
             good = ok_rows(workload, allocator)
             line = f"| {allocator} |"
+            syscalls = fmt_rate(syscall_rate.get((workload, allocator)))
             if good:
                 times = [float(r["wall_s"]) for r in good]
                 base = median_time.get((workload, baseline))
                 ratio = (median_time[(workload, allocator)] / base) if base else None
                 line += (f" {median_time[(workload, allocator)]:.2f} | "
                          f"{min(times):.2f}–{max(times):.2f} | {fmt_ratio(ratio)} | "
-                         f"{fmt_mib(median_rss[(workload, allocator)])} |")
+                         f"{fmt_mib(median_rss[(workload, allocator)])} | "
+                         f"{fmt_rate(median_faults.get((workload, allocator)))} | {syscalls} |")
                 if has_final:
                     finals = [output_field(r["output"], "final_rss_kb") for r in good]
                     lives = [output_field(r["output"], "live_kb") for r in good]
@@ -320,7 +400,7 @@ def main():
             else:
                 statuses = {r["status"] for r in all_runs}
                 word = "timeout" if "timeout" in statuses else "fail"
-                line += f" {word} | – | – | – |" + (" – | – |" if has_final else "")
+                line += f" {word} | – | – | – | – | {syscalls} |" + (" – | – |" if has_final else "")
             line += f" {len(good)}/{len(all_runs)} |"
             add(line)
 

@@ -11,8 +11,12 @@
  * additions and by fast doubling (multiplications) — and requires both to be
  * equal, checks Cassini's identity F(n-1)F(n+1) - F(n)^2 = (-1)^n, and
  * converts F(n) to decimal by repeated division. F(100) is also checked
- * against its known decimal value. Any mismatch exits 1. */
+ * against its known decimal value. Any mismatch exits 1.
+ * ops = malloc/realloc calls made. */
 #include "bench.h"
+
+/* malloc/realloc calls made, for the result line's ops= (single thread). */
+static uint64_t allocation_calls;
 
 /* A non-negative integer: len limbs, least significant first, no leading
  * zero limbs (zero has len 0). */
@@ -27,6 +31,7 @@ static big *big_alloc(uint32_t len) {
     /* malloc(0) is legal but keep the stream free of it: +1 limb. */
     number->limbs =
         bench_nonnull(malloc((len + 1) * sizeof(uint32_t)), (len + 1) * sizeof(uint32_t));
+    allocation_calls += 2;
     return number;
 }
 
@@ -163,6 +168,7 @@ static void fib_doubling(uint32_t k, big **fk, big **fk1) {
 static char *big_to_decimal(const big *number) {
     size_t capacity = 16, length = 0;
     char *text = bench_nonnull(malloc(capacity), capacity);
+    allocation_calls++;
     big *rest = big_alloc(number->len);
     memcpy(rest->limbs, number->limbs, number->len * sizeof(uint32_t));
     do {
@@ -173,6 +179,7 @@ static char *big_to_decimal(const big *number) {
         if (length + 10 > capacity) {
             capacity *= 2;
             text = bench_nonnull(realloc(text, capacity), capacity);
+            allocation_calls++;
         }
         for (int digit = 0; digit < 9; digit++) {
             text[length++] = (char)('0' + chunk % 10);
@@ -235,7 +242,8 @@ int main(int argc, char **argv) {
         big_free(one);
         big_free(expected_outer);
     }
-    printf("churn rounds=%ld digits=%llu hash=%016llx\n", rounds, (unsigned long long)total_digits,
-           (unsigned long long)combined_hash);
+    printf("churn rounds=%ld digits=%llu hash=%016llx ops=%llu\n", rounds,
+           (unsigned long long)total_digits, (unsigned long long)combined_hash,
+           (unsigned long long)allocation_calls);
     return 0;
 }

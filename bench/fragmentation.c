@@ -13,7 +13,7 @@
  * and then does a short burst of mixed allocations, so that allocators that
  * return memory after a delay, or on their next slow path, get to do so
  * before the final RSS is read. Every block is tagged and checked before it
- * is freed; a bad tag exits 1. */
+ * is freed; a bad tag exits 1. ops = malloc/realloc calls made. */
 #include <time.h>
 
 #include "bench.h"
@@ -27,12 +27,14 @@ typedef struct {
 static live_block *survivors;
 static size_t survivor_count, survivor_capacity;
 static uint64_t next_id, live_bytes;
+static uint64_t allocation_calls; /* malloc/realloc calls, for ops= */
 
 static void keep(live_block kept) {
     if (survivor_count == survivor_capacity) {
         survivor_capacity = survivor_capacity ? survivor_capacity * 2 : 4096;
         survivors = bench_nonnull(realloc(survivors, survivor_capacity * sizeof *survivors),
                                   survivor_capacity * sizeof *survivors);
+        allocation_calls++;
     }
     survivors[survivor_count++] = kept;
 }
@@ -51,9 +53,11 @@ static void phase(bench_rng *rng, size_t phase_bytes, size_t min_size, size_t ma
     size_t capacity = phase_bytes / min_size + 1, count = 0, allocated = 0;
     live_block *blocks =
         bench_nonnull(malloc(capacity * sizeof *blocks), capacity * sizeof *blocks);
+    allocation_calls++;
     while (allocated < phase_bytes && count < capacity) {
         size_t size = bench_log_range(rng, min_size, max_size);
         live_block entry = {bench_nonnull(malloc(size), size), size, next_id++};
+        allocation_calls++;
         bench_tag(entry.block, size, entry.id);
         /* Touch the whole block: a program fills what it allocates. */
         if (size > 32) memset((char *)entry.block + 8, (int)(entry.id & 0xff), size - 16);
@@ -88,6 +92,7 @@ int main(int argc, char **argv) {
     for (int i = 0; i < 1000; i++) {
         size_t size = bench_log_range(&rng, 16, 65536);
         void *block = bench_nonnull(malloc(size), size);
+        allocation_calls++;
         memset(block, 1, size);
         free(block);
     }
@@ -97,8 +102,8 @@ int main(int argc, char **argv) {
     for (size_t i = 0; i < survivor_count; i++) check_and_free(&survivors[i]);
     free(survivors);
     printf("fragmentation mib_per_phase=%zu rounds=%ld peak_rss_kb=%ld final_rss_kb=%ld "
-           "live_kb=%llu\n",
+           "live_kb=%llu ops=%llu\n",
            phase_bytes >> 20, rounds, peak_rss_kb, final_rss_kb,
-           (unsigned long long)(live_bytes >> 10));
+           (unsigned long long)(live_bytes >> 10), (unsigned long long)allocation_calls);
     return 0;
 }

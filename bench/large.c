@@ -7,7 +7,8 @@
  *
  * usage: large STEPS [SLOTS]
  * One word per page is written with a value derived from the block's id and
- * page index and checked before the block is freed; a mismatch exits 1. */
+ * page index and checked before the block is freed; a mismatch exits 1.
+ * ops = malloc/calloc calls made. */
 #include "bench.h"
 
 #define MIN_SIZE (64 * 1024)
@@ -64,7 +65,8 @@ int main(int argc, char **argv) {
     }
     for (long i = 0; i < slot_count; i++) check_and_free(&slots[i]);
     free(slots);
-    printf("large steps=%ld slots=%ld bytes=%llu\n", steps, slot_count,
-           (unsigned long long)total_bytes);
+    printf("large steps=%ld slots=%ld bytes=%llu ops=%llu\n", steps, slot_count,
+           (unsigned long long)total_bytes,
+           1 + (unsigned long long)slot_count + (unsigned long long)steps);
     return 0;
 }

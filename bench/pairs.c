@@ -6,7 +6,8 @@
  * usage: pairs SIZE ITERATIONS
  * Every block gets a pattern in its first and last word; the pattern is
  * read back before the free and summed; the sum is checked against the value
- * computed without the allocator. Prints one line: workload, parameters, sum. */
+ * computed without the allocator. Prints one line: workload, parameters, sum,
+ * ops (malloc calls). */
 #include "bench.h"
 
 /* The compiler may drop a malloc/free pair whose memory is never observed:
@@ -36,6 +37,7 @@ int main(int argc, char **argv) {
     uint64_t expected = 4 * ((uint64_t)iterations * (uint64_t)(iterations - 1) / 2);
     BENCH_CHECK(sum == expected, "sum %llu, expected %llu", (unsigned long long)sum,
                 (unsigned long long)expected);
-    printf("pairs size=%zu iterations=%ld sum=%llu\n", size, iterations, (unsigned long long)sum);
+    printf("pairs size=%zu iterations=%ld sum=%llu ops=%ld\n", size, iterations,
+           (unsigned long long)sum, iterations);
     return 0;
 }

@@ -9,7 +9,8 @@
  * blocks (16..512 bytes, log-uniform) through a bounded queue (at most 32
  * batches in flight). The consumer checks every block's tag (producer,
  * sequence number, size) before freeing it, and that it received the
- * sequence numbers in order and all of them; otherwise it exits 1. */
+ * sequence numbers in order and all of them; otherwise it exits 1.
+ * ops = malloc/calloc calls made (blocks and the batches carrying them). */
 #include <pthread.h>
 
 #include "bench.h"
@@ -128,7 +129,8 @@ int main(int argc, char **argv) {
     }
     free(ids);
     free(pipes);
-    printf("prodcons pairs=%ld blocks_per_pair=%ld freed=%llu\n", pairs, blocks,
-           (unsigned long long)consumed);
+    unsigned long long batches = ((unsigned long long)blocks + BATCH - 1) / BATCH;
+    printf("prodcons pairs=%ld blocks_per_pair=%ld freed=%llu ops=%llu\n", pairs, blocks,
+           (unsigned long long)consumed, 2 + (unsigned long long)pairs * (blocks + batches));
     return 0;
 }

@@ -1,14 +1,17 @@
 #!/bin/sh
 # bench/run.sh — `make bench`: builds bulwark in every profile of policy/,
 # compiles the workloads in bench/*.c, runs each workload under every
-# allocator through LD_PRELOAD (interleaved, repeated), and writes
+# allocator through LD_PRELOAD (interleaved, repeated, then once more under
+# strace to count system calls), and writes
 # bench/results.csv (every run), bench/RESULTS.md (medians, spreads,
 # geometric means) and bench/chart.svg. See bench/README.md.
 #
 # Environment:
 #   QUICK=1            ~5x smaller workloads and 3 repetitions (< 3 minutes)
 #   BENCH_REPS=N       repetitions per workload and allocator (default 5, QUICK 3)
-#   BENCH_TIMEOUT=S    seconds before one run counts as hung (default 60, QUICK 30)
+#   BENCH_TIMEOUT=S    seconds before one run counts as hung (default 60, QUICK 30;
+#                      twice that for the strace run)
+#   BENCH_SYSCALLS=0   skip the strace runs (no syscalls/1k ops column)
 #   BENCH_ONLY="a b"   run only these workloads (names as in the table below)
 #   BENCH_EXTRA="name=/path/lib.so ..."  more allocators to compare
 #   BENCH_BUILDROOT=D  build tree for bulwark and the workloads (default build,
@@ -42,10 +45,11 @@ csv="$ROOT/bench/results.csv"
 say() { printf 'bench: %s\n' "$*"; }
 
 # ------------------------------------------------------------ packages
-# The peers come from Debian; GNU time measures wall time and peak RSS;
-# gnuplot draws the chart. A missing peer is skipped (and named in
-# RESULTS.md), a missing /usr/bin/time is fatal.
-packages="libjemalloc2 libmimalloc2.0 libtcmalloc-minimal4 libclang-rt-14-dev gnuplot-nox time"
+# The peers come from Debian; GNU time measures wall time, peak RSS and page
+# faults; strace counts system calls; gnuplot draws the chart. A missing peer
+# is skipped (and named in RESULTS.md), a missing /usr/bin/time is fatal, a
+# missing strace leaves the syscall column empty.
+packages="libjemalloc2 libmimalloc2.0 libtcmalloc-minimal4 libclang-rt-14-dev gnuplot-nox time strace"
 missing=""
 if command -v dpkg-query >/dev/null 2>&1; then
     for package in $packages; do
@@ -71,6 +75,14 @@ fi
 if [ ! -x /usr/bin/time ]; then
     say "/usr/bin/time (Debian package 'time') is required"
     exit 1
+fi
+case "${BENCH_SYSCALLS:-1}" in
+0 | no | false) count_syscalls=0 ;;
+*) count_syscalls=1 ;;
+esac
+if [ "$count_syscalls" = 1 ] && ! command -v strace >/dev/null 2>&1; then
+    say "strace not found: system calls are not counted"
+    count_syscalls=0
 fi
 
 mkdir -p "$out_dir" "$log_dir" || exit 1
@@ -131,6 +143,9 @@ falseshare|falseshare 400000 2 100|falseshare 80000 2 100
 falseshare-1t|falseshare 400000 1 100|falseshare 80000 1 100
 strings|strings 160000|strings 32000
 large|large 350|large 70
+realloc-64k|realloc 65536 2000000|realloc 65536 400000
+realloc-1m|realloc 1048576 80000 25|realloc 1048576 16000 25
+window|window 2000|window 400
 fragmentation|fragmentation 64 1|fragmentation 16 1
 threadchurn|threadchurn 2000 2 2000|threadchurn 400 2 2000
 '
@@ -157,30 +172,49 @@ allocator_count=$(echo $allocators | wc -w)
 workload_count=$(echo $workloads | wc -w)
 
 # ------------------------------------------------------------ runs
-# One run: wall time and peak RSS from GNU time, the workload's one-line
-# result on stdout, a timeout so that a hung allocator costs one timeout and
-# not the whole benchmark. LD_PRELOAD is set only in the workload's own
-# environment (env), never for time or timeout.
+# One run: wall time, peak RSS and page faults (minor, major) from GNU time,
+# the workload's one-line result on stdout, a timeout so that a hung
+# allocator costs one timeout and not the whole benchmark. LD_PRELOAD is set
+# only in the workload's own environment (env), never for time or timeout.
+#
+# With rep "count" the run is not timed but traced: strace -f -c counts the
+# system calls of the workload and its threads. LD_PRELOAD goes through
+# strace's -E, so it reaches the workload but neither strace nor an env
+# process whose exec would be counted. It is a separate run because ptrace
+# stops the program at every system call, which would distort a timed run.
 run_one() { # workload allocator preload rep argv...
     workload=$1 allocator=$2 preload=$3 rep=$4
     shift 4
     program=$1
     shift
     arguments="$*"
-    if [ -n "$preload" ]; then
-        set -- env LD_PRELOAD="$preload" "$out_dir/$program" "$@"
+    wall="" rss="" minor="" major="" syscalls=""
+    if [ "$rep" = count ]; then
+        rm -f "$out_dir/strace.out"
+        env -u LD_PRELOAD timeout -k 5 $((2 * run_timeout)) \
+            strace -f -c -qq -o "$out_dir/strace.out" ${preload:+-E LD_PRELOAD="$preload"} \
+            "$out_dir/$program" "$@" >"$out_dir/run.out" 2>"$out_dir/run.err"
+        exit_code=$?
+        # The summary's last line: "100.00 SECONDS USECS/CALL CALLS [ERRORS] total".
+        syscalls=$(awk '$NF == "total" { print $4 }' "$out_dir/strace.out" 2>/dev/null)
     else
-        set -- env -u LD_PRELOAD "$out_dir/$program" "$@"
+        if [ -n "$preload" ]; then
+            set -- env LD_PRELOAD="$preload" "$out_dir/$program" "$@"
+        else
+            set -- env -u LD_PRELOAD "$out_dir/$program" "$@"
+        fi
+        /usr/bin/time -f '%e %M %R %F' -o "$out_dir/time.out" \
+            timeout -k 5 "$run_timeout" "$@" >"$out_dir/run.out" 2>"$out_dir/run.err"
+        exit_code=$?
+        # shellcheck disable=SC2046 # four numbers, one word each
+        set -- $(tail -n 1 "$out_dir/time.out")
+        wall=${1:-} rss=${2:-} minor=${3:-} major=${4:-}
     fi
-    /usr/bin/time -f '%e %M' -o "$out_dir/time.out" \
-        timeout -k 5 "$run_timeout" "$@" >"$out_dir/run.out" 2>"$out_dir/run.err"
-    exit_code=$?
-    measured=$(tail -n 1 "$out_dir/time.out")
-    wall=${measured% *}
-    rss=${measured#* }
     output=$(head -n 1 "$out_dir/run.out" | tr -d '",')
+    ops=$(printf '%s\n' "$output" | tr ' ' '\n' | sed -n 's/^ops=//p')
     lines=$(wc -l <"$out_dir/run.out")
-    if [ "$exit_code" = 0 ] && [ "$lines" = 1 ]; then
+    if [ "$exit_code" = 0 ] && [ "$lines" = 1 ] &&
+        { [ "$rep" != count ] || [ -n "$syscalls" ]; }; then
         status=ok
     elif [ "$exit_code" = 124 ]; then
         status=timeout
@@ -198,11 +232,11 @@ run_one() { # workload allocator preload rep argv...
         13[0-9] | 14[0-9]) output="killed by signal $((exit_code - 128))" ;;
         esac
     fi
-    echo "$workload,$allocator,$rep,$status,$wall,$rss,$exit_code,\"$output\"" >>"$csv"
+    echo "$workload,$allocator,$rep,$status,$wall,$rss,$minor,$major,$ops,$syscalls,$exit_code,\"$output\"" >>"$csv"
 }
 
 say "$workload_count workloads x $allocator_count allocators x $reps repetitions$([ "$quick" = 1 ] && echo ' (QUICK)')"
-echo "workload,allocator,rep,status,wall_s,max_rss_kb,exit_code,output" >"$csv"
+echo "workload,allocator,rep,status,wall_s,max_rss_kb,minor_faults,major_faults,ops,syscalls,exit_code,output" >"$csv"
 started=$(date +%s)
 # The machine is shared: keep its load next to the numbers (RESULTS.md).
 cut -d' ' -f1-3 /proc/loadavg >"$out_dir/loadavg.start" 2>/dev/null
@@ -238,7 +272,7 @@ for workload in $workloads; do
             case " $timed_out " in
             *" $allocator "*)
                 # It hung once; do not spend another timeout on it.
-                echo "$workload,$allocator,$rep,skipped,,,,\"timed out in an earlier repetition\"" >>"$csv"
+                echo "$workload,$allocator,$rep,skipped,,,,,,,,\"timed out in an earlier repetition\"" >>"$csv"
                 continue
                 ;;
             esac
@@ -249,6 +283,24 @@ for workload in $workloads; do
         say "$workload rep $rep:$line"
         rep=$((rep + 1))
     done
+    # One untimed run per allocator under strace for the syscall count: the
+    # count of a deterministic workload hardly varies between runs, so one
+    # is enough, and it keeps strace's overhead out of the timed runs.
+    [ "$count_syscalls" = 1 ] || continue
+    line=""
+    for pair in $allocators; do
+        allocator=${pair%%=*}
+        preload=${pair#*=}
+        case " $timed_out " in
+        *" $allocator "*)
+            echo "$workload,$allocator,count,skipped,,,,,,,,\"timed out in an earlier repetition\"" >>"$csv"
+            continue
+            ;;
+        esac
+        run_one "$workload" "$allocator" "$preload" count $argv
+        line="$line $allocator=$([ "$status" = ok ] && echo "$syscalls" || echo "$status")"
+    done
+    say "$workload syscalls:$line"
 done
 say "runs took $(($(date +%s) - started)) s"
 cut -d' ' -f1-3 /proc/loadavg >"$out_dir/loadavg.end" 2>/dev/null

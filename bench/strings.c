@@ -9,10 +9,13 @@
  * usage: strings BUILDS [POOL]
  * Each buffer's words are a function of its id and position; when a buffer
  * is replaced its whole content is verified (realloc must have copied every
- * byte). A mismatch exits 1. */
+ * byte). A mismatch exits 1. ops = malloc/calloc/realloc calls made. */
 #include "bench.h"
 
 #define MAX_LENGTH (64 * 1024)
+
+/* malloc/calloc/realloc calls made, for the result line's ops=. */
+static uint64_t allocation_calls;
 
 typedef struct {
     uint64_t *words;
@@ -31,6 +34,7 @@ static void build(text_buffer *buffer, uint64_t id, bench_rng *rng) {
     int exact_growth = (int)(id & 1);
     size_t capacity = exact_growth ? 0 : 2, length = 0;
     uint64_t *words = exact_growth ? NULL : bench_nonnull(malloc(capacity * 8), capacity * 8);
+    allocation_calls += !exact_growth;
     while (length < target) {
         /* Appends are 8..64 bytes, a bigger bite (64 B..2 KiB) now and then. */
         size_t chunk =
@@ -43,6 +47,7 @@ static void build(text_buffer *buffer, uint64_t id, bench_rng *rng) {
             else
                 capacity = wanted;
             words = bench_nonnull(realloc(words, capacity * 8), capacity * 8);
+            allocation_calls++;
         }
         for (size_t i = 0; i < chunk; i++) words[length + i] = word_at(id, length + i);
         length += chunk;
@@ -69,6 +74,7 @@ int main(int argc, char **argv) {
     long pool_size = bench_arg(argc, argv, 2, 64);
 
     text_buffer *pool = bench_nonnull(calloc(pool_size, sizeof *pool), pool_size * sizeof *pool);
+    allocation_calls++;
     bench_rng rng = {2024};
     uint64_t checksum = 0, total_bytes = 0;
     for (long b = 0; b < builds; b++) {
@@ -80,7 +86,8 @@ int main(int argc, char **argv) {
     for (long i = 0; i < pool_size; i++)
         if (pool[i].words != NULL) checksum += verify_and_free(&pool[i]);
     free(pool);
-    printf("strings builds=%ld pool=%ld bytes=%llu checksum=%llu\n", builds, pool_size,
-           (unsigned long long)total_bytes, (unsigned long long)checksum);
+    printf("strings builds=%ld pool=%ld bytes=%llu checksum=%llu ops=%llu\n", builds, pool_size,
+           (unsigned long long)total_bytes, (unsigned long long)checksum,
+           (unsigned long long)allocation_calls);
     return 0;
 }

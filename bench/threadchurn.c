@@ -8,7 +8,7 @@
  *
  * usage: threadchurn ROUNDS [THREADS] [BLOCKS_PER_THREAD]
  * Every block is tagged with the thread and index that made it and checked
- * by whoever frees it; a bad tag exits 1. */
+ * by whoever frees it; a bad tag exits 1. ops = malloc/calloc calls made. */
 #include <pthread.h>
 
 #include "bench.h"
@@ -101,7 +101,8 @@ int main(int argc, char **argv) {
     }
     free(ids);
     free(jobs);
-    printf("threadchurn rounds=%ld threads=%ld blocks_per_thread=%ld threads_run=%llu\n", rounds,
-           threads, block_count, (unsigned long long)threads_run);
+    printf("threadchurn rounds=%ld threads=%ld blocks_per_thread=%ld threads_run=%llu ops=%llu\n",
+           rounds, threads, block_count, (unsigned long long)threads_run,
+           2 + threads_run * (2 + (unsigned long long)block_count));
     return 0;
 }

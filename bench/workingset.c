@@ -7,7 +7,7 @@
  *
  * usage: workingset STEPS [SLOTS]
  * Every block is tagged with its slot and generation and checked before it is
- * freed and at the end; a mismatch exits 1. */
+ * freed and at the end; a mismatch exits 1. ops = malloc/calloc calls made. */
 #include "workingset.h"
 
 int main(int argc, char **argv) {
@@ -28,7 +28,8 @@ int main(int argc, char **argv) {
         free(slots[i].block);
     }
     free(slots);
-    printf("workingset steps=%ld slots=%u final_live_bytes=%llu\n", steps, slot_count,
-           (unsigned long long)live_bytes);
+    printf("workingset steps=%ld slots=%u final_live_bytes=%llu ops=%llu\n", steps, slot_count,
+           (unsigned long long)live_bytes,
+           1 + (unsigned long long)slot_count + (unsigned long long)steps);
     return 0;
 }
