@@ -445,6 +445,7 @@ typedef enum {
 bw_unguard_t bw_os_unguard(void *addr, size_t size);
 void *bw_os_map(size_t size);
 void bw_os_bind_node(void *addr, size_t size, unsigned node);
+int bw_os_mbind_preferred(void *addr, size_t size, unsigned node);
 uint64_t bw_os_now_ms(void);
 void bw_os_random(void *buf, size_t size);
 void bw_os_protect_readonly(void *addr, size_t size);

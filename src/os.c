@@ -208,13 +208,34 @@ void *bw_os_map(size_t size) {
     return p == MAP_FAILED ? NULL : p;
 }
 
-/* Prefer the given node for the range (raw syscall: no libnuma). PREFERRED,
- * not BIND, so a full node spills over instead of failing the allocation. */
+/* mbind(MPOL_PREFERRED) of a range to one node (raw syscall: no libnuma);
+ * returns 0 or the errno. The mask has BW_MAX_NUMA_NODES bits and maxnode
+ * is one more: the kernel reads maxnode - 1 bits (mm/mempolicy.c,
+ * get_nodes: "maxnode--"), so passing BW_MAX_NUMA_NODES, as this code did,
+ * silently dropped node 63. The policy is a preference, so the kernel's
+ * refusals are tolerated: EINVAL also means a node without memory or
+ * outside the cpuset (getcpu reports CPU-only nodes), ENOMEM no memory for
+ * the policy, EPERM/ENOSYS a policy or kernel without NUMA. EFAULT can only
+ * mean our bug (a mask we passed or a hole in a range we committed): fatal.
+ * tests/unit/test_os.c proves the kernel reads the node's bit. */
+int bw_os_mbind_preferred(void *addr, size_t size, unsigned node) {
+    unsigned long mask[(BW_MAX_NUMA_NODES + 63) / 64] = {0};
+    if (node >= BW_MAX_NUMA_NODES) return EINVAL;
+    mask[node / 64] = 1ul << (node % 64);
+    if (syscall(SYS_mbind, addr, size, MPOL_PREFERRED, mask, (unsigned long)BW_MAX_NUMA_NODES + 1,
+                0u) == 0)
+        return 0;
+    if (errno == EFAULT) bw_fatal_os("mbind", errno);
+    return errno;
+}
+
+/* Prefer the given node for the range. PREFERRED, not BIND, so a full node
+ * spills over instead of failing the allocation. */
 void bw_os_bind_node(void *addr, size_t size, unsigned node) {
     if (bw_topology.node_count <= 1 || node >= BW_MAX_NUMA_NODES) return;
-    unsigned long mask = 1ul << node;
-    (void)syscall(SYS_mbind, addr, size, MPOL_PREFERRED, &mask, (unsigned long)BW_MAX_NUMA_NODES,
-                  0u);
+    int saved_errno = errno;
+    (void)bw_os_mbind_preferred(addr, size, node);
+    errno = saved_errno;
 }
 
 uint64_t bw_os_now_ms(void) {
