@@ -8,7 +8,11 @@
  *    it was, the kernel reads one bit less, sees an empty mask and takes
  *    it as "local allocation" without an error. (bw_os_bind_node itself
  *    returns at once on a one-node machine.)
- */
+ *  - lazy_space_pieces: in lazy space (what a finite RLIMIT_AS selects,
+ *    switched on here for the test) a region is placed without a mapping,
+ *    away from other placed regions; a piece committed is readable and
+ *    writable, a piece someone already holds is BW_MAP_TAKEN and is left
+ *    untouched, a fault piece is PROT_NONE, and uncommit unmaps. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -17,6 +21,7 @@
 #include <cmocka.h>
 
 #include <errno.h>
+#include <string.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -57,10 +62,65 @@ static void test_mbind_sees_the_node(void **state) {
     munmap(range, size);
 }
 
+/* Whether any page of [addr, addr + size) is mapped: mincore fails with
+ * ENOMEM on unmapped pages, page by page. */
+static bool any_page_mapped(const void *addr, size_t size) {
+    unsigned char vec;
+    for (size_t off = 0; off < size; off += BW_PAGE_SIZE)
+        if (mincore((void *)((uintptr_t)addr + off), BW_PAGE_SIZE, &vec) == 0) return true;
+    return false;
+}
+
+static void read_byte(void *p) {
+    *(volatile char *)p;
+}
+
+static void test_lazy_space_pieces(void **state) {
+    (void)state;
+    bool was_lazy = bw_space_lazy;
+    bw_space_lazy = true;
+    const size_t size = 16 * BW_SEGMENT_SIZE;
+    char *a = bw_os_space_reserve(size, BW_SEGMENT_SIZE);
+    char *b = bw_os_space_reserve(size, BW_SEGMENT_SIZE);
+    assert_non_null(a);
+    assert_non_null(b);
+    assert_int_equal((uintptr_t)a % BW_SEGMENT_SIZE, 0);
+    /* placed apart, with a gap, and nothing mapped yet */
+    assert_true(a + size + BW_SEGMENT_SIZE <= b || b + size + BW_SEGMENT_SIZE <= a);
+    assert_false(any_page_mapped(a, 64 * BW_PAGE_SIZE));
+
+    assert_int_equal(bw_os_space_commit(a, BW_SEGMENT_SIZE, false), BW_MAP_OK);
+    memset(a, 0x5a, BW_SEGMENT_SIZE);
+    /* the pages are someone's now: a second commit must not replace them */
+    assert_int_equal(bw_os_space_commit(a + BW_SEGMENT_SIZE - BW_PAGE_SIZE, 2 * BW_PAGE_SIZE, true),
+                     BW_MAP_TAKEN);
+    assert_int_equal(a[BW_SEGMENT_SIZE - 1], 0x5a);
+    assert_false(any_page_mapped(a + BW_SEGMENT_SIZE, 2 * BW_PAGE_SIZE));
+
+    /* a metadata piece right after: mapped, zero, writable */
+    assert_int_equal(bw_os_space_commit(a + BW_SEGMENT_SIZE, BW_PAGE_SIZE, true), BW_MAP_OK);
+    assert_int_equal(a[BW_SEGMENT_SIZE], 0);
+    a[BW_SEGMENT_SIZE] = 1;
+
+    /* a fault piece is mapped (it holds the addresses) but inaccessible */
+    assert_int_equal(bw_os_space_fault(b, BW_PAGE_SIZE), BW_MAP_OK);
+    assert_true(any_page_mapped(b, BW_PAGE_SIZE));
+    bw_expect_fault_in(read_byte, b, b, b + 1);
+
+    bw_os_space_uncommit(a, BW_SEGMENT_SIZE + BW_PAGE_SIZE);
+    bw_os_space_uncommit(b, BW_PAGE_SIZE);
+    assert_false(any_page_mapped(a, BW_SEGMENT_SIZE + BW_PAGE_SIZE));
+    assert_false(any_page_mapped(b, BW_PAGE_SIZE));
+    bw_os_space_release(a, size);
+    bw_os_space_release(b, size);
+    bw_space_lazy = was_lazy;
+}
+
 int main(void) {
     bw_unit_enter_as_allocator();
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_mbind_sees_the_node),
+        cmocka_unit_test(test_lazy_space_pieces),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
