@@ -135,8 +135,14 @@ $(BUILD)/tests/stress/arena_exhaustion: tests/stress/arena_exhaustion.c $(TEST_L
 	@mkdir -p $(dir $@)
 	$(CC) $(TEST_CFLAGS) $< $(TEST_LIB_SRCS) -o $@ -lcmocka -lpthread
 
+# A plain program (no cmocka, no stdio) run under `ulimit -v` with and
+# without the preload (tests/stress/rlimit_as.sh).
+$(BUILD)/tests/stress/rlimit_as: tests/stress/rlimit_as.c
+	@mkdir -p $(dir $@)
+	$(CC) $(TEST_CFLAGS) $< -o $@
+
 tests: all $(TEST_BINS) $(TEST_DYN) $(PROGRAM_BINS) $(SHIM_LIBS) $(SMALL_ARENA)/libbulwark.so \
-       $(BUILD)/tests/stress/arena_exhaustion
+       $(BUILD)/tests/stress/arena_exhaustion $(BUILD)/tests/stress/rlimit_as
 
 # `make check` runs the whole suite once per profile in policy/ (a test of a
 # mechanism the profile turns off reports itself skipped, naming the knob;

@@ -362,7 +362,8 @@ extern BW_HIDDEN bw_layout_t bw_layout;
 extern BW_HIDDEN __thread bw_heap_t *bw_tls_heap;
 extern BW_HIDDEN bw_heap_t bw_empty_heap;
 extern BW_HIDDEN bw_slab_t bw_sentinel_slab;
-extern BW_HIDDEN atomic_int bw_init_state; /* 0 = not started, 1 = running, 2 = done */
+extern BW_HIDDEN atomic_int bw_init_state; /* 0 = not started, 1 = running, 2 = done,
+                                              3 = failed (for good: init.c) */
 
 /* size classes (sizeclass.c) */
 extern BW_HIDDEN const uint8_t bw_class_by_16[1024 / 16 + 1];
@@ -445,6 +446,22 @@ typedef enum {
 bw_unguard_t bw_os_unguard(void *addr, size_t size);
 void *bw_os_map(size_t size);
 void bw_os_bind_node(void *addr, size_t size, unsigned node);
+int bw_os_mbind_preferred(void *addr, size_t size, unsigned node);
+void bw_os_meta_key_release(void);
+/* Lazy space (os.c explains it): regions placed, pieces mapped on first
+ * use. The bw_os_space_* calls work in either mode. */
+extern BW_HIDDEN bool bw_space_lazy;
+typedef enum {
+    BW_MAP_OK,
+    BW_MAP_TAKEN, /* lazy: another mapping holds (part of) the piece */
+    BW_MAP_NOMEM  /* out of address space (RLIMIT_AS), memory or mappings */
+} bw_map_t;
+bool bw_os_space_limited(void);
+void *bw_os_space_reserve(size_t size, size_t alignment);
+void bw_os_space_release(void *base, size_t size);
+bw_map_t bw_os_space_commit(void *addr, size_t size, bool meta);
+bw_map_t bw_os_space_fault(void *addr, size_t size);
+void bw_os_space_uncommit(void *addr, size_t size);
 uint64_t bw_os_now_ms(void);
 void bw_os_random(void *buf, size_t size);
 void bw_os_protect_readonly(void *addr, size_t size);
@@ -476,6 +493,7 @@ size_t bw_fmt_hex(char *out, uint64_t v);
 
 /* segment.c */
 bool bw_segments_init(void);
+void bw_segments_release(void);
 bw_slab_t *bw_slab_span_acquire(unsigned node, unsigned slots);
 BW_INLINE bw_slab_t *bw_slab_slot_acquire(unsigned node) {
     return bw_slab_span_acquire(node, 1);

@@ -49,14 +49,26 @@ static uint64_t bw_heaps_created; /* stream number for each heap's RNG */
 static pthread_key_t bw_thread_key;
 static bool bw_thread_key_ok;
 
+#define BW_HEAP_REGION_SIZE ((size_t)BW_MAX_HEAPS * BW_HEAP_STRIDE)
+
+/* The region is reserved, or only placed in lazy space (os.c), where each
+ * commit chunk is mapped when the pool first needs it. */
 bool bw_heaps_init(void);
 bool bw_heaps_init(void) {
-    size_t size = (size_t)BW_MAX_HEAPS * BW_HEAP_STRIDE;
-    bw_heap_region = bw_os_reserve(size, BW_PAGE_SIZE, true);
+    bw_heap_region = bw_os_space_reserve(BW_HEAP_REGION_SIZE, BW_PAGE_SIZE);
     if (!bw_heap_region) return false;
     /* pthread_key_create takes a slot in a static table: no allocation. */
     bw_thread_key_ok = pthread_key_create(&bw_thread_key, bw_heap_thread_exit) == 0;
     return true;
+}
+
+/* Start-up failed after bw_heaps_init: no heap was made yet. */
+void bw_heaps_release(void);
+void bw_heaps_release(void) {
+    if (bw_thread_key_ok) pthread_key_delete(bw_thread_key);
+    bw_thread_key_ok = false;
+    bw_os_space_release(bw_heap_region, BW_HEAP_REGION_SIZE);
+    bw_heap_region = NULL;
 }
 
 static bw_heap_t *bw_heap_pool_take(void) {
@@ -64,18 +76,23 @@ static bw_heap_t *bw_heap_pool_take(void) {
     bw_heap_t *heap = bw_heap_free_list;
     if (heap) {
         bw_heap_free_list = heap->next_free;
-    } else if (bw_heap_region_used + BW_HEAP_STRIDE <= (size_t)BW_MAX_HEAPS * BW_HEAP_STRIDE) {
-        while (bw_heap_region_used + BW_HEAP_STRIDE > bw_heap_region_committed) {
-            if (!bw_os_commit_meta(bw_heap_region + bw_heap_region_committed,
-                                   BW_HEAP_COMMIT_CHUNK)) {
-                bw_unlock(&bw_heap_pool_lock);
-                return NULL;
-            }
+    } else {
+        while (bw_heap_region_used + BW_HEAP_STRIDE > bw_heap_region_committed &&
+               bw_heap_region_committed < BW_HEAP_REGION_SIZE) {
+            bw_map_t got = bw_os_space_commit(bw_heap_region + bw_heap_region_committed,
+                                              BW_HEAP_COMMIT_CHUNK, true);
+            if (got == BW_MAP_NOMEM) break;
             bw_heap_region_committed += BW_HEAP_COMMIT_CHUNK;
+            /* Lazy space: a chunk another mapping holds is skipped, and so
+             * is the heap that would have reached into it. */
+            if (got == BW_MAP_TAKEN) bw_heap_region_used = bw_heap_region_committed;
         }
-        heap = (bw_heap_t *)(void *)(bw_heap_region + bw_heap_region_used);
-        bw_heap_region_used += BW_HEAP_STRIDE;
-        atomic_store(&heap->remote_slabs, NULL);
+        if (bw_heap_region_used + BW_HEAP_STRIDE <= bw_heap_region_committed &&
+            bw_heap_region_used + BW_HEAP_STRIDE <= BW_HEAP_REGION_SIZE) {
+            heap = (bw_heap_t *)(void *)(bw_heap_region + bw_heap_region_used);
+            bw_heap_region_used += BW_HEAP_STRIDE;
+            atomic_store(&heap->remote_slabs, NULL);
+        }
     }
     if (heap) {
         __atomic_store_n(&bw_heaps_live, bw_heaps_live + 1, __ATOMIC_RELAXED);

@@ -15,6 +15,7 @@ static bw_lock_t bw_init_lock;
 static atomic_int bw_atfork_registered;
 
 bool bw_heaps_init(void);
+void bw_heaps_release(void);
 
 /* The fork handlers write metadata (locks, the child's new keys): each is
  * an entry point of its own (BW_META_OPEN).
@@ -59,6 +60,31 @@ static void bw_fork_child(void) {
     BW_META_CLOSE();
 }
 
+/* The regions, in either kind of space (os.c, "lazy space"); a step that
+ * fails undoes the ones before it. */
+static bool bw_space_init(void) {
+    if (!bw_segments_init()) return false;
+    if (!bw_heaps_init()) {
+        bw_segments_release();
+        return false;
+    }
+    if (!bw_zero_init()) { /* cleans up after itself */
+        bw_heaps_release();
+        bw_segments_release();
+        return false;
+    }
+    return true;
+}
+
+/* Reserved space unless RLIMIT_AS is finite (the reservations, about
+ * 67 GiB, would not fit under any usual limit, and the program may lower
+ * the limit later) or the reservations fail anyway (vm.overcommit or
+ * vm.max_map_count settings, an address space crowded by the program):
+ * then lazy space. A start-up that fails even so (lazy space maps the
+ * zero-size region's first 16 MiB at once) is final: state 3, every later
+ * call returns NULL with ENOMEM at once, without a system call, rather
+ * than trying the whole start-up again on every malloc; what it made is
+ * gone (regions unmapped, the protection key freed). */
 static BW_NOINLINE bool bw_init_slow(void) {
     bw_lock(&bw_init_lock);
     int state = atomic_load_explicit(&bw_init_state, memory_order_acquire);
@@ -68,11 +94,18 @@ static BW_NOINLINE bool bw_init_slow(void) {
         bw_os_meta_key_init(); /* before any metadata is committed */
         bw_random_init();
         bw_ways_init();
-        if (bw_segments_init() && bw_heaps_init() && bw_zero_init()) {
+        bw_space_lazy = bw_os_space_limited();
+        bool ok = bw_space_init();
+        if (!ok && !bw_space_lazy) {
+            bw_space_lazy = true;
+            ok = bw_space_init();
+        }
+        if (ok) {
             bw_secrets_seal();
             state = 2;
         } else {
-            state = 0; /* out of address space: later calls retry */
+            bw_os_meta_key_release();
+            state = 3;
         }
         atomic_store_explicit(&bw_init_state, state, memory_order_release);
     }

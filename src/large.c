@@ -383,7 +383,9 @@ void *bw_large_alloc(size_t size, size_t alignment, bool zero) {
  * (the room is address space; its pages are touched only when used). */
 void *bw_large_alloc_for_growth(size_t size) {
     size_t room = size / 2;
-    return bw_large_alloc_room(size, size <= SIZE_MAX - room ? size + room : size, 0, false);
+    void *block = bw_large_alloc_room(size, size <= SIZE_MAX - room ? size + room : size, 0, false);
+    /* The room may not fit under RLIMIT_AS when the block itself does. */
+    return block ? block : bw_large_alloc(size, 0, false);
 }
 
 static bool bw_freed_recently(uintptr_t user) {

@@ -13,6 +13,7 @@
 #include <sched.h>
 #include <sodium.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
@@ -74,6 +75,137 @@ void *bw_os_reserve(size_t size, size_t alignment, bool random_base) {
     return (void *)start;
 }
 
+/* ------------------------------------------------------------ lazy space
+ * bulwark's regions (arena, metadata, heaps, zero-size blocks) are laid out
+ * at random bases and address arithmetic finds everything in them
+ * (bw_internal.h). Normally each region is one PROT_NONE reservation made
+ * at start-up and committed piecewise with mprotect: nobody else can map
+ * inside it, and every gap between committed pieces is a guard.
+ *
+ * PROT_NONE reservations count against RLIMIT_AS, though, and together they
+ * come to about 67 GiB: under any smaller limit (`ulimit -v`, a container
+ * or a test harness) they cannot be made, and before this mode bulwark
+ * returned NULL from the first malloc. So when the soft limit is finite at
+ * start-up, or a full reservation fails anyway, the space is "lazy"
+ * (bw_space_lazy): a region is only placed (a random base, no system
+ * call) and each piece is mapped on first use with MAP_FIXED_NOREPLACE at
+ * the very address the reservation would have given it. Only what is used
+ * counts against the limit, and the address arithmetic is unchanged.
+ * What lazy space gives up: the holes between mapped pieces (the metadata
+ * guard gaps, the arena not carved yet) fault just as PROT_NONE does, but
+ * nothing stops another mapping (a MAP_FIXED or hinted mmap of the program
+ * or a library) from landing in one later, next to a metadata array or a
+ * segment. A piece whose addresses turn out to be taken is never used: an
+ * arena segment is skipped, a metadata piece fails its caller with ENOMEM.
+ * An unlimited process keeps the reservations; a finite limit lowered after
+ * start-up only makes later mappings (large blocks, lazy pieces) fail with
+ * ENOMEM, which malloc passes on. */
+bool bw_space_lazy;
+
+/* Whether a finite RLIMIT_AS asks for lazy space. */
+bool bw_os_space_limited(void) {
+    struct rlimit limit;
+    return getrlimit(RLIMIT_AS, &limit) == 0 && limit.rlim_cur != RLIM_INFINITY;
+}
+
+/* Lazy regions placed so far: a new one must not overlap them (a
+ * reservation would have been refused by the kernel), nor touch them (a
+ * segment of guard space between regions, as between reservations at
+ * independent random bases there almost always is). */
+#define BW_PLACED_MAX 8u
+static struct { uintptr_t start, end; } bw_placed[BW_PLACED_MAX];
+
+static void *bw_os_place(size_t size, size_t alignment) {
+    const uintptr_t gap = BW_SEGMENT_SIZE;
+    unsigned free_entry = BW_PLACED_MAX;
+    for (unsigned i = 0; i < BW_PLACED_MAX; i++)
+        if (bw_placed[i].end == 0) free_entry = i;
+    if (free_entry == BW_PLACED_MAX) return NULL;
+    for (int attempt = 0; attempt < 64; attempt++) {
+        uint64_t r;
+        bw_os_random(&r, sizeof r);
+        /* the window of bw_os_reserve's random hints */
+        uintptr_t start = ((uintptr_t)1 << 40) + (uintptr_t)(r % (((uint64_t)63 << 40) - size));
+        start &= ~(uintptr_t)(alignment - 1);
+        bool clear = true;
+        for (unsigned i = 0; i < BW_PLACED_MAX && clear; i++)
+            clear = bw_placed[i].end == 0 || start + size + gap <= bw_placed[i].start ||
+                    start >= bw_placed[i].end + gap;
+        if (!clear) continue;
+        bw_placed[free_entry].start = start;
+        bw_placed[free_entry].end = start + size;
+        return (void *)start;
+    }
+    return NULL;
+}
+
+/* A region's address space: reserved (PROT_NONE), or placed when lazy. */
+void *bw_os_space_reserve(size_t size, size_t alignment) {
+    return bw_space_lazy ? bw_os_place(size, alignment) : bw_os_reserve(size, alignment, true);
+}
+
+/* Give a region back (failed start-up). Lazy: only the placement is
+ * forgotten; the caller unmaps the pieces it mapped (bw_os_space_uncommit),
+ * since unmapping the whole range could remove someone else's mapping. */
+void bw_os_space_release(void *base, size_t size) {
+    if (!base) return;
+    if (!bw_space_lazy) {
+        bw_os_release(base, size);
+        return;
+    }
+    for (unsigned i = 0; i < BW_PLACED_MAX; i++)
+        if (bw_placed[i].start == (uintptr_t)base) bw_placed[i].start = bw_placed[i].end = 0;
+}
+
+/* A fresh anonymous mapping exactly at addr that replaces nothing. The
+ * flags are the reservation's, so pieces mapped next to each other merge
+ * into one VMA as committed ranges of a reservation do. EEXIST: someone
+ * else's mapping is in the way; a kernel before 4.17 does not know the flag
+ * and takes addr as a hint, which the address returned tells. */
+static bw_map_t bw_os_map_fixed(void *addr, size_t size, int prot) {
+    void *p = mmap(addr, size, prot,
+                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED_NOREPLACE, -1, 0);
+    if (p == addr) return BW_MAP_OK;
+    if (p != MAP_FAILED) {
+        munmap(p, size);
+        return BW_MAP_TAKEN;
+    }
+    if (errno == EEXIST) return BW_MAP_TAKEN;
+    if (errno == EINVAL) bw_fatal_os("mmap", errno); /* a misaligned piece: our bug */
+    return BW_MAP_NOMEM; /* RLIMIT_AS, the mapping count, or a policy refusing mmap */
+}
+
+/* Make a piece of a region readable and writable (meta: metadata, with
+ * the metadata key). Reserved: bw_os_commit(_meta); lazy: bw_os_map_fixed,
+ * then the key. BW_MAP_TAKEN only when lazy. */
+bw_map_t bw_os_space_commit(void *addr, size_t size, bool meta) {
+    if (!bw_space_lazy) {
+        bool ok = meta ? bw_os_commit_meta(addr, size) : bw_os_commit(addr, size);
+        return ok ? BW_MAP_OK : BW_MAP_NOMEM;
+    }
+    bw_map_t mapped = bw_os_map_fixed(addr, size, PROT_READ | PROT_WRITE);
+    if (mapped != BW_MAP_OK || !meta || bw_meta_pkey < 0) return mapped;
+    if (bw_os_commit_meta(addr, size)) return BW_MAP_OK;
+    munmap(addr, size);
+    return BW_MAP_NOMEM;
+}
+
+/* A piece of a region that must fault on every access (zero-size blocks):
+ * already so when reserved; a PROT_NONE mapping when lazy, so that no other
+ * mapping can take the addresses bulwark hands out. */
+bw_map_t bw_os_space_fault(void *addr, size_t size) {
+    return bw_space_lazy ? bw_os_map_fixed(addr, size, PROT_NONE) : BW_MAP_OK;
+}
+
+/* Undo bw_os_space_commit or bw_os_space_fault of a piece the caller will
+ * not use (a failed step): lazy, the mapping goes, so that the next attempt
+ * does not find its own piece in the way; reserved, the pages stay
+ * committed (committing them again is harmless) until the reservation is
+ * released. */
+void bw_os_space_uncommit(void *addr, size_t size) {
+    if (bw_space_lazy) bw_os_release(addr, size);
+}
+
 /* Make reserved pages usable. Adjacent committed ranges with equal
  * protection merge into one VMA, so committing segments in address order
  * does not grow the mapping count. */
@@ -93,6 +225,16 @@ void bw_os_meta_key_init(void) {
 #if BW_PKEY_METADATA
     long key = syscall(SYS_pkey_alloc, 0ul, 0ul);
     if (key > 0 && key < 16) bw_meta_pkey = (int)key;
+#endif
+}
+
+/* Start-up failed: the key goes back (there are 15), once every mapping
+ * that carried it is gone. */
+void bw_os_meta_key_release(void) {
+#if BW_PKEY_METADATA
+    if (bw_meta_pkey < 0) return;
+    syscall(SYS_pkey_free, (unsigned long)bw_meta_pkey);
+    bw_meta_pkey = -1;
 #endif
 }
 
@@ -208,13 +350,34 @@ void *bw_os_map(size_t size) {
     return p == MAP_FAILED ? NULL : p;
 }
 
-/* Prefer the given node for the range (raw syscall: no libnuma). PREFERRED,
- * not BIND, so a full node spills over instead of failing the allocation. */
+/* mbind(MPOL_PREFERRED) of a range to one node (raw syscall: no libnuma);
+ * returns 0 or the errno. The mask has BW_MAX_NUMA_NODES bits and maxnode
+ * is one more: the kernel reads maxnode - 1 bits (mm/mempolicy.c,
+ * get_nodes: "maxnode--"), so passing BW_MAX_NUMA_NODES, as this code did,
+ * silently dropped node 63. The policy is a preference, so the kernel's
+ * refusals are tolerated: EINVAL also means a node without memory or
+ * outside the cpuset (getcpu reports CPU-only nodes), ENOMEM no memory for
+ * the policy, EPERM/ENOSYS a policy or kernel without NUMA. EFAULT can only
+ * mean our bug (a mask we passed or a hole in a range we committed): fatal.
+ * tests/unit/test_os.c proves the kernel reads the node's bit. */
+int bw_os_mbind_preferred(void *addr, size_t size, unsigned node) {
+    unsigned long mask[(BW_MAX_NUMA_NODES + 63) / 64] = {0};
+    if (node >= BW_MAX_NUMA_NODES) return EINVAL;
+    mask[node / 64] = 1ul << (node % 64);
+    if (syscall(SYS_mbind, addr, size, MPOL_PREFERRED, mask, (unsigned long)BW_MAX_NUMA_NODES + 1,
+                0u) == 0)
+        return 0;
+    if (errno == EFAULT) bw_fatal_os("mbind", errno);
+    return errno;
+}
+
+/* Prefer the given node for the range. PREFERRED, not BIND, so a full node
+ * spills over instead of failing the allocation. */
 void bw_os_bind_node(void *addr, size_t size, unsigned node) {
     if (bw_topology.node_count <= 1 || node >= BW_MAX_NUMA_NODES) return;
-    unsigned long mask = 1ul << node;
-    (void)syscall(SYS_mbind, addr, size, MPOL_PREFERRED, &mask, (unsigned long)BW_MAX_NUMA_NODES,
-                  0u);
+    int saved_errno = errno;
+    (void)bw_os_mbind_preferred(addr, size, node);
+    errno = saved_errno;
 }
 
 uint64_t bw_os_now_ms(void) {

@@ -9,6 +9,9 @@
  *            bitmaps (1.5 KiB per slot) | guard
  *            committed piecewise as segments are carved; never adjacent to
  *            user memory (invariant 1).
+ * In lazy space (os.c: a finite RLIMIT_AS) neither is reserved: the pieces
+ * a carve commits are mapped then, at the same addresses, and a segment
+ * whose addresses another mapping holds is skipped (bw_segment_commit).
  * Free slots are pooled per NUMA node: a segment is bound to the node of the
  * thread that carved it and its slots return to that node's pool. A freed
  * slot stays committed ("dirty") for BW_PURGE_DELAY_MS, then the purge
@@ -43,19 +46,27 @@ static uint64_t bw_bits_below(unsigned n) {
 }
 
 static uintptr_t bw_meta_slab_descs, bw_meta_seg_headers, bw_meta_bitmaps;
+static void *bw_meta_base;
+static size_t bw_header_pages; /* pages of segment headers committed, in address order */
 
+#define BW_META_SIZE                                                                               \
+    (BW_PAGE_SIZE + BW_SLAB_DESC_BYTES + BW_PAGE_SIZE + BW_SEG_HEADER_BYTES + BW_PAGE_SIZE +       \
+     BW_BITMAP_BYTES + BW_PAGE_SIZE)
+
+/* Both regions, reserved or (lazy space, os.c) only placed: in lazy space
+ * nothing is mapped before the first segment is carved. */
 bool bw_segments_init(void) {
     const size_t guard = BW_PAGE_SIZE;
-    size_t meta_size =
-        guard + BW_SLAB_DESC_BYTES + guard + BW_SEG_HEADER_BYTES + guard + BW_BITMAP_BYTES + guard;
-    void *meta = bw_os_reserve(meta_size, BW_PAGE_SIZE, true);
+    void *meta = bw_os_space_reserve(BW_META_SIZE, BW_PAGE_SIZE);
     if (!meta) return false;
-    void *arena = bw_os_reserve(BW_ARENA_SIZE, BW_SEGMENT_SIZE, true);
+    void *arena = bw_os_space_reserve(BW_ARENA_SIZE, BW_SEGMENT_SIZE);
     if (!arena) {
-        bw_os_release(meta, meta_size);
+        bw_os_space_release(meta, BW_META_SIZE);
         return false;
     }
-    /* The reservation is PROT_NONE, so the unused gaps are already guards. */
+    bw_meta_base = meta;
+    /* The reservation is PROT_NONE, so the unused gaps are already guards
+     * (in lazy space they are holes, which fault as well). */
     bw_meta_slab_descs = (uintptr_t)meta + guard;
     bw_meta_seg_headers = bw_meta_slab_descs + BW_SLAB_DESC_BYTES + guard;
     bw_meta_bitmaps = bw_meta_seg_headers + BW_SEG_HEADER_BYTES + guard;
@@ -67,6 +78,15 @@ bool bw_segments_init(void) {
      * a wild pointer into the rest of the reservation takes free()'s slow
      * path instead of reading metadata that was never committed. */
     return true;
+}
+
+/* Start-up failed after bw_segments_init: no segment was carved, so
+ * nothing was committed; the regions go. */
+void bw_segments_release(void) {
+    bw_os_space_release((void *)bw_layout.arena_base, BW_ARENA_SIZE);
+    bw_os_space_release(bw_meta_base, BW_META_SIZE);
+    memset(&bw_layout, 0, sizeof bw_layout);
+    bw_meta_base = NULL;
 }
 
 unsigned bw_pool_index_for_node(unsigned node) {
@@ -91,6 +111,42 @@ static void bw_pool_remove(bw_node_pool_t *pool, bw_segment_t *seg) {
     seg->in_pool_list = 0;
 }
 
+/* Commit segment `index`: its memory, its descriptors and bitmaps, and its
+ * header's page the first time a segment uses it. Arena lock held.
+ * BW_MAP_TAKEN (lazy space only): the segment's memory is someone else's
+ * mapping; its metadata is committed all the same, so that a pointer into
+ * it finds zero descriptors (never a hole) and free reports it as invalid.
+ * BW_MAP_NOMEM: nothing of this segment is left committed (lazy: unmapped,
+ * so the next attempt does not find its own pieces in the way); a metadata
+ * piece someone else holds fails the same way, for good. */
+static bw_map_t bw_segment_commit(size_t index) {
+    size_t first_slab = index * BW_SLABS_PER_SEGMENT;
+    void *descs = &bw_layout.slabs[first_slab];
+    void *bitmaps = (char *)bw_meta_bitmaps + first_slab * BW_BITMAP_BYTES_PER_SLAB;
+    const size_t descs_bytes = BW_SLABS_PER_SEGMENT * sizeof(bw_slab_t);
+    const size_t bitmaps_bytes = BW_SLABS_PER_SEGMENT * BW_BITMAP_BYTES_PER_SLAB;
+    size_t header_page = index * sizeof(bw_segment_t) / BW_PAGE_SIZE;
+    void *memory = (void *)(bw_layout.arena_base + (index << BW_SEGMENT_SHIFT));
+
+    bw_map_t mem = bw_os_space_commit(memory, BW_SEGMENT_SIZE, false);
+    if (mem == BW_MAP_NOMEM) return BW_MAP_NOMEM;
+    if (header_page >= bw_header_pages) { /* segments are carved in order: the next page */
+        if (bw_os_space_commit((char *)bw_meta_seg_headers + header_page * BW_PAGE_SIZE,
+                               BW_PAGE_SIZE, true) != BW_MAP_OK)
+            goto fail_memory;
+        bw_header_pages = header_page + 1;
+    }
+    if (bw_os_space_commit(descs, descs_bytes, true) != BW_MAP_OK) goto fail_memory;
+    if (bw_os_space_commit(bitmaps, bitmaps_bytes, true) != BW_MAP_OK) {
+        bw_os_space_uncommit(descs, descs_bytes);
+        goto fail_memory;
+    }
+    return mem;
+fail_memory:
+    if (mem == BW_MAP_OK) bw_os_space_uncommit(memory, BW_SEGMENT_SIZE);
+    return BW_MAP_NOMEM;
+}
+
 /* Carve the next segment of the arena: commit its metadata and its memory
  * (pages stay untouched, so no RSS yet), bind it to the node and install
  * its guard pages. Called with no pool lock held: those are 4 + 64 system
@@ -106,33 +162,27 @@ static void bw_pool_remove(bw_node_pool_t *pool, bw_segment_t *seg) {
  * 4 MiB of address space it never uses, nothing worse. */
 static bw_segment_t *bw_segment_carve(unsigned node) {
     bw_lock(&bw_arena_lock);
-    size_t index = bw_segments_carved;
-    if (index >= BW_SEGMENT_COUNT) {
-        bw_unlock(&bw_arena_lock);
-        return NULL;
-    }
-    size_t first_slab = index * BW_SLABS_PER_SEGMENT;
-    void *descs = &bw_layout.slabs[first_slab];
-    void *bitmaps = (char *)bw_meta_bitmaps + first_slab * BW_BITMAP_BYTES_PER_SLAB;
-    uintptr_t header_page =
-        ((uintptr_t)&bw_layout.segments[index]) & ~(uintptr_t)(BW_PAGE_SIZE - 1);
-    void *memory = (void *)(bw_layout.arena_base + (index << BW_SEGMENT_SHIFT));
-    bool ok = bw_os_commit_meta(descs, BW_SLABS_PER_SEGMENT * sizeof(bw_slab_t)) &&
-              bw_os_commit_meta(bitmaps, BW_SLABS_PER_SEGMENT * BW_BITMAP_BYTES_PER_SLAB) &&
-              bw_os_commit_meta((void *)header_page, BW_PAGE_SIZE) &&
-              bw_os_commit(memory, BW_SEGMENT_SIZE);
-    if (!ok) {
-        bw_unlock(&bw_arena_lock);
-        return NULL;
-    }
-    __atomic_store_n(&bw_segments_carved, index + 1, __ATOMIC_RELAXED); /* stats read it */
-    /* Descriptors of the new segment read as zero (fresh commit): a free
-     * into it before it is formatted is an invalid free, never a crash. */
-    __atomic_store_n(&bw_layout.arena_size, (uintptr_t)(index + 1) << BW_SEGMENT_SHIFT,
-                     __ATOMIC_RELEASE);
-    __atomic_store_n(&bw_layout.arena_granules, (uintptr_t)(index + 1) << (BW_SEGMENT_SHIFT - 4),
-                     __ATOMIC_RELEASE);
+    size_t index;
+    bw_map_t committed;
+    do { /* a segment someone else holds is skipped (lazy space only) */
+        index = bw_segments_carved;
+        committed = index < BW_SEGMENT_COUNT ? bw_segment_commit(index) : BW_MAP_NOMEM;
+        if (committed == BW_MAP_NOMEM) {
+            bw_unlock(&bw_arena_lock);
+            return NULL;
+        }
+        __atomic_store_n(&bw_segments_carved, index + 1, __ATOMIC_RELAXED); /* stats read it */
+        /* Descriptors of the new segment read as zero (fresh commit): a
+         * free into it before it is formatted is an invalid free, never a
+         * crash. A skipped segment stays so. */
+        __atomic_store_n(&bw_layout.arena_size, (uintptr_t)(index + 1) << BW_SEGMENT_SHIFT,
+                         __ATOMIC_RELEASE);
+        __atomic_store_n(&bw_layout.arena_granules,
+                         (uintptr_t)(index + 1) << (BW_SEGMENT_SHIFT - 4), __ATOMIC_RELEASE);
+    } while (committed != BW_MAP_OK);
     bw_unlock(&bw_arena_lock);
+    size_t first_slab = index * BW_SLABS_PER_SEGMENT;
+    void *memory = (void *)(bw_layout.arena_base + (index << BW_SEGMENT_SHIFT));
 
     bw_os_bind_node(memory, BW_SEGMENT_SIZE, node);
 #if BW_SLAB_GUARD

@@ -4,7 +4,8 @@
  * trap 11); a hardened allocator also makes any access through it fault, as
  * hardened_malloc does. The pointers come from a reservation that is never
  * made accessible: BW_ZERO_SLOTS slots 16 bytes apart (256 MiB of PROT_NONE
- * address space), tracked by an out-of-line bitmap, one "live" bit per slot
+ * address space; in lazy space, os.c, only the part in use is mapped),
+ * tracked by an out-of-line bitmap, one "live" bit per slot
  * (a double free of a zero-byte block is caught like any other).
  *
  * The bitmap's own reservation (2 MiB) is committed in address order, as
@@ -53,36 +54,62 @@ static uint32_t bw_zero_words;     /* bitmap words committed (and searched) */
 #define BW_ZERO_SUMMARY_BYTES                                                                      \
     BW_ZERO_PAGE_ROUND(((size_t)BW_ZERO_OPEN_WORDS + BW_ZERO_ANY_WORDS) * sizeof(uint64_t))
 
+#define BW_ZERO_REGION_SIZE (BW_ZERO_SLOTS * BW_ZERO_SPACING)
+#define BW_ZERO_META_SIZE                                                                          \
+    (BW_PAGE_SIZE + BW_ZERO_BITS_BYTES + BW_PAGE_SIZE + BW_ZERO_SUMMARY_BYTES + BW_PAGE_SIZE)
+/* The slots of bitmap word w start at region + w * BW_ZERO_WORD_SPAN. */
+#define BW_ZERO_WORD_SPAN (64u * BW_ZERO_SPACING)
+
+static char *bw_zero_region; /* the region, before bw_zero_base publishes it */
+
 /* Commit bitmap words [from, to) and mark them open: fresh pages read as
- * zero, every slot free. Zero-lock held, or at start-up. */
+ * zero, every slot free. In lazy space (os.c) the slots' part of the region
+ * is mapped PROT_NONE first (16 MiB for the first 2^20 slots), so that
+ * nothing else can be mapped where bulwark hands out pointers.
+ * Zero-lock held, or at start-up. */
 static bool bw_zero_commit_words(uint32_t from, uint32_t to) {
-    if (!bw_os_commit_meta(bw_zero_bits + from, (size_t)(to - from) * sizeof(uint64_t)))
+    char *slots = bw_zero_region + (size_t)from * BW_ZERO_WORD_SPAN;
+    size_t slots_bytes = (size_t)(to - from) * BW_ZERO_WORD_SPAN;
+    if (bw_os_space_fault(slots, slots_bytes) != BW_MAP_OK) return false;
+    if (bw_os_space_commit(bw_zero_bits + from, (size_t)(to - from) * sizeof(uint64_t), true) !=
+        BW_MAP_OK) {
+        bw_os_space_uncommit(slots, slots_bytes);
         return false;
+    }
     for (uint32_t i = from / 64; i < to / 64; i++) bw_zero_open[i] = ~0ull;
     for (uint32_t i = from / 4096; i < to / 4096; i++) bw_zero_open_any[i] = ~0ull;
     bw_zero_words = to;
     return true;
 }
 
+/* The last step of start-up: what it made is undone if it fails, so that
+ * a failed start-up leaves nothing mapped (init.c). */
 bool bw_zero_init(void) {
     /* guard | live bits | guard | open, open_any | guard */
-    size_t meta_size =
-        BW_PAGE_SIZE + BW_ZERO_BITS_BYTES + BW_PAGE_SIZE + BW_ZERO_SUMMARY_BYTES + BW_PAGE_SIZE;
-    void *region = bw_os_reserve(BW_ZERO_SLOTS * BW_ZERO_SPACING, BW_PAGE_SIZE, true);
-    char *meta = bw_os_reserve(meta_size, BW_PAGE_SIZE, true);
-    if (!region || !meta) return false;
+    bw_zero_region = bw_os_space_reserve(BW_ZERO_REGION_SIZE, BW_PAGE_SIZE);
+    char *meta = bw_os_space_reserve(BW_ZERO_META_SIZE, BW_PAGE_SIZE);
+    char *summary = meta ? meta + BW_PAGE_SIZE + BW_ZERO_BITS_BYTES + BW_PAGE_SIZE : NULL;
+    if (!bw_zero_region || !meta) goto fail;
     bw_zero_bits = (uint64_t *)(void *)(meta + BW_PAGE_SIZE);
-    char *summary = meta + BW_PAGE_SIZE + BW_ZERO_BITS_BYTES + BW_PAGE_SIZE;
-    if (!bw_os_commit_meta(summary, BW_ZERO_SUMMARY_BYTES)) return false;
+    if (bw_os_space_commit(summary, BW_ZERO_SUMMARY_BYTES, true) != BW_MAP_OK) goto fail;
     bw_zero_open = (uint64_t *)(void *)summary;
     bw_zero_open_any = bw_zero_open + BW_ZERO_OPEN_WORDS;
-    if (!bw_zero_commit_words(0, BW_ZERO_WORDS_START)) return false;
-    bw_zero_base = (uintptr_t)region;
+    if (!bw_zero_commit_words(0, BW_ZERO_WORDS_START)) {
+        bw_os_space_uncommit(summary, BW_ZERO_SUMMARY_BYTES);
+        goto fail;
+    }
+    bw_zero_base = (uintptr_t)bw_zero_region;
     return true;
+fail:
+    bw_os_space_release(meta, BW_ZERO_META_SIZE);
+    bw_os_space_release(bw_zero_region, BW_ZERO_REGION_SIZE);
+    bw_zero_region = NULL;
+    bw_zero_bits = bw_zero_open = bw_zero_open_any = NULL;
+    return false;
 }
 
-/* Before initialisation the base is 0, and low addresses are nobody's
- * zero-byte blocks. */
+/* Before initialisation (and after it failed) the base is 0, and low
+ * addresses are nobody's zero-byte blocks. */
 bool bw_zero_owns(const void *ptr) {
     return bw_zero_base && (uintptr_t)ptr - bw_zero_base < BW_ZERO_SLOTS * BW_ZERO_SPACING;
 }
