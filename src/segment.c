@@ -168,7 +168,7 @@ static uint64_t bw_aligned_runs(uint64_t free, unsigned slots) {
     return runs & starts;
 }
 
-/* Take `slots` free slab slots in a row (1, or 2 for a span) from the
+/* Take `slots` free slab slots in a row (1, or 2 to 16 for a span) from the
  * node's pool, carving a segment if needed. Prefers slots still committed
  * (no page faults on reuse). Looks at a few of the pool's segments for a
  * free run before carving a new one. The carve runs outside the pool lock

@@ -1,4 +1,5 @@
-/* slab.c — one 64 KiB run of a segment serving one size class
+/* slab.c — one 64 KiB slot of a segment, or an aligned span of 2 to 16 of
+ * them, serving one size class
  * (DESIGN.md layer "slabs"). The descriptor and its bitmaps are out of line;
  * the only things kept in user memory are free-list links inside free
  * blocks.
@@ -28,6 +29,10 @@
 #define BW_CHUNK_BYTES ((uint32_t)1 << BW_FRESH_CHUNK_SHIFT)
 _Static_assert(BW_SLAB_SIZE / BW_CHUNK_BYTES <= 16, "chunk numbers are 4 bits");
 
+/* A span of several slots always holds at most 16 blocks (the fewest slots
+ * that hold 7 hold fewer than 2 * 7 + 1; test_span checks every class), so
+ * only one-slot slabs are cut into pieces of the slab, and a medium block
+ * is linked, and its pages touched, only when the free list reaches it. */
 unsigned bw_slab_chunk_count(uint32_t nblocks, uint32_t block_size) {
     if (nblocks <= 16) return nblocks;
     return (nblocks * block_size + BW_CHUNK_BYTES - 1) / BW_CHUNK_BYTES;
@@ -140,7 +145,7 @@ void bw_slab_format(bw_slab_t *slab, unsigned size_class, bw_heap_t *owner) {
 #endif
     slab->zero_fresh = dirty;
     slab->head_back = 0;
-    slab->span_shift = (uint8_t)(BW_SLAB_SHIFT + (slots > 1));
+    slab->span_shift = (uint8_t)(BW_SLAB_SHIFT + __builtin_ctz(slots));
     slab->size_class = (uint8_t)size_class;
     slab->block_size = size;
     slab->div_magic = bw_div_magic(size);

@@ -125,10 +125,10 @@ static void test_double_free_large(void **state) {
     expect_large_double_free(MiB);
 }
 
-/* 100000 bytes is not a multiple of 4096: with BW_LARGE_RIGHT_ALIGN the block
+/* 200000 bytes is not a multiple of 4096: with BW_LARGE_RIGHT_ALIGN the block
  * starts off a page boundary, and must still be recognised the second time. */
 static void test_double_free_large_not_page_multiple(void **state) {
-    expect_large_double_free(100000);
+    expect_large_double_free(200000);
     expect_large_double_free(MiB + 40);
 }
 
@@ -211,7 +211,7 @@ static void test_double_free_through_realloc(void **state) {
     char info[64];
     void *small = malloc(64);
     void *large = malloc(MiB);
-    void *odd_large = malloc(100000);
+    void *odd_large = malloc(200000);
     assert_non_null(small);
     assert_non_null(large);
     assert_non_null(odd_large);
@@ -230,7 +230,7 @@ static void test_double_free_through_free_sized(void **state) {
     char info[64];
     struct sized small = {malloc(64), 64, 0};
     struct sized large = {malloc(MiB), MiB, 0};
-    struct sized odd_large = {malloc(100000), 100000, 0};
+    struct sized odd_large = {malloc(200000), 200000, 0};
     assert_non_null(small.block);
     assert_non_null(large.block);
     assert_non_null(odd_large.block);
