@@ -131,6 +131,7 @@ falseshare|falseshare 400000 2 100|falseshare 80000 2 100
 falseshare-1t|falseshare 400000 1 100|falseshare 80000 1 100
 strings|strings 160000|strings 32000
 large|large 350|large 70
+realloc|realloc 100 65536|realloc 20 65536
 fragmentation|fragmentation 64 1|fragmentation 16 1
 threadchurn|threadchurn 2000 2 2000|threadchurn 400 2 2000
 '

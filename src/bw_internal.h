@@ -254,7 +254,10 @@ typedef struct bw_slab {
     uint8_t head_back;     /* > 0: this slot is a span's tail; its head is that many
                               descriptors back (kept until the slot is formatted again,
                               so a stale pointer into a released span is still named) */
-    uint8_t pad[2];
+    uint8_t unguarded;     /* the slot's last page is not a guard page: it lay inside a
+                              span when the slot was last formatted (slab.c puts guards
+                              back lazily, when a format makes that page a slab's end) */
+    uint8_t pad[1];
     uint32_t gen; /* fork generation of its keys (bw_rng_generation when formatted): a
                      forked child never allocates from a slab of an earlier one */
 } bw_slab_t;

@@ -116,14 +116,19 @@ void bw_slab_format(bw_slab_t *slab, unsigned size_class, bw_heap_t *owner) {
     /* A reused slot that served another class still holds that class's old
      * links at other offsets, and so do the chunks a previous life of the
      * slot never linked if that life had to zero them: bw_slab_extend
-     * zeroes each chunk first. A purged slot reads as zero. A span zeroes
-     * whenever one of its slots is dirty. */
+     * zeroes each chunk first. A purged slot reads as zero. A slot last
+     * formatted as this very span, same head, same class (so the same block
+     * boundaries), holds only zeros and old links at block starts, as every
+     * block was wiped when freed: a span that a class keeps taking back
+     * (bench: realloc growth, 16 B to 64 KiB) zeroes nothing. A tail still
+     * naming this head was formatted last with it: a later format of the
+     * tail would have changed head_back, one of the head its block_size. */
     bool stale_chunks = slab->zero_fresh && slab->fresh_left > 0;
-    bool dirty = slab->state == BW_SLAB_DIRTY &&
-                 (slab->block_size != size || stale_chunks || slab->head_back != 0 || slots > 1);
+    bool same_span = slab->block_size == size && slab->head_back == 0 && !stale_chunks;
+    bool dirty = slab->state == BW_SLAB_DIRTY && !same_span;
     for (unsigned i = 1; i < slots; i++) {
         bw_slab_t *tail = slab + i;
-        dirty |= tail->state == BW_SLAB_DIRTY;
+        dirty |= tail->state == BW_SLAB_DIRTY && (!same_span || tail->head_back != i);
         tail->head_back = (uint8_t)i;
         tail->block_size = 0;
         tail->size_class = 0;
@@ -132,15 +137,26 @@ void bw_slab_format(bw_slab_t *slab, unsigned size_class, bw_heap_t *owner) {
         tail->state = BW_SLAB_ACTIVE;
     }
 #if BW_SLAB_GUARD
-    /* The guard pages inside the span give way to blocks; only the last
-     * slot's stays (bw_slab_slot_release puts them back). A guard page of
-     * locked memory may come back with a former block's bytes: then the
-     * chunks are zeroed like a dirty slot's. */
-    for (unsigned i = 0; i + 1 < slots; i++) {
-        char *guard = start + ((size_t)(i + 1) << BW_SLAB_SHIFT) - BW_PAGE_SIZE;
-        bw_unguard_t done = bw_os_unguard(guard, BW_PAGE_SIZE);
-        if (done == BW_UNGUARD_FAILED) bw_fatal_os("guard page", 12);
-        dirty |= done == BW_UNGUARD_STALE;
+    /* The guard pages inside the span give way to blocks; the last slot's
+     * must be a guard. Released slots keep what their last format left
+     * (unguarded), and only a format changes it, so a span a class keeps
+     * taking back, or a slot formatted again for a one-slot class, makes no
+     * system call: a guard protects the end of a slab in use, and a free
+     * slot has no block to overflow from (a dangling pointer into it reaches
+     * the rest of the slot anyway). A guard page of locked memory may come
+     * back with a former block's bytes: then the chunks are zeroed like a
+     * dirty slot's. */
+    for (unsigned i = 0; i < slots; i++) {
+        char *page = start + ((size_t)(i + 1) << BW_SLAB_SHIFT) - BW_PAGE_SIZE;
+        if (i + 1 < slots && !slab[i].unguarded) {
+            bw_unguard_t done = bw_os_unguard(page, BW_PAGE_SIZE);
+            if (done == BW_UNGUARD_FAILED) bw_fatal_os("guard page", 12);
+            dirty |= done == BW_UNGUARD_STALE;
+            slab[i].unguarded = 1;
+        } else if (i + 1 == slots && slab[i].unguarded) {
+            if (!bw_os_guard(page, BW_PAGE_SIZE)) bw_fatal_os("guard page", 12);
+            slab[i].unguarded = 0;
+        }
     }
 #endif
     slab->zero_fresh = dirty;

@@ -10,8 +10,9 @@
  *    class of the span;
  *  - writing past the last block of a span faults on the guard page that
  *    ends it (BW_SLAB_GUARD);
- *  - once the span is released, the last page of every slot but the last is
- *    a guard page again (BW_SLAB_GUARD): a write there faults. */
+ *  - once the span is released and one of its inner slots serves a one-slot
+ *    class, that slot's last page is a guard page again (BW_SLAB_GUARD): a
+ *    write there faults. */
 #include <malloc.h>
 #include <pthread.h>
 #include <setjmp.h>
@@ -189,21 +190,35 @@ static void test_write_past_the_span_faults(void **state) {
     }
 }
 
+/* Once the span is released, its inner pages stay accessible (no system
+ * call) until a format makes one of them a slab's end: a one-slot class
+ * formatted on an inner slot has its guard back, and a write to the slot's
+ * last page faults. The slot is formatted here directly (single thread, no
+ * other slot taken meanwhile) and released again, so the pool never knows. */
 static void test_released_span_guards_its_middle(void **state) {
     (void)state;
     BW_SKIP_UNLESS(BW_SLAB_GUARD);
+    unsigned one_slot_class = class_of(6000); /* the 6144-byte class: 10 blocks, one slot */
+    assert_int_equal(bw_class_span_slots(one_slot_class), 1);
     for (size_t k = 0; k < SPAN_KINDS; k++) {
         size_t request = span_requests[k];
+        unsigned slots = bw_class_span_slots(class_of(request));
         void *blocks[MAX_BLOCKS];
-        uintptr_t span = fill_one_span(request, blocks, 1);
+        fill_one_span(request, blocks, 1);
         bw_slab_t *head = bw_slab_head(slot_of(blocks[0]));
         free(blocks[0]);
         malloc_trim(0); /* flushes the quarantine, releases the empty span */
         assert_true(head->state != BW_SLAB_ACTIVE);
-        for (uintptr_t slot = span; slot + BW_SLAB_SIZE < span + span_bytes(request);
-             slot += BW_SLAB_SIZE) {
-            char *inner_guard = (char *)slot + BW_SLAB_SIZE - BW_PAGE_SIZE;
-            bw_expect_fault_in(do_write, inner_guard, inner_guard, inner_guard + 1);
+        for (unsigned i = 0; i + 1 < slots; i++) assert_int_equal(head[i].unguarded, 1);
+        assert_int_equal(head[slots - 1].unguarded, 0);
+        unsigned inner[2] = {0, slots - 2};
+        for (unsigned j = 0; j < 2; j++) {
+            bw_slab_t *slot = head + inner[j];
+            bw_slab_format(slot, one_slot_class, bw_tls_heap);
+            assert_int_equal(slot->unguarded, 0);
+            char *guard = (char *)bw_slab_start(slot) + BW_SLAB_SIZE - BW_PAGE_SIZE;
+            bw_expect_fault_in(do_write, guard, guard, guard + 1);
+            bw_slab_slot_release(slot);
         }
     }
 }
