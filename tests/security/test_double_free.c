@@ -120,6 +120,15 @@ static void test_double_free_largest_small_class(void **state) {
     expect_small_double_free(BW_TEST_SMALL_MAX - BW_TEST_CANARY_BYTES);
 }
 
+/* Blocks above 16 KiB live in spans of 4 to 16 slots: reported like any
+ * small block, with their class. */
+static void test_double_free_span_classes(void **state) {
+    expect_small_double_free(20000);
+    expect_small_double_free(40000);
+    expect_small_double_free(65536);
+    expect_small_double_free(100000);
+}
+
 static void test_double_free_large(void **state) {
     expect_large_double_free(BW_TEST_SMALL_MAX + 1);
     expect_large_double_free(MiB);
@@ -270,6 +279,7 @@ int main(void) {
         cmocka_unit_test(test_double_free_small),
         cmocka_unit_test(test_double_free_medium),
         cmocka_unit_test(test_double_free_largest_small_class),
+        cmocka_unit_test(test_double_free_span_classes),
         cmocka_unit_test(test_double_free_large),
         cmocka_unit_test(test_double_free_large_not_page_multiple),
         cmocka_unit_test(test_double_free_first_in_other_thread),

@@ -58,6 +58,8 @@ static void test_usable_size_after_free_small(void **state) {
 
 static void test_usable_size_after_free_medium(void **state) {
     expect_small_use_after_free(4096);
+    expect_small_use_after_free(40000); /* a span of 8 slots */
+    expect_small_use_after_free(65536);
     expect_small_use_after_free(BW_TEST_SMALL_MAX - BW_TEST_CANARY_BYTES);
 }
 
