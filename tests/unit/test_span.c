@@ -214,11 +214,19 @@ static void test_released_span_guards_its_middle(void **state) {
         unsigned inner[2] = {0, slots - 2};
         for (unsigned j = 0; j < 2; j++) {
             bw_slab_t *slot = head + inner[j];
-            bw_slab_format(slot, one_slot_class, bw_tls_heap);
+            { /* metadata writes, as an entry point makes them (BW_PKEY_METADATA) */
+                BW_META_OPEN();
+                bw_slab_format(slot, one_slot_class, bw_tls_heap);
+                BW_META_CLOSE();
+            }
             assert_int_equal(slot->unguarded, 0);
             char *guard = (char *)bw_slab_start(slot) + BW_SLAB_SIZE - BW_PAGE_SIZE;
             bw_expect_fault_in(do_write, guard, guard, guard + 1);
-            bw_slab_slot_release(slot);
+            {
+                BW_META_OPEN();
+                bw_slab_slot_release(slot);
+                BW_META_CLOSE();
+            }
         }
     }
 }
