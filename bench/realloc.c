@@ -8,7 +8,9 @@
  * from individual mappings pay system calls and page faults here that
  * allocators with medium size classes do not.
  *
- * usage: realloc [BUFFERS [MAX [SEED]]]
+ * usage: realloc [BUFFERS [MAX [ROUNDS]]]
+ * ROUNDS (default 1) repeats the whole growth, all buffers freed in between:
+ * what a round after the first costs is the steady state.
  * Each buffer's bytes are a function of its id and their offset, checked in
  * full before it is freed; a mismatch exits 1. */
 #include "bench.h"
@@ -26,34 +28,38 @@ static unsigned char byte_at(uint64_t id, size_t offset) {
 int main(int argc, char **argv) {
     long buffers = bench_arg(argc, argv, 1, 100);
     long max = bench_arg(argc, argv, 2, 65536);
-    bench_rng rng = {(uint64_t)bench_arg(argc, argv, 3, 42)};
-    BENCH_CHECK(buffers > 0 && max >= 16, "need BUFFERS > 0 and MAX >= 16");
+    long rounds = bench_arg(argc, argv, 3, 1);
+    bench_rng rng = {42};
+    BENCH_CHECK(buffers > 0 && max >= 16 && rounds > 0, "need BUFFERS > 0, MAX >= 16, ROUNDS > 0");
     growing *all = bench_nonnull(calloc((size_t)buffers, sizeof *all), sizeof *all);
     size_t *open = bench_nonnull(calloc((size_t)buffers, sizeof *open), sizeof *open);
-    size_t open_count = (size_t)buffers;
-    for (size_t i = 0; i < (size_t)buffers; i++) {
-        all[i].size = 16;
-        all[i].id = i;
-        all[i].data = bench_nonnull(malloc(16), 16);
-        for (size_t b = 0; b < 16; b++) all[i].data[b] = byte_at(i, b);
-        open[i] = i;
-    }
     size_t reallocs = 0;
-    while (open_count > 0) {
-        size_t pick = (size_t)bench_range(&rng, 0, open_count - 1);
-        growing *g = &all[open[pick]];
-        size_t size = g->size + (size_t)bench_range(&rng, 1, 19);
-        if (size > (size_t)max) size = (size_t)max;
-        g->data = bench_nonnull(realloc(g->data, size), size);
-        for (size_t b = g->size; b < size; b++) g->data[b] = byte_at(g->id, b);
-        g->size = size;
-        reallocs++;
-        if (size == (size_t)max) open[pick] = open[--open_count];
-    }
-    for (size_t i = 0; i < (size_t)buffers; i++) {
-        for (size_t b = 0; b < all[i].size; b++)
-            BENCH_CHECK(all[i].data[b] == byte_at(i, b), "buffer %zu changed at offset %zu", i, b);
-        free(all[i].data);
+    for (long round = 0; round < rounds; round++) {
+        size_t open_count = (size_t)buffers;
+        for (size_t i = 0; i < (size_t)buffers; i++) {
+            all[i].size = 16;
+            all[i].id = i;
+            all[i].data = bench_nonnull(malloc(16), 16);
+            for (size_t b = 0; b < 16; b++) all[i].data[b] = byte_at(i, b);
+            open[i] = i;
+        }
+        while (open_count > 0) {
+            size_t pick = (size_t)bench_range(&rng, 0, open_count - 1);
+            growing *g = &all[open[pick]];
+            size_t size = g->size + (size_t)bench_range(&rng, 1, 19);
+            if (size > (size_t)max) size = (size_t)max;
+            g->data = bench_nonnull(realloc(g->data, size), size);
+            for (size_t b = g->size; b < size; b++) g->data[b] = byte_at(g->id, b);
+            g->size = size;
+            reallocs++;
+            if (size == (size_t)max) open[pick] = open[--open_count];
+        }
+        for (size_t i = 0; i < (size_t)buffers; i++) {
+            for (size_t b = 0; b < all[i].size; b++)
+                BENCH_CHECK(all[i].data[b] == byte_at(i, b), "buffer %zu changed at offset %zu", i,
+                            b);
+            free(all[i].data);
+        }
     }
     free(open);
     free(all);
