@@ -126,6 +126,7 @@ _Static_assert(BW_SEGMENT_SHIFT > BW_SLAB_SHIFT, "a segment holds several slabs"
 /* The largest span (bw_class_span_slots) is 16 slots and holds at least 7
  * of the largest class; link.h's offsets cover it. */
 #define BW_SPAN_SLOTS_MAX 16u
+#define BW_SPAN_MAX_BYTES (BW_SPAN_SLOTS_MAX * BW_SLAB_SIZE)
 _Static_assert(BW_SLABS_PER_SEGMENT >= BW_SPAN_SLOTS_MAX, "a segment holds the largest span");
 _Static_assert((BW_SPAN_SLOTS_MAX * BW_SLAB_SIZE - BW_PAGE_SIZE) / BW_SMALL_MAX >= 7,
                "the largest span holds at least 7 of the largest class");

@@ -42,7 +42,7 @@
 #define BW_LINK_OFFSET_MASK ((uint64_t)0x1ffff0)
 #define BW_LINK_END         BW_LINK_OFFSET_MASK
 #define BW_LINK_TAG_SHIFT   43 /* puts the offset's bits 4..20 at 47..63, above any slot */
-_Static_assert(BW_SPAN_SLOTS_MAX * BW_SLAB_SIZE <= ((uint64_t)1 << 20),
+_Static_assert(BW_SPAN_MAX_BYTES <= ((uint64_t)1 << 20),
                "a span's offsets are below the end marker and fit the link's offset field");
 
 __attribute__((noreturn)) void bw_report_corrupt_link(const void *slot, const bw_slab_t *slab);
@@ -54,8 +54,8 @@ __attribute__((noreturn)) void bw_report_corrupt_link(const void *slot, const bw
  * lies in bits 47..63 and the XOR is injective in (slot, offset) for a
  * given key. */
 BW_INLINE uint64_t bw_link_tag(const bw_slab_t *slab, const void *slot, uint64_t offset) {
-    uint64_t h = ((uintptr_t)slot ^ slab->key ^ (offset << BW_LINK_TAG_SHIFT)) *
-                 bw_secrets.link_mul1;
+    uint64_t h =
+        ((uintptr_t)slot ^ slab->key ^ (offset << BW_LINK_TAG_SHIFT)) * bw_secrets.link_mul1;
     h ^= h >> 29;
     h *= bw_secrets.link_mul2;
     return h & ~BW_LINK_OFFSET_MASK;

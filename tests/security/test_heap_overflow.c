@@ -58,7 +58,8 @@ static volatile uintptr_t sink;
 
 /* Requests covering the smallest class, a few in between, and the largest. */
 static const size_t small_requests[] = {
-    1, 8, 24, 64, 100, 1000, 4096, 10000, 20000, 40000, 65536, BW_TEST_SMALL_MAX - BW_TEST_CANARY_BYTES};
+    1,    8,     24,    64,    100,   1000,
+    4096, 10000, 20000, 40000, 65536, BW_TEST_SMALL_MAX - BW_TEST_CANARY_BYTES};
 #define SMALL_REQUEST_COUNT (sizeof small_requests / sizeof small_requests[0])
 
 /* Large requests: just above the small limit, page multiples, odd sizes. */

@@ -123,8 +123,8 @@ static size_t checked_end(size_t request) {
 static void test_small_write_after_free_detected_at_reuse(void **state) {
     BW_SKIP_UNLESS(BW_ZERO_ON_FREE);
     BW_SKIP_UNLESS(BW_WAF_CHECK_MAX);
-    static const size_t requests[] = {
-        1, 40, 64, 200, 1000, 4096, 40000, BW_TEST_SMALL_MAX - BW_TEST_CANARY_BYTES};
+    static const size_t requests[] = {1,    40,   64,    200,
+                                      1000, 4096, 40000, BW_TEST_SMALL_MAX - BW_TEST_CANARY_BYTES};
     for (size_t i = 0; i < sizeof requests / sizeof requests[0]; i++) {
         size_t end = checked_end(requests[i]);
         expect_write_after_free(requests[i], 8, do_write_after_free_then_flush, "malloc");

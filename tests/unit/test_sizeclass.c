@@ -60,7 +60,8 @@ static void test_span_shape(void **state) {
         assert_true(blocks >= 7);
         if (slots > 1) {
             assert_true(blocks <= 16);
-            uint32_t half = (uint32_t)(slots / 2 * BW_SLAB_SIZE - (BW_SLAB_GUARD ? BW_PAGE_SIZE : 0));
+            uint32_t half =
+                (uint32_t)(slots / 2 * BW_SLAB_SIZE - (BW_SLAB_GUARD ? BW_PAGE_SIZE : 0));
             assert_true(half / bw_class_size[c] < 7); /* no smaller span would do */
         }
         assert_true(bw_slab_chunk_count(blocks, bw_class_size[c]) <= 16);

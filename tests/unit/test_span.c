@@ -173,20 +173,27 @@ static void do_write(void *p) {
 static void test_write_past_the_span_faults(void **state) {
     (void)state;
     BW_SKIP_UNLESS(BW_SLAB_GUARD);
+    static void *drawn[MAX_BLOCKS * 8];
     for (size_t k = 0; k < SPAN_KINDS; k++) {
         size_t request = span_requests[k];
         unsigned size_class = class_of(request);
-        size_t count = bw_class_span_usable(size_class) / bw_class_size[size_class];
-        void *blocks[MAX_BLOCKS];
-        uintptr_t span = fill_one_span(request, blocks, count);
-        char *guard = (char *)span + span_bytes(request) - BW_PAGE_SIZE;
+        size_t class_size = bw_class_size[size_class];
+        size_t count = bw_class_span_usable(size_class) / class_size;
+        /* Draw until a block is the last of its span. */
         char *last = NULL;
-        for (size_t i = 0; i < count; i++)
-            if ((char *)blocks[i] > last) last = blocks[i];
-        assert_true(last + bw_class_size[size_class] <= guard);
+        size_t n = 0;
+        while (!last && n < sizeof drawn / sizeof drawn[0]) {
+            char *p = drawn[n++] = malloc(request);
+            assert_non_null(p);
+            if (((uintptr_t)p & (span_bytes(request) - 1)) == (count - 1) * class_size) last = p;
+        }
+        assert_non_null(last);
+        char *guard = (char *)((uintptr_t)last & ~(span_bytes(request) - 1)) + span_bytes(request) -
+                      BW_PAGE_SIZE;
+        assert_true(last + class_size <= guard);
         memset(last, 1, malloc_usable_size(last)); /* up to the usable end is fine */
         bw_expect_fault_in(do_write, guard, guard, guard + 1);
-        for (size_t i = 0; i < count; i++) free(blocks[i]);
+        for (size_t i = 0; i < n; i++) free(drawn[i]);
     }
 }
 
