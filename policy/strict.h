@@ -28,8 +28,9 @@
 #define BW_EXACT_SIZE   1
 #define BW_ZERO_ON_FREE 1
 
-/* Whole-block write-after-free check (blocks are at most 16 KiB): catches a
- * stale write anywhere in a freed block. Costs a read of the block per malloc. */
+/* Whole-block write-after-free check up to 16 KiB: catches a stale write
+ * anywhere in a freed block of up to 16 KiB, in the first 16 KiB of a larger
+ * one (up to 128 KiB). Costs a read of up to 16 KiB per malloc. */
 #define BW_WAF_CHECK_MAX 16384
 
 /* 8x default's quarantine: a freed block waits through thousands of frees. */

@@ -1,6 +1,6 @@
 /* alloc.h — the fast paths of malloc and free, in one place.
  *
- * malloc(n <= 16 KiB - canary room), bin hit: class table lookup (one
+ * malloc(n <= 128 KiB - canary room), bin hit: class table lookup (one
  * table up to 1 KiB, a second above), TLS heap load, (hardened profiles: a
  * random byte picks one of the class's open slabs), free-list pop: the
  * block's bitmap state must say free, its link is decoded and its tag and

@@ -30,8 +30,8 @@
 #define BW_SLAB_COUNT        ((size_t)1 << (BW_ARENA_SHIFT - BW_SLAB_SHIFT))
 
 /* Size classes: see sizeclass.c for the table and its derivation. */
-#define BW_CLASS_COUNT           37 /* class 0 is "no class"; 1..36 are real */
-#define BW_SMALL_MAX             16384u
+#define BW_CLASS_COUNT           49 /* class 0 is "no class"; 1..48 are real */
+#define BW_SMALL_MAX             131072u
 #define BW_MIN_BLOCK             16u
 #define BW_MAX_BLOCKS_PER_SLAB   (BW_SLAB_SIZE / BW_MIN_BLOCK)
 /* Bitmap words per slab slot: four per 1 KiB of arena (see bw_bits_group). */
@@ -90,7 +90,7 @@
 #if BW_ENTROPY_BITS_SMALL || BW_ENTROPY_BITS_LARGE
 #define BW_RANDOM_WAYS 1
 #define BW_WAYS_MAX    256u  /* one random byte per malloc picks the way */
-#define BW_WAYS_TOTAL  1536u /* the default knobs need 1,451 */
+#define BW_WAYS_TOTAL  2176u /* the default knobs need 2,078 */
 #else
 #define BW_RANDOM_WAYS 0
 #define BW_WAYS_MAX    1u
@@ -123,7 +123,13 @@
 
 _Static_assert(BW_SLABS_PER_SEGMENT <= 64, "segment slot bitmap is one word");
 _Static_assert(BW_SEGMENT_SHIFT > BW_SLAB_SHIFT, "a segment holds several slabs");
-_Static_assert(BW_SLAB_SIZE >= 4 * BW_SMALL_MAX, "a slab holds at least 4 of the largest class");
+/* The largest span (bw_class_span_slots) is 16 slots and holds at least 7
+ * of the largest class; link.h's offsets cover it. */
+#define BW_SPAN_SLOTS_MAX 16u
+#define BW_SPAN_MAX_BYTES (BW_SPAN_SLOTS_MAX * BW_SLAB_SIZE)
+_Static_assert(BW_SLABS_PER_SEGMENT >= BW_SPAN_SLOTS_MAX, "a segment holds the largest span");
+_Static_assert((BW_SPAN_SLOTS_MAX * BW_SLAB_SIZE - BW_PAGE_SIZE) / BW_SMALL_MAX >= 7,
+               "the largest span holds at least 7 of the largest class");
 
 /* ------------------------------------------------------------------ locks */
 /* A futex mutex: U. Drepper, "Futexes Are Tricky" (2011), mutex 2. state is
@@ -230,7 +236,8 @@ typedef struct bw_slab {
     int16_t notify_at;               /* a local free that brings `used` down to this calls the
                                         heap (bw_free_slow_local); -1 = never */
     uint8_t size_class;              /* 0 = slot not serving a class */
-    uint8_t span_shift;              /* log2 of the bytes the slab spans (bw_class_span_slots) */
+    uint8_t span_shift;              /* log2 of the bytes the slab spans (bw_class_span_slots:
+                                        16 to 20) */
     /* --- second line: slow paths and cross-thread fields --- */
     struct bw_slab *next, *prev;           /* bin lists, abandoned list */
     _Atomic(void *) remote;                /* blocks freed by other threads, not yet collected */
@@ -248,7 +255,10 @@ typedef struct bw_slab {
     uint8_t head_back;     /* > 0: this slot is a span's tail; its head is that many
                               descriptors back (kept until the slot is formatted again,
                               so a stale pointer into a released span is still named) */
-    uint8_t pad[2];
+    uint8_t unguarded;     /* the slot's last page is not a guard page: it lay inside a
+                              span when the slot was last formatted (slab.c puts guards
+                              back lazily, when a format makes that page a slab's end) */
+    uint8_t pad[1];
     uint32_t gen; /* fork generation of its keys (bw_rng_generation when formatted): a
                      forked child never allocates from a slab of an earlier one */
 } bw_slab_t;
@@ -368,6 +378,7 @@ extern BW_HIDDEN atomic_int bw_init_state; /* 0 = not started, 1 = running, 2 = 
 /* size classes (sizeclass.c) */
 extern BW_HIDDEN const uint8_t bw_class_by_16[1024 / 16 + 1];
 extern BW_HIDDEN const uint8_t bw_class_by_128[BW_SMALL_MAX / 128 + 1];
+_Static_assert(BW_CLASS_COUNT <= 256, "a class number is a byte");
 extern BW_HIDDEN const uint32_t bw_class_size[BW_CLASS_COUNT];
 
 /* Size → class without loops or division: two small tables. */
@@ -379,10 +390,17 @@ unsigned bw_size_class_aligned(size_t size, size_t alignment);
 extern BW_HIDDEN uint16_t bw_class_ways[BW_CLASS_COUNT];
 extern BW_HIDDEN uint16_t bw_class_way_base[BW_CLASS_COUNT];
 extern BW_HIDDEN uint16_t bw_class_way_step[BW_CLASS_COUNT];
-/* Slots (64 KiB each) a slab of the class spans: 2 for the classes a single
- * slot would hold fewer than 7 of (sizeclass.c). */
+/* Slots (64 KiB each) a slab of the class spans: the fewest, a power of two
+ * up to BW_SPAN_SLOTS_MAX, whose span less its trailing guard holds at least
+ * 7 blocks (sizeclass.c: 1 up to 8 KiB, 2 up to 16 KiB, 4 up to 32 KiB, 8 up
+ * to 64 KiB, 16 up to 128 KiB). Slow paths only: a loop of at most 4 steps. */
 BW_INLINE unsigned bw_class_span_slots(unsigned size_class) {
-    return (BW_SLAB_USABLE / bw_class_size[size_class]) < 7 ? 2u : 1u;
+    uint32_t size = bw_class_size[size_class];
+    unsigned slots = 1;
+    while (slots < BW_SPAN_SLOTS_MAX &&
+           (slots * BW_SLAB_SIZE - (BW_SLAB_GUARD ? BW_PAGE_SIZE : 0)) / size < 7)
+        slots *= 2;
+    return slots;
 }
 /* Bytes a slab of the class can carve: its slots but the trailing guard. */
 BW_INLINE uint32_t bw_class_span_usable(unsigned size_class) {

@@ -7,18 +7,23 @@
  *
  * A link is not an encrypted pointer but a short offset with a keyed tag:
  *
- *     bits  0..16  offset of the next block from the start of the span
- *                  (0x1ffff, never 16-byte aligned, ends the list)
- *     bits 17..63  tag = top 47 bits of mix(slot ^ slab key ^ offset << 47)
+ *     bits  4..20  offset of the next block from the start of the span, a
+ *                  multiple of 16 below 2^20 (a span is at most 16 slots,
+ *                  1 MiB); 0x1ffff0, past every span, ends the list
+ *     bits  0..3 and 21..63
+ *                  tag = those 47 bits of mix(slot ^ slab key ^ offset << 43)
  *
  * where slot is the link's own address and mix is a multiply, xorshift,
- * multiply with the process's secret odd multipliers (bw_secrets). The tag
- * covers both the slot and the target, so a leaked link, even one whose
- * target is known (a list's end), tells nothing about the link another
- * target or another slot needs: XORing in a different pointer, replaying a
- * link at another address or guessing a key from a known plaintext (the
- * 2^17 search that broke the old rotl(next ^ slot ^ key, 17) + key) all
- * leave a tag that does not match, except with probability 2^-47 per try.
+ * multiply with the process's secret odd multipliers (bw_secrets). Block
+ * offsets are multiples of 16, so the offset's low four bits carry tag bits
+ * too and spans up to 1 MiB keep the 47-bit tag 128 KiB spans had with a
+ * 17-bit byte offset. The tag covers both the slot and the target, so a
+ * leaked link, even one whose target is known (a list's end), tells nothing
+ * about the link another target or another slot needs: XORing in a
+ * different pointer, replaying a link at another address or guessing a key
+ * from a known plaintext (the 2^17 search that broke the old
+ * rotl(next ^ slot ^ key, 17) + key) all leave a tag that does not match,
+ * except with probability 2^-47 per try.
  * The mix is not a cryptographic MAC: it is a keyed, non-linear hash whose
  * outputs are truncated, chosen to cost two multiplies.
  *
@@ -33,21 +38,24 @@
 
 #include "bw_internal.h"
 
-#define BW_LINK_OFFSET_BITS 17
-#define BW_LINK_OFFSET_MASK (((uint64_t)1 << BW_LINK_OFFSET_BITS) - 1)
+/* Offset bits 4..20 of the link word (the offset's low four are zero). */
+#define BW_LINK_OFFSET_MASK ((uint64_t)0x1ffff0)
 #define BW_LINK_END         BW_LINK_OFFSET_MASK
-_Static_assert(2 * BW_SLAB_SIZE <= ((uint64_t)1 << BW_LINK_OFFSET_BITS),
-               "a span's offsets fit the link's offset field");
+#define BW_LINK_TAG_SHIFT   43 /* puts the offset's bits 4..20 at 47..63, above any slot */
+_Static_assert(BW_SPAN_MAX_BYTES <= ((uint64_t)1 << 20),
+               "a span's offsets are below the end marker and fit the link's offset field");
 
 __attribute__((noreturn)) void bw_report_corrupt_link(const void *slot, const bw_slab_t *slab);
 
 #if BW_ENCODE_LINKS
 /* The tag of a link at `slot` naming span offset `offset`, in the link's
- * top 47 bits (the others zero). slot is below 2^47 (user space) and offset
- * below 2^17, so the XOR is injective in (slot, offset) for a given key. */
+ * 47 bits outside the offset field (the others zero). slot is below 2^47
+ * (user space) and offset a multiple of 16 below 2^21, so offset << 43
+ * lies in bits 47..63 and the XOR is injective in (slot, offset) for a
+ * given key. */
 BW_INLINE uint64_t bw_link_tag(const bw_slab_t *slab, const void *slot, uint64_t offset) {
-    uint64_t h = ((uintptr_t)slot ^ slab->key ^ (offset << (64 - BW_LINK_OFFSET_BITS))) *
-                 bw_secrets.link_mul1;
+    uint64_t h =
+        ((uintptr_t)slot ^ slab->key ^ (offset << BW_LINK_TAG_SHIFT)) * bw_secrets.link_mul1;
     h ^= h >> 29;
     h *= bw_secrets.link_mul2;
     return h & ~BW_LINK_OFFSET_MASK;

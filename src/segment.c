@@ -218,7 +218,7 @@ static uint64_t bw_aligned_runs(uint64_t free, unsigned slots) {
     return runs & starts;
 }
 
-/* Take `slots` free slab slots in a row (1, or 2 for a span) from the
+/* Take `slots` free slab slots in a row (1, or 2 to 16 for a span) from the
  * node's pool, carving a segment if needed. Prefers slots still committed
  * (no page faults on reuse). Looks at a few of the pool's segments for a
  * free run before carving a new one. The carve runs outside the pool lock
@@ -269,14 +269,9 @@ void bw_slab_slot_release(bw_slab_t *slab) {
     unsigned slots = slab->size_class ? bw_class_span_slots(slab->size_class) : 1;
     uint64_t bits = ((1ull << slots) - 1) << (slab_index % BW_SLABS_PER_SEGMENT);
 
-#if BW_SLAB_GUARD
-    /* A span gave up the guard pages between its slots: they come back. */
-    uintptr_t start = bw_slab_start(slab);
-    for (unsigned i = 0; i + 1 < slots; i++) {
-        char *guard = (char *)start + ((size_t)(i + 1) << BW_SLAB_SHIFT) - BW_PAGE_SIZE;
-        if (!bw_os_guard(guard, BW_PAGE_SIZE)) bw_fatal_os("guard page", 12);
-    }
-#endif
+    /* A span gave up the guard pages between its slots: they come back
+     * when a format makes one of those pages a slab's end (bw_slab_format),
+     * not here, so a span released and taken back makes no system call. */
     /* block_size and the bitmaps stay until the slot is formatted again: a
      * free into the slot (owner NULL: the checked remote path) finds every
      * block not allocated, and the "handed out" bits tell a block freed

@@ -2,22 +2,34 @@
  *
  * Classes: 16-byte steps up to 128, then four classes per power of two
  * (5/4, 6/4, 7/4, 8/4 of the previous power), as in jemalloc's and
- * mimalloc's spacing. The worst internal fragmentation for a request above
- * 64 bytes is 20.0% of the block (a 129-byte request in a 160-byte
- * block is 19.4%; 257 in 320 is 19.7%), under the 25% the design asks.
+ * mimalloc's spacing, up to 128 KiB (48 classes). The worst internal
+ * fragmentation for a request above 64 bytes is 20.0% of the block (a
+ * 129-byte request in a 160-byte block is 19.4%; 257 in 320 is 19.7%), under
+ * the 25% the design asks; eight classes per doubling would keep it under
+ * 12.5% but double the classes, and with them the ways and slabs a heap keeps
+ * open for its entropy target.
+ *
+ * Medium classes (above 16 KiB) are served from slabs like the others, up to
+ * 128 KiB rather than 64 KiB: every request up to 64 KiB must be small, and
+ * with the canary 64 KiB lands in the 80 KiB class already; the four classes
+ * up to 128 KiB cost no more than the eight below them (spans of 16 slots,
+ * 7 to 12 blocks each), and a loop of 100,000-byte malloc/free or realloc
+ * growth through them makes no system call, where a mapping per block costs
+ * an mmap or the large cache's turnover.
  *
  * bw_size_class() needs no loop or division: requests up to 1024 bytes index
  * bw_class_by_16 with (size + 15) / 16, larger ones bw_class_by_128 with
  * (size + 127) / 128 (every class above 1024 is a multiple of 128). The tables
  * were generated from bw_class_size by taking, for each index, the smallest
  * class that holds the largest size mapping to it; test_sizeclass checks every
- * size from 0 to 16384 against a linear search. */
+ * size from 0 to 131072 against a linear search. */
 #include "bw_internal.h"
 
 const uint32_t bw_class_size[BW_CLASS_COUNT] = {
-    0,    16,   32,   48,   64,   80,   96,   112,   128,   160,   192,   224,  256,
-    320,  384,  448,  512,  640,  768,  896,  1024,  1280,  1536,  1792,  2048, 2560,
-    3072, 3584, 4096, 5120, 6144, 7168, 8192, 10240, 12288, 14336, 16384,
+    0,     16,    32,    48,    64,    80,    96,    112,   128,    160,    192,   224,   256,
+    320,   384,   448,   512,   640,   768,   896,   1024,  1280,   1536,   1792,  2048,  2560,
+    3072,  3584,  4096,  5120,  6144,  7168,  8192,  10240, 12288,  14336,  16384, 20480, 24576,
+    28672, 32768, 40960, 49152, 57344, 65536, 81920, 98304, 114688, 131072,
 };
 
 const uint8_t bw_class_by_16[1024 / 16 + 1] = {
@@ -27,17 +39,56 @@ const uint8_t bw_class_by_16[1024 / 16 + 1] = {
 };
 
 const uint8_t bw_class_by_128[BW_SMALL_MAX / 128 + 1] = {
-    1,  8,  12, 14, 16, 17, 18, 19, 20, 21, 21, 22, 22, 23, 23, 24, 24, 25, 25, 25, 25, 26,
-    26, 26, 26, 27, 27, 27, 27, 28, 28, 28, 28, 29, 29, 29, 29, 29, 29, 29, 29, 30, 30, 30,
-    30, 30, 30, 30, 30, 31, 31, 31, 31, 31, 31, 31, 31, 32, 32, 32, 32, 32, 32, 32, 32, 33,
-    33, 33, 33, 33, 33, 33, 33, 33, 33, 33, 33, 33, 33, 33, 33, 34, 34, 34, 34, 34, 34, 34,
-    34, 34, 34, 34, 34, 34, 34, 34, 34, 35, 35, 35, 35, 35, 35, 35, 35, 35, 35, 35, 35, 35,
-    35, 35, 35, 36, 36, 36, 36, 36, 36, 36, 36, 36, 36, 36, 36, 36, 36, 36, 36,
+    1,  8,  12, 14, 16, 17, 18, 19, 20, 21, 21, 22, 22, 23, 23, 24, 24, 25, 25, 25, 25, 26, 26, 26,
+    26, 27, 27, 27, 27, 28, 28, 28, 28, 29, 29, 29, 29, 29, 29, 29, 29, 30, 30, 30, 30, 30, 30, 30,
+    30, 31, 31, 31, 31, 31, 31, 31, 31, 32, 32, 32, 32, 32, 32, 32, 32, 33, 33, 33, 33, 33, 33, 33,
+    33, 33, 33, 33, 33, 33, 33, 33, 33, 34, 34, 34, 34, 34, 34, 34, 34, 34, 34, 34, 34, 34, 34, 34,
+    34, 35, 35, 35, 35, 35, 35, 35, 35, 35, 35, 35, 35, 35, 35, 35, 35, 36, 36, 36, 36, 36, 36, 36,
+    36, 36, 36, 36, 36, 36, 36, 36, 36, 37, 37, 37, 37, 37, 37, 37, 37, 37, 37, 37, 37, 37, 37, 37,
+    37, 37, 37, 37, 37, 37, 37, 37, 37, 37, 37, 37, 37, 37, 37, 37, 37, 38, 38, 38, 38, 38, 38, 38,
+    38, 38, 38, 38, 38, 38, 38, 38, 38, 38, 38, 38, 38, 38, 38, 38, 38, 38, 38, 38, 38, 38, 38, 38,
+    38, 39, 39, 39, 39, 39, 39, 39, 39, 39, 39, 39, 39, 39, 39, 39, 39, 39, 39, 39, 39, 39, 39, 39,
+    39, 39, 39, 39, 39, 39, 39, 39, 39, 40, 40, 40, 40, 40, 40, 40, 40, 40, 40, 40, 40, 40, 40, 40,
+    40, 40, 40, 40, 40, 40, 40, 40, 40, 40, 40, 40, 40, 40, 40, 40, 40, 41, 41, 41, 41, 41, 41, 41,
+    41, 41, 41, 41, 41, 41, 41, 41, 41, 41, 41, 41, 41, 41, 41, 41, 41, 41, 41, 41, 41, 41, 41, 41,
+    41, 41, 41, 41, 41, 41, 41, 41, 41, 41, 41, 41, 41, 41, 41, 41, 41, 41, 41, 41, 41, 41, 41, 41,
+    41, 41, 41, 41, 41, 41, 41, 41, 41, 42, 42, 42, 42, 42, 42, 42, 42, 42, 42, 42, 42, 42, 42, 42,
+    42, 42, 42, 42, 42, 42, 42, 42, 42, 42, 42, 42, 42, 42, 42, 42, 42, 42, 42, 42, 42, 42, 42, 42,
+    42, 42, 42, 42, 42, 42, 42, 42, 42, 42, 42, 42, 42, 42, 42, 42, 42, 42, 42, 42, 42, 42, 42, 42,
+    42, 43, 43, 43, 43, 43, 43, 43, 43, 43, 43, 43, 43, 43, 43, 43, 43, 43, 43, 43, 43, 43, 43, 43,
+    43, 43, 43, 43, 43, 43, 43, 43, 43, 43, 43, 43, 43, 43, 43, 43, 43, 43, 43, 43, 43, 43, 43, 43,
+    43, 43, 43, 43, 43, 43, 43, 43, 43, 43, 43, 43, 43, 43, 43, 43, 43, 44, 44, 44, 44, 44, 44, 44,
+    44, 44, 44, 44, 44, 44, 44, 44, 44, 44, 44, 44, 44, 44, 44, 44, 44, 44, 44, 44, 44, 44, 44, 44,
+    44, 44, 44, 44, 44, 44, 44, 44, 44, 44, 44, 44, 44, 44, 44, 44, 44, 44, 44, 44, 44, 44, 44, 44,
+    44, 44, 44, 44, 44, 44, 44, 44, 44, 45, 45, 45, 45, 45, 45, 45, 45, 45, 45, 45, 45, 45, 45, 45,
+    45, 45, 45, 45, 45, 45, 45, 45, 45, 45, 45, 45, 45, 45, 45, 45, 45, 45, 45, 45, 45, 45, 45, 45,
+    45, 45, 45, 45, 45, 45, 45, 45, 45, 45, 45, 45, 45, 45, 45, 45, 45, 45, 45, 45, 45, 45, 45, 45,
+    45, 45, 45, 45, 45, 45, 45, 45, 45, 45, 45, 45, 45, 45, 45, 45, 45, 45, 45, 45, 45, 45, 45, 45,
+    45, 45, 45, 45, 45, 45, 45, 45, 45, 45, 45, 45, 45, 45, 45, 45, 45, 45, 45, 45, 45, 45, 45, 45,
+    45, 45, 45, 45, 45, 45, 45, 45, 45, 45, 45, 45, 45, 45, 45, 45, 45, 46, 46, 46, 46, 46, 46, 46,
+    46, 46, 46, 46, 46, 46, 46, 46, 46, 46, 46, 46, 46, 46, 46, 46, 46, 46, 46, 46, 46, 46, 46, 46,
+    46, 46, 46, 46, 46, 46, 46, 46, 46, 46, 46, 46, 46, 46, 46, 46, 46, 46, 46, 46, 46, 46, 46, 46,
+    46, 46, 46, 46, 46, 46, 46, 46, 46, 46, 46, 46, 46, 46, 46, 46, 46, 46, 46, 46, 46, 46, 46, 46,
+    46, 46, 46, 46, 46, 46, 46, 46, 46, 46, 46, 46, 46, 46, 46, 46, 46, 46, 46, 46, 46, 46, 46, 46,
+    46, 46, 46, 46, 46, 46, 46, 46, 46, 46, 46, 46, 46, 46, 46, 46, 46, 46, 46, 46, 46, 46, 46, 46,
+    46, 47, 47, 47, 47, 47, 47, 47, 47, 47, 47, 47, 47, 47, 47, 47, 47, 47, 47, 47, 47, 47, 47, 47,
+    47, 47, 47, 47, 47, 47, 47, 47, 47, 47, 47, 47, 47, 47, 47, 47, 47, 47, 47, 47, 47, 47, 47, 47,
+    47, 47, 47, 47, 47, 47, 47, 47, 47, 47, 47, 47, 47, 47, 47, 47, 47, 47, 47, 47, 47, 47, 47, 47,
+    47, 47, 47, 47, 47, 47, 47, 47, 47, 47, 47, 47, 47, 47, 47, 47, 47, 47, 47, 47, 47, 47, 47, 47,
+    47, 47, 47, 47, 47, 47, 47, 47, 47, 47, 47, 47, 47, 47, 47, 47, 47, 47, 47, 47, 47, 47, 47, 47,
+    47, 47, 47, 47, 47, 47, 47, 47, 47, 48, 48, 48, 48, 48, 48, 48, 48, 48, 48, 48, 48, 48, 48, 48,
+    48, 48, 48, 48, 48, 48, 48, 48, 48, 48, 48, 48, 48, 48, 48, 48, 48, 48, 48, 48, 48, 48, 48, 48,
+    48, 48, 48, 48, 48, 48, 48, 48, 48, 48, 48, 48, 48, 48, 48, 48, 48, 48, 48, 48, 48, 48, 48, 48,
+    48, 48, 48, 48, 48, 48, 48, 48, 48, 48, 48, 48, 48, 48, 48, 48, 48, 48, 48, 48, 48, 48, 48, 48,
+    48, 48, 48, 48, 48, 48, 48, 48, 48, 48, 48, 48, 48, 48, 48, 48, 48, 48, 48, 48, 48, 48, 48, 48,
+    48, 48, 48, 48, 48, 48, 48, 48, 48, 48, 48, 48, 48, 48, 48, 48, 48,
 };
 
-/* The smallest class whose blocks are all aligned to `alignment`: slabs start
- * on a 64 KiB boundary, so block i is aligned iff the class size is a multiple
- * of the alignment. Slow path (memalign family) only. Returns 0 if none. */
+/* The smallest class whose blocks are all aligned to `alignment`: a slab
+ * starts on a boundary of the bytes it spans, a power of two of at least 64
+ * KiB and at least 7 blocks, so above any alignment up to its class size,
+ * and block i is aligned iff the class size is a multiple of the alignment.
+ * Slow path (memalign family) only. Returns 0 if none. */
 unsigned bw_size_class_aligned(size_t size, size_t alignment) {
     if (size > BW_SMALL_MAX || alignment > BW_SMALL_MAX) return 0;
     for (unsigned c = bw_size_class(size ? size : 1); c < BW_CLASS_COUNT; c++) {
@@ -55,10 +106,14 @@ unsigned bw_size_class_aligned(size_t size, size_t alignment) {
  * a 2^BW_FRESH_CHUNK_SHIFT-byte piece are linked together, in random order),
  * or its whole slab when the slab holds at most 16 blocks (each block is
  * its own chunk, so the next one is uniform over the slab). Capped at
- * BW_WAYS_MAX. The classes above 8 KiB span two slots (bw_class_span_slots)
- * so that a slab holds at least 7 of them: with 3 blocks per guarded slot the
- * 16 KiB class measured 8.0 bits however many ways were open, with 7 per
- * span it measures 9.2. The memory cost: a class
+ * BW_WAYS_MAX. The classes above 8 KiB span 2, 4, 8 or 16 slots
+ * (bw_class_span_slots) so that a slab holds at least 7 of them: with 3
+ * blocks per guarded slot the 16 KiB class measured 8.0 bits however many
+ * ways were open, with 7 per span it measures 9.2, and the 32, 64 and
+ * 128 KiB classes (7 per span of 4, 8, 16 slots) 9.1-9.2 (test_entropy,
+ * default). Those up to 110 ways of a medium class are spans of up to 1 MiB,
+ * but a way touches only the blocks it hands out (one fresh block linked at
+ * a time). The memory cost: a class
  * in use keeps up to that many slabs open per thread, each touched only as
  * far as its chunks were reached (the aging scan in heap.c retires the ones
  * that go idle).

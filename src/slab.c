@@ -1,4 +1,5 @@
-/* slab.c — one 64 KiB run of a segment serving one size class
+/* slab.c — one 64 KiB slot of a segment, or an aligned span of 2 to 16 of
+ * them, serving one size class
  * (DESIGN.md layer "slabs"). The descriptor and its bitmaps are out of line;
  * the only things kept in user memory are free-list links inside free
  * blocks.
@@ -28,6 +29,10 @@
 #define BW_CHUNK_BYTES ((uint32_t)1 << BW_FRESH_CHUNK_SHIFT)
 _Static_assert(BW_SLAB_SIZE / BW_CHUNK_BYTES <= 16, "chunk numbers are 4 bits");
 
+/* A span of several slots always holds at most 16 blocks (the fewest slots
+ * that hold 7 hold fewer than 2 * 7 + 1; test_span checks every class), so
+ * only one-slot slabs are cut into pieces of the slab, and a medium block
+ * is linked, and its pages touched, only when the free list reaches it. */
 unsigned bw_slab_chunk_count(uint32_t nblocks, uint32_t block_size) {
     if (nblocks <= 16) return nblocks;
     return (nblocks * block_size + BW_CHUNK_BYTES - 1) / BW_CHUNK_BYTES;
@@ -111,14 +116,19 @@ void bw_slab_format(bw_slab_t *slab, unsigned size_class, bw_heap_t *owner) {
     /* A reused slot that served another class still holds that class's old
      * links at other offsets, and so do the chunks a previous life of the
      * slot never linked if that life had to zero them: bw_slab_extend
-     * zeroes each chunk first. A purged slot reads as zero. A span zeroes
-     * whenever one of its slots is dirty. */
+     * zeroes each chunk first. A purged slot reads as zero. A slot last
+     * formatted as this very span, same head, same class (so the same block
+     * boundaries), holds only zeros and old links at block starts, as every
+     * block was wiped when freed: a span that a class keeps taking back
+     * (bench: realloc growth, 16 B to 64 KiB) zeroes nothing. A tail still
+     * naming this head was formatted last with it: a later format of the
+     * tail would have changed head_back, one of the head its block_size. */
     bool stale_chunks = slab->zero_fresh && slab->fresh_left > 0;
-    bool dirty = slab->state == BW_SLAB_DIRTY &&
-                 (slab->block_size != size || stale_chunks || slab->head_back != 0 || slots > 1);
+    bool same_span = slab->block_size == size && slab->head_back == 0 && !stale_chunks;
+    bool dirty = slab->state == BW_SLAB_DIRTY && !same_span;
     for (unsigned i = 1; i < slots; i++) {
         bw_slab_t *tail = slab + i;
-        dirty |= tail->state == BW_SLAB_DIRTY;
+        dirty |= tail->state == BW_SLAB_DIRTY && (!same_span || tail->head_back != i);
         tail->head_back = (uint8_t)i;
         tail->block_size = 0;
         tail->size_class = 0;
@@ -127,20 +137,31 @@ void bw_slab_format(bw_slab_t *slab, unsigned size_class, bw_heap_t *owner) {
         tail->state = BW_SLAB_ACTIVE;
     }
 #if BW_SLAB_GUARD
-    /* The guard pages inside the span give way to blocks; only the last
-     * slot's stays (bw_slab_slot_release puts them back). A guard page of
-     * locked memory may come back with a former block's bytes: then the
-     * chunks are zeroed like a dirty slot's. */
-    for (unsigned i = 0; i + 1 < slots; i++) {
-        char *guard = start + ((size_t)(i + 1) << BW_SLAB_SHIFT) - BW_PAGE_SIZE;
-        bw_unguard_t done = bw_os_unguard(guard, BW_PAGE_SIZE);
-        if (done == BW_UNGUARD_FAILED) bw_fatal_os("guard page", 12);
-        dirty |= done == BW_UNGUARD_STALE;
+    /* The guard pages inside the span give way to blocks; the last slot's
+     * must be a guard. Released slots keep what their last format left
+     * (unguarded), and only a format changes it, so a span a class keeps
+     * taking back, or a slot formatted again for a one-slot class, makes no
+     * system call: a guard protects the end of a slab in use, and a free
+     * slot has no block to overflow from (a dangling pointer into it reaches
+     * the rest of the slot anyway). A guard page of locked memory may come
+     * back with a former block's bytes: then the chunks are zeroed like a
+     * dirty slot's. */
+    for (unsigned i = 0; i < slots; i++) {
+        char *page = start + ((size_t)(i + 1) << BW_SLAB_SHIFT) - BW_PAGE_SIZE;
+        if (i + 1 < slots && !slab[i].unguarded) {
+            bw_unguard_t done = bw_os_unguard(page, BW_PAGE_SIZE);
+            if (done == BW_UNGUARD_FAILED) bw_fatal_os("guard page", 12);
+            dirty |= done == BW_UNGUARD_STALE;
+            slab[i].unguarded = 1;
+        } else if (i + 1 == slots && slab[i].unguarded) {
+            if (!bw_os_guard(page, BW_PAGE_SIZE)) bw_fatal_os("guard page", 12);
+            slab[i].unguarded = 0;
+        }
     }
 #endif
     slab->zero_fresh = dirty;
     slab->head_back = 0;
-    slab->span_shift = (uint8_t)(BW_SLAB_SHIFT + (slots > 1));
+    slab->span_shift = (uint8_t)(BW_SLAB_SHIFT + __builtin_ctz(slots));
     slab->size_class = (uint8_t)size_class;
     slab->block_size = size;
     slab->div_magic = bw_div_magic(size);

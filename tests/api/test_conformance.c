@@ -132,6 +132,56 @@ static void test_every_size_to_20000(void **state) {
     }
 }
 
+/* The sizes slabs serve above 16 KiB (spans of 4 to 16 slots): every
+ * request from 16 KiB to 128 KiB in steps of 61 bytes (and the ends) through
+ * malloc, calloc (zeroed), realloc (contents kept, in place while the class
+ * holds it), aligned_alloc and free_sized; malloc_usable_size is what the
+ * class gives. */
+static void test_medium_sizes(void **state) {
+    void *kept = malloc(16);
+    check_block(kept, 16, 16, "malloc");
+    size_t kept_size = 16;
+    for (size_t size = 16384; size <= BW_TEST_SMALL_MAX + 1;
+         size += size < BW_TEST_SMALL_MAX - 61 ? 61 : 1) {
+        void *p = malloc(size);
+        size_t usable = check_block(p, size, 16, "malloc");
+        if (bw_is_bulwark_loaded() && size <= BW_TEST_SMALL_MAX - BW_TEST_CANARY_BYTES)
+            BW_REQUIRE(usable == BW_TEST_USABLE_FOR(size), "malloc(%zu): usable %zu", size, usable);
+        free_sized(p, size);
+        if (size % 7 == 0) {
+            char *z = calloc(1, size);
+            check_block(z, size, 16, "calloc");
+            free(z);
+            z = calloc(1, size); /* likely a block freed just now */
+            BW_REQUIRE(z != NULL, "calloc(%zu)", size);
+            for (size_t i = 0; i < size; i += 509)
+                BW_REQUIRE(z[i] == 0, "calloc(%zu)[%zu]", size, i);
+            BW_REQUIRE(z[size - 1] == 0, "calloc(%zu) last byte", size);
+            free(z);
+            void *a = aligned_alloc(4096, size);
+            check_block(a, size, 4096, "aligned_alloc");
+            free_aligned_sized(a, 4096, size);
+        }
+        bw_fill(kept, kept_size, 77);
+        void *grown = realloc(kept, size);
+        BW_REQUIRE(grown != NULL, "realloc to %zu", size);
+        BW_REQUIRE(bw_check(grown, kept_size, 77), "realloc %zu -> %zu lost contents", kept_size,
+                   size);
+        kept = grown;
+        kept_size = size;
+    }
+    for (size_t size = kept_size; size >= 16; size = size * 3 / 4) { /* and back down */
+        bw_fill(kept, size, 78);
+        void *shrunk = realloc(kept, size);
+        BW_REQUIRE(shrunk != NULL && bw_check(shrunk, size, 78), "realloc down to %zu", size);
+        kept = shrunk;
+    }
+    free(kept);
+    void *a = aligned_alloc(65536, 65536);
+    check_block(a, 65536, 65536, "aligned_alloc");
+    free(a);
+}
+
 /* Blocks at every class boundary (class-1, class, class+1), all live at the
  * same time: none may overlap another. */
 static void test_class_boundaries_do_not_overlap(void **state) {
@@ -914,6 +964,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_malloc_zero_is_unique),
         cmocka_unit_test(test_every_size_to_20000),
+        cmocka_unit_test(test_medium_sizes),
         cmocka_unit_test(test_class_boundaries_do_not_overlap),
         cmocka_unit_test(test_impossible_sizes),
         cmocka_unit_test(test_impossible_aligned_sizes),

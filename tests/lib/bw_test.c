@@ -362,7 +362,7 @@ bool bw_check_zero(const void *p, size_t n) {
 size_t bw_test_class_size(size_t index) {
     if (index < 8) return 16 * (index + 1); /* 16 .. 128 */
     index -= 8;
-    size_t power = (size_t)128 << (index / 4); /* 128 .. 8192 */
+    size_t power = (size_t)128 << (index / 4); /* 128 .. 65536 */
     return power + power / 4 * (index % 4 + 1);
 }
 
@@ -643,15 +643,16 @@ void bw_test_malloc_in_one_slab(size_t request, size_t count, void **out) {
     static void *drawn[MAX_DRAWN];
     size_t drawn_count = 0, found = 0;
     uintptr_t slab = 0;
+    uintptr_t span = bw_test_span_bytes(BW_TEST_CLASS_FOR(request));
     while (found < count && drawn_count < MAX_DRAWN) {
         void *block = malloc(request);
         if (!block) break;
         drawn[drawn_count++] = block;
-        /* How many drawn so far share this block's slab? */
-        uintptr_t this_slab = (uintptr_t)block >> BW_SLAB_SHIFT;
+        /* How many drawn so far share this block's slab (a span of
+         * several slots above 8 KiB)? */
+        uintptr_t this_slab = (uintptr_t)block / span;
         size_t same = 0;
-        for (size_t i = 0; i < drawn_count; i++)
-            same += (uintptr_t)drawn[i] >> BW_SLAB_SHIFT == this_slab;
+        for (size_t i = 0; i < drawn_count; i++) same += (uintptr_t)drawn[i] / span == this_slab;
         if (same >= count) {
             slab = this_slab;
             found = count;
@@ -664,7 +665,7 @@ void bw_test_malloc_in_one_slab(size_t request, size_t count, void **out) {
     }
     size_t kept = 0;
     for (size_t i = 0; i < drawn_count; i++) {
-        if ((uintptr_t)drawn[i] >> BW_SLAB_SHIFT == slab && kept < count)
+        if ((uintptr_t)drawn[i] / span == slab && kept < count)
             out[kept++] = drawn[i];
         else
             free(drawn[i]);

@@ -71,9 +71,9 @@ bool bw_check(const void *p, size_t n, uint64_t seed);
 bool bw_check_zero(const void *p, size_t n);
 
 /* The small size classes as the specification defines them: 16-byte steps up
- * to 128, then four classes per power of two up to 16384. */
-#define BW_TEST_SMALL_MAX   16384u
-#define BW_TEST_CLASS_COUNT 36u
+ * to 128, then four classes per power of two up to 131072. */
+#define BW_TEST_SMALL_MAX   131072u
+#define BW_TEST_CLASS_COUNT 48u
 size_t bw_test_class_size(size_t index); /* index 0 .. BW_TEST_CLASS_COUNT-1 */
 /* The class size a request of `size` bytes falls into (16 for size 0), or 0
  * when size is above the largest class. */
@@ -115,10 +115,13 @@ static inline size_t bw_opaque_size(size_t n) {
 #define BW_TEST_PAGE               4096u
 #define BW_TEST_SLAB_BYTES         ((size_t)1 << BW_SLAB_SHIFT)
 #define BW_TEST_SLAB_USABLE        (BW_TEST_SLAB_BYTES - (BW_SLAB_GUARD ? BW_TEST_PAGE : 0))
-/* Bytes a slab of a class spans: two 64 KiB slots when one would hold fewer
- * than 7 of its blocks (as bw_class_span_slots). A slab is aligned to them. */
+/* Bytes a slab of a class spans: the fewest 64 KiB slots, a power of two,
+ * whose span less its guard page holds at least 7 of its blocks (as
+ * bw_class_span_slots). A slab is aligned to them. */
 static inline size_t bw_test_span_bytes(size_t class_size) {
-    return BW_TEST_SLAB_USABLE / class_size < 7 ? 2 * BW_TEST_SLAB_BYTES : BW_TEST_SLAB_BYTES;
+    size_t bytes = BW_TEST_SLAB_BYTES;
+    while ((bytes - (BW_TEST_SLAB_BYTES - BW_TEST_SLAB_USABLE)) / class_size < 7) bytes *= 2;
+    return bytes;
 }
 /* First byte of the guard page at the end of the slab holding p, a block of
  * a class of class_size bytes (BW_SLAB_GUARD). */
@@ -150,7 +153,7 @@ size_t bw_test_class_aligned(size_t request, size_t alignment);
     ((request) % BW_TEST_PAGE != 0 ? BW_TEST_LARGE_CANARY_BYTES : 0u)
 
 /* Allocates blocks of `request` bytes until `count` of them share one slab
- * (a 2^BW_SLAB_SHIFT-aligned run), stores those in out[0..count-1] in the
+ * (the span of its class, bw_test_span_bytes), stores those in out[0..count-1] in the
  * order they were returned, and frees the others. Tests that use a block
  * after free keep one of them (an anchor) live: a slab with a live block is
  * never released and decommitted, which would zero it behind the test's

@@ -120,15 +120,24 @@ static void test_double_free_largest_small_class(void **state) {
     expect_small_double_free(BW_TEST_SMALL_MAX - BW_TEST_CANARY_BYTES);
 }
 
+/* Blocks above 16 KiB live in spans of 4 to 16 slots: reported like any
+ * small block, with their class. */
+static void test_double_free_span_classes(void **state) {
+    expect_small_double_free(20000);
+    expect_small_double_free(40000);
+    expect_small_double_free(65536);
+    expect_small_double_free(100000);
+}
+
 static void test_double_free_large(void **state) {
     expect_large_double_free(BW_TEST_SMALL_MAX + 1);
     expect_large_double_free(MiB);
 }
 
-/* 100000 bytes is not a multiple of 4096: with BW_LARGE_RIGHT_ALIGN the block
+/* 200000 bytes is not a multiple of 4096: with BW_LARGE_RIGHT_ALIGN the block
  * starts off a page boundary, and must still be recognised the second time. */
 static void test_double_free_large_not_page_multiple(void **state) {
-    expect_large_double_free(100000);
+    expect_large_double_free(200000);
     expect_large_double_free(MiB + 40);
 }
 
@@ -211,7 +220,7 @@ static void test_double_free_through_realloc(void **state) {
     char info[64];
     void *small = malloc(64);
     void *large = malloc(MiB);
-    void *odd_large = malloc(100000);
+    void *odd_large = malloc(200000);
     assert_non_null(small);
     assert_non_null(large);
     assert_non_null(odd_large);
@@ -230,7 +239,7 @@ static void test_double_free_through_free_sized(void **state) {
     char info[64];
     struct sized small = {malloc(64), 64, 0};
     struct sized large = {malloc(MiB), MiB, 0};
-    struct sized odd_large = {malloc(100000), 100000, 0};
+    struct sized odd_large = {malloc(200000), 200000, 0};
     assert_non_null(small.block);
     assert_non_null(large.block);
     assert_non_null(odd_large.block);
@@ -270,6 +279,7 @@ int main(void) {
         cmocka_unit_test(test_double_free_small),
         cmocka_unit_test(test_double_free_medium),
         cmocka_unit_test(test_double_free_largest_small_class),
+        cmocka_unit_test(test_double_free_span_classes),
         cmocka_unit_test(test_double_free_large),
         cmocka_unit_test(test_double_free_large_not_page_multiple),
         cmocka_unit_test(test_double_free_first_in_other_thread),

@@ -36,7 +36,7 @@
 #define FIRST    32
 #define REQUEST  40
 #define WARM     3000 /* blocks the parent makes, half of which it frees */
-#define LARGE_RQ 100000
+#define LARGE_RQ 200000
 
 struct child_report {
     uintptr_t blocks[FIRST];

@@ -49,8 +49,8 @@
 #include "link.h"
 
 #define REQUEST       100
-#define MALLOC_ROUNDS 65536      /* more than the free blocks of the class */
-#define LINK_OFFSETS  0x1ffffull /* link.h: the offset field */
+#define MALLOC_ROUNDS 65536       /* more than the free blocks of the class */
+#define LINK_OFFSETS  0x1ffff0ull /* link.h: the offset field */
 
 /* The target of the poisoning: aligned like a block, so alignment alone
  * does not give the forgery away. */

@@ -86,8 +86,8 @@ static void test_free_sized_large(void **state) {
     expect_large_mismatch(MiB, BW_TEST_SMALL_MAX);
     expect_large_mismatch(MiB, MiB - 2 * BW_TEST_PAGE);
     expect_large_mismatch(MiB, 2 * MiB);
-    expect_large_mismatch(100000, 64);
-    expect_large_mismatch(100000, 200000);
+    expect_large_mismatch(200000, 64);
+    expect_large_mismatch(200000, 400000);
 }
 
 static void test_free_aligned_sized_size_mismatch(void **state) {
@@ -143,6 +143,7 @@ static void do_correct_sized_frees(void *arg) {
                                    65536,
                                    65536 + 1,
                                    100000,
+                                   200000,
                                    MiB - 1,
                                    MiB,
                                    MiB + 4095,

@@ -58,12 +58,13 @@ static volatile uintptr_t sink;
 
 /* Requests covering the smallest class, a few in between, and the largest. */
 static const size_t small_requests[] = {
-    1, 8, 24, 64, 100, 1000, 4096, 10000, BW_TEST_SMALL_MAX - BW_TEST_CANARY_BYTES};
+    1,    8,     24,    64,    100,   1000,
+    4096, 10000, 20000, 40000, 65536, BW_TEST_SMALL_MAX - BW_TEST_CANARY_BYTES};
 #define SMALL_REQUEST_COUNT (sizeof small_requests / sizeof small_requests[0])
 
 /* Large requests: just above the small limit, page multiples, odd sizes. */
 static const size_t large_requests[] = {
-    BW_TEST_SMALL_MAX - BW_TEST_CANARY_BYTES + 1, 20000, 65536, 100000, MiB, MiB + 1};
+    BW_TEST_SMALL_MAX - BW_TEST_CANARY_BYTES + 1, 140000, 262144, 200000, MiB, MiB + 1};
 #define LARGE_REQUEST_COUNT (sizeof large_requests / sizeof large_requests[0])
 
 /* ------------------------------------------------------------ child bodies */
@@ -354,7 +355,7 @@ static void test_large_linear_overflow_faults_at_guard(void **state) {
  * its canary sits before the trailing guard, in every canary profile. */
 static void test_large_grown_block_keeps_a_canary(void **state) {
     BW_SKIP_UNLESS(BW_CANARY);
-    static const size_t growths[][2] = {{100, 30000}, {20000, 30000}, {MiB, MiB + 1}};
+    static const size_t growths[][2] = {{100, 300000}, {150000, 300000}, {MiB, MiB + 1}};
     for (size_t i = 0; i < sizeof growths / sizeof growths[0]; i++) {
         char info[64];
         char *old = malloc(growths[i][0]);
@@ -380,7 +381,7 @@ static void test_large_grown_block_keeps_a_canary(void **state) {
  * whether or not the size is a page multiple. */
 static void test_large_right_aligned_overflow_by_one_faults(void **state) {
     BW_SKIP_UNLESS(BW_LARGE_RIGHT_ALIGN);
-    static const size_t sizes[] = {BW_TEST_SMALL_MAX + 16, 20000, 65536, 100000, MiB};
+    static const size_t sizes[] = {BW_TEST_SMALL_MAX + 16, 140000, 262144, 200000, MiB};
     for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
         char *block = malloc(sizes[i]);
         assert_non_null(block);
@@ -397,7 +398,7 @@ static void test_large_right_aligned_slack_overflow_is_reported(void **state) {
     BW_SKIP_UNLESS(BW_LARGE_RIGHT_ALIGN);
     BW_SKIP_UNLESS(BW_EXACT_SIZE);
     char info[64];
-    static const size_t sizes[] = {BW_TEST_SMALL_MAX + 1, 20001, 100007, MiB + 1};
+    static const size_t sizes[] = {BW_TEST_SMALL_MAX + 1, 140001, 200007, MiB + 1};
     for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
         char *block = malloc(sizes[i]);
         assert_non_null(block);

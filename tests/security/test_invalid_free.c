@@ -81,6 +81,18 @@ static void test_invalid_free_interior_small(void **state) {
     free(block);
 }
 
+/* A block above 16 KiB, in a span of 8 slots: pointers inside it, in a
+ * later slot of the span too, name its class. */
+static void test_invalid_free_interior_span_class(void **state) {
+    char info[64];
+    char *block = malloc(60000);
+    assert_non_null(block);
+    bw_info_class(info, sizeof info, BW_TEST_CLASS_FOR(60000));
+    expect_invalid_everywhere(block + 16, info);
+    expect_invalid_everywhere(block + 40000, info);
+    free(block);
+}
+
 static void test_invalid_free_unaligned_small(void **state) {
     char info[64];
     char *block = malloc(64);
@@ -151,6 +163,7 @@ int main(void) {
     bw_test_filters_from_env();
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_invalid_free_interior_small),
+        cmocka_unit_test(test_invalid_free_interior_span_class),
         cmocka_unit_test(test_invalid_free_unaligned_small),
         cmocka_unit_test(test_invalid_free_interior_large),
         cmocka_unit_test(test_invalid_free_stack),

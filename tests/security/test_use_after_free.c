@@ -58,11 +58,13 @@ static void test_usable_size_after_free_small(void **state) {
 
 static void test_usable_size_after_free_medium(void **state) {
     expect_small_use_after_free(4096);
+    expect_small_use_after_free(40000); /* a span of 8 slots */
+    expect_small_use_after_free(65536);
     expect_small_use_after_free(BW_TEST_SMALL_MAX - BW_TEST_CANARY_BYTES);
 }
 
 static void test_usable_size_after_free_large(void **state) {
-    static const size_t sizes[] = {BW_TEST_SMALL_MAX + 1, 100000, MiB};
+    static const size_t sizes[] = {BW_TEST_SMALL_MAX + 1, 200000, MiB};
     for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
         void *block = malloc(sizes[i]);
         assert_non_null(block);
@@ -103,8 +105,8 @@ static void test_read_after_free_large_faults(void **state) {
     expect_read_fault(MiB, 0, 0);
     expect_read_fault(MiB, MiB / 2, 0);
     expect_read_fault(MiB, MiB - 1, 0);
-    expect_read_fault(100000, 0, 0);
-    expect_read_fault(100000, 99999, 0);
+    expect_read_fault(200000, 0, 0);
+    expect_read_fault(200000, 199999, 0);
     expect_read_fault(BW_TEST_SMALL_MAX + 1, 0, 0);
 }
 

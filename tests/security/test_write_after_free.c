@@ -44,11 +44,12 @@ struct stale_write {
 };
 
 /* Enough mallocs of the class to drain every slab of it this heap has
- * (64 MiB worth, at most 65536): the block, back on its slab's free list, is
+ * (64 MiB worth, at least 4096 and at most 65536: a medium class keeps up to
+ * 110 ways of 7 blocks open): the block, back on its slab's free list, is
  * handed out within them. */
 static size_t drain_mallocs(size_t request) {
     size_t count = ((size_t)64 << 20) / BW_TEST_CLASS_FOR(request);
-    return count < 65536 ? count : 65536;
+    return count < 4096 ? 4096 : count < 65536 ? count : 65536;
 }
 
 /* In the child: a block with a live neighbour in its slab (so the slab is
@@ -122,8 +123,8 @@ static size_t checked_end(size_t request) {
 static void test_small_write_after_free_detected_at_reuse(void **state) {
     BW_SKIP_UNLESS(BW_ZERO_ON_FREE);
     BW_SKIP_UNLESS(BW_WAF_CHECK_MAX);
-    static const size_t requests[] = {
-        1, 40, 64, 200, 1000, 4096, BW_TEST_SMALL_MAX - BW_TEST_CANARY_BYTES};
+    static const size_t requests[] = {1,    40,   64,    200,
+                                      1000, 4096, 40000, BW_TEST_SMALL_MAX - BW_TEST_CANARY_BYTES};
     for (size_t i = 0; i < sizeof requests / sizeof requests[0]; i++) {
         size_t end = checked_end(requests[i]);
         expect_write_after_free(requests[i], 8, do_write_after_free_then_flush, "malloc");
@@ -181,7 +182,7 @@ static void do_large_write_after_free(void *arg) {
 
 static void test_large_write_after_free_faults(void **state) {
     BW_SKIP_UNLESS(BW_LARGE_QUARANTINE);
-    static const size_t sizes[] = {BW_TEST_SMALL_MAX + 1, 100000, MiB};
+    static const size_t sizes[] = {BW_TEST_SMALL_MAX + 1, 200000, MiB};
     for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
         char *block = malloc(sizes[i]);
         assert_non_null(block);

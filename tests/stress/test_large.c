@@ -1,5 +1,5 @@
 /* test_large.c — proves the behaviour of large allocations (above the largest
- * small class, 16 KiB):
+ * small class, 128 KiB):
  *  - cache_bounds_mappings: 10,000 malloc/free pairs of 64 KiB..1 MiB do not
  *    grow the number of mappings (freed mappings are cached and reused, not
  *    leaked and not left as a trail of VMAs), and the cache is really used;
@@ -337,20 +337,20 @@ static void run_guard_case(const guard_case_t *c, guard_side_t side) {
 
 static void guard_pages(void **state) {
     static const guard_case_t cases[] = {
-        {"16385 B", 16385, 0, 0, 0, false},
-        {"20000 B", 20000, 0, 0, 0, false},
-        {"64 KiB", 64 * KiB, 0, 0, 0, false},
-        {"100000 B", 100000, 0, 0, 0, false},
+        {"131073 B", 131073, 0, 0, 0, false},
+        {"140000 B", 140000, 0, 0, 0, false},
+        {"256 KiB", 256 * KiB, 0, 0, 0, false},
+        {"200000 B", 200000, 0, 0, 0, false},
         {"1 MiB", 1 * MiB, 0, 0, 0, false},
         {"1 MiB + 1", 1 * MiB + 1, 0, 0, 0, false},
         {"5 MiB + 123", 5 * MiB + 123, 0, 0, 0, false},
-        {"100000 B aligned 64 KiB", 100000, 64 * KiB, 0, 0, false},
+        {"200000 B aligned 64 KiB", 200000, 64 * KiB, 0, 0, false},
         {"40 KiB aligned 2 MiB", 40 * KiB, 2 * MiB, 0, 0, false},
         {"600 KiB after a 1 MiB free", 600 * KiB, 0, 1 * MiB, 0, false},
         {"300 KiB after a 300 KiB free", 300 * KiB, 0, 300 * KiB, 0, false},
         {"600 KiB shrunk from 1 MiB by realloc", 600 * KiB, 0, 0, 1 * MiB, false},
         {"900 KiB grown from 40 KiB by realloc", 900 * KiB, 0, 0, 40 * KiB, false},
-        {"20000 B inherited by fork", 20000, 0, 0, 0, true},
+        {"140000 B inherited by fork", 140000, 0, 0, 0, true},
         {"2 MiB inherited by fork", 2 * MiB, 0, 0, 0, true},
     };
     for (unsigned i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {

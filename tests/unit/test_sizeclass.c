@@ -1,7 +1,9 @@
 /* test_sizeclass.c — the size-class layer: bw_size_class() agrees with a
- * linear search of the class table for every size 0..16384, classes are
+ * linear search of the class table for every size 0..131072, classes are
  * 16-byte multiples and increasing, internal fragmentation stays under 25%
- * above 64 bytes, the aligned lookup returns a class whose blocks all have
+ * above 64 bytes, every class's span is a power of two of at most 16 slots
+ * holding 7 to 16 blocks when it takes more than one slot (slab.c's chunk
+ * numbers), the aligned lookup returns a class whose blocks all have
  * the alignment, and the block-index reciprocal is exact for every offset of
  * every class (the fast path's boundary check relies on it). */
 #include <setjmp.h>
@@ -43,6 +45,30 @@ static void test_fragmentation_under_25_percent(void **state) {
     }
     print_message("worst internal fragmentation above 64 B: %.1f%% of the request\n", worst * 100);
     assert_true(worst < 0.25);
+}
+
+/* Spans (bw_class_span_slots): the fewest slots, a power of two up to 16,
+ * that hold 7 blocks; a span of several slots holds at most 16 (each block
+ * its own fresh chunk, slab.c), and every request up to 64 KiB is small. */
+static void test_span_shape(void **state) {
+    (void)state;
+    assert_true(bw_request_is_small(65536));
+    for (unsigned c = 1; c < BW_CLASS_COUNT; c++) {
+        unsigned slots = bw_class_span_slots(c);
+        uint32_t blocks = bw_class_span_usable(c) / bw_class_size[c];
+        assert_true(slots >= 1 && slots <= 16 && (slots & (slots - 1)) == 0);
+        assert_true(blocks >= 7);
+        if (slots > 1) {
+            assert_true(blocks <= 16);
+            uint32_t half =
+                (uint32_t)(slots / 2 * BW_SLAB_SIZE - (BW_SLAB_GUARD ? BW_PAGE_SIZE : 0));
+            assert_true(half / bw_class_size[c] < 7); /* no smaller span would do */
+        }
+        assert_true(bw_slab_chunk_count(blocks, bw_class_size[c]) <= 16);
+    }
+    assert_int_equal(bw_class_span_slots(bw_size_class(20480)), 4);
+    assert_int_equal(bw_class_span_slots(bw_size_class(65536)), 8);
+    assert_int_equal(bw_class_span_slots(BW_CLASS_COUNT - 1), 16);
 }
 
 static void test_aligned_class(void **state) {
@@ -99,6 +125,7 @@ int main(void) {
         cmocka_unit_test(test_lookup_matches_linear_search),
         cmocka_unit_test(test_table_shape),
         cmocka_unit_test(test_fragmentation_under_25_percent),
+        cmocka_unit_test(test_span_shape),
         cmocka_unit_test(test_aligned_class),
         cmocka_unit_test(test_boundary_test_exact),
         cmocka_unit_test(test_way_layout),
