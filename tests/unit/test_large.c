@@ -68,7 +68,12 @@ static void test_cache_reuses_mappings(void **state) {
     struct bw_stats s;
     bw_get_stats(&s);
     assert_true(s.large_cached_bytes > 0);
-    assert_true(bw_large_trim() > 0);
+    /* Trimming gives back the free extents' pages and regions free whole;
+     * with a large quarantine the freed bodies may already be gone (guard
+     * markers discard them). A second trim finds nothing left. */
+    size_t released = bw_large_trim();
+    if (!BW_LARGE_QUARANTINE) assert_true(released > 0);
+    assert_int_equal(bw_large_trim(), 0);
 }
 
 static void test_alignments(void **state) {
