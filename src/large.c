@@ -66,6 +66,7 @@ typedef struct {
     bool kept;
     bool marked;
     bool lead_marker;
+    bool loose; /* kept, but by markers over accessible pages (out of mappings) */
 } bw_extent_t;
 
 typedef struct {
@@ -375,7 +376,8 @@ static void bw_extent_absorb(bw_extent_t *a, const bw_extent_t *b) {
  * BW_LARGE_QUARANTINE both are inaccessible whole, so the guard page
  * between them is like the rest; guarded by markers or both kept. */
 static bool bw_extents_merge(const bw_extent_t *a, const bw_extent_t *b) {
-    return BW_LARGE_QUARANTINE && a->kept == b->kept && a->base + a->size == b->base;
+    return BW_LARGE_QUARANTINE && a->kept == b->kept && !a->loose && !b->loose &&
+           a->base + a->size == b->base;
 }
 
 /* Put a free extent back in address order; with `coalesce`, merged with
@@ -435,14 +437,14 @@ static size_t bw_free_unkeep(uint64_t now, bool all) {
             if (!bw_os_has_guard_madvise()) {
                 /* Markers refused meanwhile: bw_os_guard used mprotect,
                  * which keeps the pages; bw_os_unguard undoes any guard. */
-                x.kept = x.marked = false;
+                x.kept = x.marked = x.loose = false;
             } else {
                 if (x.dirty) released += x.size - BW_PAGE_SIZE;
                 x.dirty = false;
                 x.lead_marker = true;
                 /* Out of mappings: still kept, opened by both calls. */
                 x.marked = !bw_os_commit((void *)x.base, x.size);
-                x.kept = x.marked;
+                x.kept = x.loose = x.marked;
             }
         }
         if (out > 0 && bw_extents_merge(&bw_free[out - 1], &x)) {
@@ -518,8 +520,11 @@ static uintptr_t bw_region_new(size_t ext_bytes, unsigned node, bool dedicated) 
     memmove(&bw_regions[r + 1], &bw_regions[r], (bw_region_count - r) * sizeof *bw_regions);
     bw_regions[r] = (bw_region_t){(uintptr_t)map, size};
     bw_region_count++;
-    bw_extent_t whole = {
-        (uintptr_t)map, size - BW_PAGE_SIZE, bw_os_now_ms(), node, false, false, false, true};
+    bw_extent_t whole = {.base = (uintptr_t)map,
+                         .size = size - BW_PAGE_SIZE,
+                         .freed_at_ms = bw_os_now_ms(),
+                         .node = node,
+                         .lead_marker = true};
     bw_extent_total++;
     bw_free_put(whole, false);
     return (uintptr_t)map;
@@ -582,6 +587,8 @@ typedef struct {
     bool kept;
     bool marked;
     bool lead_marker;
+    bool loose;
+    bool clear_lead; /* opening removes the leading page's markers too */
 } bw_carved_t;
 
 /* Where a body of `body` bytes aligned to `alignment` would start in free
@@ -629,10 +636,15 @@ static bool bw_carve_from(size_t i, size_t body, size_t alignment, bw_carved_t *
     }
     /* Every page of an extent guarded by markers carries one; a kept
      * extent's own leading page may (lead_marker), the others only if it
-     * is marked. */
-    bool lead_marker = !x.kept || x.marked || (lead == x.base && x.lead_marker);
-    *out = (bw_carved_t){lead,    block_end - lead, start,    x.node,
-                         x.dirty, x.kept,           x.marked, lead_marker};
+     * is marked. Opening clears the new leading page's marker too (it
+     * stays inaccessible: every page of a kept extent is, but a loose
+     * one's), once, so that markers do not spread from extent to extent
+     * and cost a system call each time. */
+    bool had_marker = lead == x.base ? x.lead_marker : x.marked;
+    bool clear_lead = x.kept && !x.loose && had_marker;
+    bool lead_marker = !x.kept || x.loose;
+    *out = (bw_carved_t){lead,   block_end - lead, start,       x.node,  x.dirty,
+                         x.kept, x.marked,         lead_marker, x.loose, clear_lead};
     return true;
 }
 
@@ -683,8 +695,8 @@ static bool bw_extent_get(size_t body, size_t alignment, unsigned node, bool ded
 
 /* Give back an extent that was carved but not handed out; lock held. */
 static void bw_extent_unget(const bw_carved_t *c) {
-    bw_extent_t x = {c->ext_base, c->ext_size, bw_os_now_ms(), c->node,
-                     c->dirty,    c->kept,     c->marked,      c->lead_marker};
+    bw_extent_t x = {c->ext_base, c->ext_size, bw_os_now_ms(), c->node, c->dirty,
+                     c->kept,     c->marked,   c->lead_marker, c->loose};
     bw_free_put(x, BW_LARGE_QUARANTINE);
 }
 
@@ -708,14 +720,16 @@ static void bw_extent_seal(bw_extent_t *x) {
     void *body = (void *)(x->base + BW_PAGE_SIZE);
     size_t size = x->size - BW_PAGE_SIZE;
     x->dirty = true;
-    x->kept = x->marked = false;
+    x->kept = x->marked = x->loose = false;
     if (!bw_os_has_guard_madvise()) {
         if (!bw_os_guard(body, size)) memset(body, 0, size);
         return;
     }
+    /* The whole extent, its leading page too: every page of a kept extent
+     * is inaccessible without its markers (bw_carve_from's clear_lead). */
     x->kept = true;
-    if (bw_os_protect_none(body, size)) return;
-    x->marked = true;
+    if (bw_os_protect_none((void *)x->base, x->size)) return;
+    x->marked = x->loose = true;
     if (bw_os_guard(body, size))
         x->dirty = !bw_os_has_guard_madvise();
     else
@@ -731,7 +745,10 @@ static bw_unguard_t bw_extent_open(const bw_carved_t *c) {
     void *body = (void *)c->body;
     size_t size = c->ext_base + c->ext_size - c->body;
     if (!c->kept) return bw_os_unguard(body, size);
-    if (c->marked && bw_os_unguard(body, size) == BW_UNGUARD_FAILED) return BW_UNGUARD_FAILED;
+    if ((c->marked || c->clear_lead) &&
+        bw_os_unguard(c->clear_lead ? (void *)c->ext_base : body,
+                      c->clear_lead ? c->ext_size : size) == BW_UNGUARD_FAILED)
+        return BW_UNGUARD_FAILED;
     if (!bw_os_commit(body, size)) return BW_UNGUARD_FAILED;
     return c->dirty ? BW_UNGUARD_STALE : BW_UNGUARD_ZERO;
 }
@@ -799,7 +816,11 @@ static void *bw_large_alloc_room(size_t size, size_t capacity, size_t alignment,
 
     bw_lock(&bw_large_lock);
     if (!bw_table_reserve_one()) {
-        bw_extent_t x = {c.ext_base, c.ext_size, 0, c.node, true, false, false, c.lead_marker};
+        bw_extent_t x = {.base = c.ext_base,
+                         .size = c.ext_size,
+                         .node = c.node,
+                         .dirty = true,
+                         .lead_marker = c.lead_marker};
 #if BW_LARGE_QUARANTINE
         bw_extent_seal(&x);
 #endif
@@ -909,8 +930,11 @@ bool bw_large_free(void *ptr, size_t size, size_t alignment, const char *functio
     bw_table_erase(slot);
     bw_counter_set(&bw_large_in_use_bytes, bw_large_in_use_bytes - entry.ext_size);
     bw_freed_remember(user);
-    bw_extent_t x = {entry.ext_base, entry.ext_size, 0,     entry.node,
-                     true,           false,          false, entry.lead_marker};
+    bw_extent_t x = {.base = entry.ext_base,
+                     .size = entry.ext_size,
+                     .node = entry.node,
+                     .dirty = true,
+                     .lead_marker = entry.lead_marker};
 #if BW_LARGE_QUARANTINE
     bw_unlock(&bw_large_lock);
     bw_extent_seal(&x);
@@ -1015,7 +1039,8 @@ static void *bw_large_move(bw_large_entry_t *slot, size_t size) {
         return NULL;
     }
 #endif
-    bw_extent_t old = {e.ext_base, e.ext_size, 0, e.node, false, false, false, e.lead_marker};
+    bw_extent_t old = {
+        .base = e.ext_base, .size = e.ext_size, .node = e.node, .lead_marker = e.lead_marker};
     size_t old_region = bw_region_of_whole(&old);
     bool alone = old_region < bw_region_count;
     if (!bw_os_move_pages((void *)old_body, old_len, (void *)c.body, !alone)) {
