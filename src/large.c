@@ -726,9 +726,11 @@ static void bw_extent_seal(bw_extent_t *x) {
         return;
     }
     /* The whole extent, its leading page too: every page of a kept extent
-     * is inaccessible without its markers (bw_carve_from's clear_lead). */
+     * is inaccessible without its markers (bw_carve_from's clear_lead).
+     * Not a block above BW_LARGE_DEDICATED_MIN: keeping hundreds of MiB
+     * resident through the quarantine costs more than faulting them in. */
     x->kept = true;
-    if (bw_os_protect_none((void *)x->base, x->size)) return;
+    if (x->size <= BW_LARGE_DEDICATED_MIN && bw_os_protect_none((void *)x->base, x->size)) return;
     x->marked = x->loose = true;
     if (bw_os_guard(body, size))
         x->dirty = !bw_os_has_guard_madvise();
@@ -941,6 +943,16 @@ bool bw_large_free(void *ptr, size_t size, size_t alignment, const char *functio
     bw_lock(&bw_large_lock);
 #endif
     bw_extent_release(x);
+#if !BW_LARGE_QUARANTINE
+    /* A region of a block's own goes at once, as glibc unmaps a chunk it
+     * mapped: hundreds of MiB are not kept for the decay. */
+    size_t r = bw_region_of_whole(&x);
+    if (r < bw_region_count && bw_regions[r].size != BW_LARGE_REGION_SIZE) {
+        bw_free_remove_at(bw_free_search(x.base));
+        bw_extent_total--;
+        bw_region_release(r);
+    }
+#endif
     bw_large_decay_maybe();
     bw_unlock(&bw_large_lock);
     return true;
