@@ -603,9 +603,12 @@ static uintptr_t bw_fit(size_t i, size_t body, size_t alignment) {
 /* Cut an extent for a body out of free extent i (bw_fit says where): the
  * alignment slack in front and the rest behind stay free extents. With a
  * large quarantine every free page is guarded already; otherwise each cut
- * guards the page that becomes a leading guard, and a rest of at most a
- * quarter of the body stays with the block (no system call, a little
- * memory). Lock held. */
+ * guards the page that becomes a leading guard, and a rest no larger than
+ * the body stays with the block: no system call, and its pages cost memory
+ * only if the program writes them. With a quarter instead, the window
+ * workload (4 live blocks of 64 KiB-8 MiB, 20,000 replacements) made
+ * 11,720 system calls and peaked at 68 MB; with the body, 632 and 65 MB:
+ * cut and merged extents kept being cut and merged again. Lock held. */
 static bool bw_carve_from(size_t i, size_t body, size_t alignment, bw_carved_t *out) {
     uintptr_t start = bw_fit(i, body, alignment);
     bw_extent_t x = bw_free_remove_at(i);
@@ -621,7 +624,7 @@ static bool bw_carve_from(size_t i, size_t body, size_t alignment, bw_carved_t *
         bw_extent_total++;
     }
     size_t rest = end - block_end;
-    bool split = BW_LARGE_QUARANTINE ? rest != 0 : rest >= 2 * BW_PAGE_SIZE && rest > body / 4;
+    bool split = BW_LARGE_QUARANTINE ? rest != 0 : rest >= 2 * BW_PAGE_SIZE && rest > body;
     if (split && !BW_LARGE_QUARANTINE && !bw_os_guard((void *)block_end, BW_PAGE_SIZE))
         split = false;
     if (split) {
