@@ -546,6 +546,16 @@ static size_t bw_large_decay(uint64_t now, bool all) {
     if (due) bw_free_merge_all();
 #else
     released += bw_free_unkeep(now, all);
+    /* Quarantined bodies kept resident: their pages go too (they stay
+     * inaccessible and read as zeros once carved again). */
+    for (size_t k = 0; k < bw_fifo_count; k++) {
+        bw_extent_t *q = &bw_fifo[(bw_fifo_head + k) % BW_LARGE_QUARANTINE];
+        if (q->dirty && (all || now - q->freed_at_ms >= BW_LARGE_DECAY_MS) &&
+            bw_os_decommit((void *)q->base, q->size)) {
+            q->dirty = false;
+            released += q->size - BW_PAGE_SIZE;
+        }
+    }
 #endif
     for (size_t i = 0; i < bw_free_count;) {
         bw_extent_t *x = &bw_free[i];
@@ -561,7 +571,9 @@ static size_t bw_large_decay(uint64_t now, bool all) {
             bw_region_release(r);
             continue;
         }
-        if (x->dirty && bw_os_decommit((void *)(x->base + BW_PAGE_SIZE), x->size - BW_PAGE_SIZE)) {
+        /* The leading page too: a kept extent's may hold bytes from when
+         * it was part of a body, and becomes one again when merged. */
+        if (x->dirty && bw_os_decommit((void *)x->base, x->size)) {
             x->dirty = false;
             released += x->size - BW_PAGE_SIZE;
         }
@@ -1131,8 +1143,8 @@ void *bw_large_realloc(void *ptr, size_t size) {
     return result;
 }
 
-/* Give back every free extent's pages and every region free whole (the
- * large quarantine stays: its pages are not resident); returns the bytes. */
+/* Give back every free or quarantined extent's pages and every region free
+ * whole (the quarantine keeps its extents); returns the bytes. */
 size_t bw_large_trim(void) {
     bw_lock(&bw_large_lock);
     size_t released = bw_large_decay(bw_os_now_ms(), true);
