@@ -151,7 +151,8 @@ void *bw_realloc_impl(void *ptr, size_t size) {
             return moved;
         }
 #endif
-        if (bw_large_realloc(ptr, size)) return ptr;
+        void *kept = bw_large_realloc(ptr, size); /* in place, or moved without a copy */
+        if (kept) return kept;
         old_size = bw_large_usable_size(ptr, "realloc");
     }
     /* Growing into a large block: with room to grow again in place. */

@@ -454,6 +454,7 @@ void bw_os_meta_key_init(void);
 bool bw_os_decommit(void *addr, size_t size);
 void bw_os_release(void *addr, size_t size);
 bool bw_os_guard(void *addr, size_t size);
+bool bw_os_protect_none(void *addr, size_t size);
 /* What bw_os_unguard left: locked pages cannot be discarded, so a range
  * guarded by mprotect may come back with its old contents. */
 typedef enum {
@@ -463,6 +464,7 @@ typedef enum {
 } bw_unguard_t;
 bw_unguard_t bw_os_unguard(void *addr, size_t size);
 void *bw_os_map(size_t size);
+bool bw_os_move_pages(void *from, size_t size, void *to, bool remap_source);
 void bw_os_bind_node(void *addr, size_t size, unsigned node);
 int bw_os_mbind_preferred(void *addr, size_t size, unsigned node);
 void bw_os_meta_key_release(void);

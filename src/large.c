@@ -1,16 +1,34 @@
 /* large.c — allocations above the largest slab class (DESIGN.md layer
- * "large"). Each gets its own mapping:
+ * "large"). They are carved from regions: mappings of BW_LARGE_REGION_SIZE
+ * bytes (or of one block's size, when it is larger than a quarter of that
+ * or a region cannot be had), each cut into extents in address order:
  *
- *     [guard page][user pages ............][guard page]
+ *     region: [extent][extent] ... [extent][guard page]
+ *     extent: [guard page][body pages ................]
  *
- * so it never shares a page with small blocks and an overflow or underflow
- * faults. Live allocations are found in an open-addressing table keyed by
- * the user address (the ownership check of a free is O(1) and reads no user
- * memory); recently freed addresses are remembered so that freeing one again
- * is reported as a double free. Freed mappings of similar size are cached so
- * that a malloc/free loop of 64 KiB - 1 MiB does not mmap and munmap each
- * time. One lock guards the table, the history and the cache; system calls
- * are made outside it where the order allows. */
+ * The first page of every extent, live or free, is a guard (bw_os_guard:
+ * guard markers, which cost no VMA, or mprotect), and so is a region's last
+ * page: every block's body has a guard on both sides, and never shares a
+ * page with small blocks or another block. A live block's body is
+ * accessible. A free extent's body is accessible in the profiles without a
+ * large quarantine, so that reusing it costs no system call; with
+ * BW_LARGE_QUARANTINE it is guarded whole (a use after free faults), which
+ * also makes splitting and coalescing free extents cost nothing: one system
+ * call guards a block's body when it is freed, one unguards the body of the
+ * next block carved there, and guard markers zap the pages, so the next
+ * owner sees zeros and no byte of the last one.
+ *
+ * Live blocks are found in an open-addressing table keyed by the user
+ * address (the ownership check of a free is O(1) and reads no user memory);
+ * recently freed addresses are remembered so that freeing one again is
+ * reported as a double free. Free extents sit in one array sorted by
+ * address (best fit by a scan; neighbours by binary search), both in
+ * guarded mappings of their own. Freed memory stays committed for reuse
+ * until it has been free for BW_LARGE_DECAY_MS (then MADV_DONTNEED, and a
+ * region free whole is unmapped), checked on the large malloc and free
+ * paths with no thread of its own, or until malloc_trim(0). One lock
+ * guards the table, the history, the extents and the regions; the system
+ * calls on a block's own body are made outside it. */
 #include <errno.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -19,38 +37,59 @@
 
 typedef struct {
     uintptr_t user;     /* 0 = empty slot */
-    uintptr_t map_base; /* whole mapping, guards included */
-    size_t map_size;
+    uintptr_t ext_base; /* the extent: its leading guard page ... */
+    size_t ext_size;    /* ... and its body, which a guard page follows */
     size_t requested;   /* size asked for (free_sized checks it; the canary follows it) */
-    uint64_t canary;    /* this block's own canary value, random */
+    uint64_t canary;    /* this block's own canary value, random, no zero byte */
+    unsigned node;      /* NUMA node of the region */
     bool right_aligned; /* ends at its trailing guard page (no canary) */
+    bool lead_marker;   /* its leading guard page is a guard marker (bw_extent_t) */
 } bw_large_entry_t;
 
+/* A free extent (or one waiting in the large quarantine). */
 typedef struct {
-    uintptr_t map_base;
-    size_t map_size;
+    uintptr_t base; /* leading guard page */
+    size_t size;    /* guard page and body */
     uint64_t freed_at_ms;
-    bool zeroed; /* contents known to be zero (came out of quarantine, pages not locked) */
-} bw_large_cached_t;
+    unsigned node;
+    /* The body may hold an earlier owner's bytes in resident pages: freed
+     * and accessible (no quarantine), or guarded by mprotect (which keeps
+     * them). Decay clears it; a guard marker or fresh pages never set it. */
+    bool dirty;
+    /* BW_LARGE_QUARANTINE: the body is inaccessible by mprotect, its pages
+     * kept (bw_extent_seal), rather than guarded by markers. Such an extent
+     * merges only with kept ones, and then `marked`: pages inside it may
+     * carry the guard markers of the leading pages merged in, which
+     * mprotect does not remove, and opening it costs a second system call.
+     * `lead_marker`: the leading page may carry one (a kept extent cut
+     * from another has a leading page that is merely inaccessible). */
+    bool kept;
+    bool marked;
+    bool lead_marker;
+    bool loose; /* kept, but by markers over accessible pages (out of mappings) */
+} bw_extent_t;
 
-/* Freed mappings made inaccessible, oldest first (invariant 4). */
-#if BW_LARGE_QUARANTINE
-static bw_large_cached_t bw_fifo[BW_LARGE_QUARANTINE];
-static size_t bw_fifo_head, bw_fifo_count;
-#endif
+typedef struct {
+    uintptr_t base;
+    size_t size; /* its extents and its trailing guard page */
+} bw_region_t;
+
+#define BW_LARGE_DEDICATED_MIN (BW_LARGE_REGION_SIZE / 4)
 
 /* Large canary (BW_CANARY, unless the block is right-aligned onto its
  * guard page, which catches the same overflow by faulting): 8 random bytes
- * drawn per block, so none is fixed (a NUL written past the block changes
- * it) and a forked child's new blocks get canaries its parent never saw.
+ * drawn per block, none of them zero (bw_large_canary_draw), so a byte of
+ * any value written just past the usable size, a NUL included, changes it;
+ * and a forked child's new blocks get canaries its parent never saw.
  * They sit in the last 8 bytes before the trailing guard, excluded from the
  * usable size (CONVENTIONS trap 10), or with BW_EXACT_SIZE right after the
  * bytes the program asked for (unaligned), the usable size being the
  * request. The mapping keeps room for them (BW_LARGE_CANARY_ROOM). */
 #define BW_LARGE_CANARY_ROOM (BW_CANARY ? 8u : 0u)
 
+/* End of the block's body: its trailing guard page starts there. */
 static uintptr_t bw_large_region_end(const bw_large_entry_t *e) {
-    return e->map_base + e->map_size - BW_PAGE_SIZE;
+    return e->ext_base + e->ext_size;
 }
 
 static bool bw_large_has_canary(const bw_large_entry_t *e) {
@@ -77,6 +116,23 @@ static uint64_t bw_large_random(void) {
     if (heap) return bw_rng_next(&heap->rng);
     bw_os_random(&r, sizeof r);
     return r;
+}
+
+/* A canary with no zero byte: a zero byte is replaced by a random nonzero
+ * one (255 values left per byte, 63.9 bits in all), so that a string
+ * function's terminating NUL written one byte past the block never leaves
+ * the canary as it was. */
+static uint64_t bw_large_canary_draw(void) {
+    uint64_t c = bw_large_random(), spare = bw_large_random();
+    for (unsigned i = 0; i < 64; i += 8) {
+        uint64_t byte = (c >> i) & 0xff;
+        if (byte == 0) {
+            byte = (spare & 0xff) % 255 + 1;
+            c |= byte << i;
+        }
+        spare >>= 8;
+    }
+    return c;
 }
 
 /* Where the canary is (bw_large_has_canary). */
@@ -116,22 +172,18 @@ static bool bw_large_canary_ok(const bw_large_entry_t *e) {
     return true;
 }
 
-/* Where the user part starts in a mapping whose usable pages start at
- * `first`: right there, or (`right`) as late as the alignment allows, so
- * the block ends at the trailing guard and a one-byte overflow faults. */
+/* Where the user part starts in a body that starts at `first`: right
+ * there, or (`right`) as late as the alignment allows, so that the block
+ * ends at the trailing guard and a one-byte overflow faults. Only within
+ * the body's first page: pages left in front would be accessible and
+ * unguarded. */
 static void bw_large_place(bw_large_entry_t *e, uintptr_t first, size_t size, size_t alignment,
                            bool right) {
     size_t align = alignment > 16 ? alignment : 16;
     uintptr_t user = (bw_large_region_end(e) - (size ? size : 1)) & ~(uintptr_t)(align - 1);
-    e->right_aligned = right && user >= first;
-#if !BW_LARGE_QUARANTINE
-    /* Pages left in front could not be guarded (nothing would unguard them
-     * when the mapping is cached again): start at the front instead. */
-    if (user >= first + BW_PAGE_SIZE) e->right_aligned = false;
-#endif
+    e->right_aligned = right && user >= first && user < first + BW_PAGE_SIZE;
     e->user = e->right_aligned ? user : first;
 }
-
 static bw_lock_t bw_large_lock;
 static bw_large_entry_t *bw_table; /* own mapping with guard pages */
 static size_t bw_table_capacity;   /* power of two */
@@ -141,12 +193,11 @@ static size_t bw_large_in_use_bytes;
 static uintptr_t bw_freed_history[BW_LARGE_FREED_HISTORY];
 static size_t bw_freed_history_next;
 
-static bw_large_cached_t bw_cache[BW_LARGE_CACHE_ENTRIES];
-static size_t bw_cache_count;
-static size_t bw_cache_bytes;
+/* Bytes of free and quarantined extents: mapped, kept for reuse. */
+static size_t bw_free_bytes;
 
 /* The counters bw_large_stats reports (bw_table_count, bw_large_in_use_bytes,
- * bw_cache_bytes) change only under bw_large_lock but are read without it:
+ * bw_free_bytes) change only under bw_large_lock but are read without it:
  * statistics may be taken from a signal handler that interrupted the lock's
  * holder. A relaxed atomic store of the new value (a plain store on x86)
  * lets such a reader see each counter whole; the lock holder's own plain
@@ -164,10 +215,11 @@ static size_t bw_table_slot(uintptr_t user, size_t capacity) {
     return (size_t)(((user >> 12) * 0x9E3779B97F4A7C15ull) >> 32) & (capacity - 1);
 }
 
-/* A table in its own guarded mapping: metadata never borders user pages
- * without a guard in between. */
-static bw_large_entry_t *bw_table_map(size_t capacity) {
-    size_t bytes = bw_page_round(capacity * sizeof(bw_large_entry_t));
+/* Metadata (the table, the extent and region arrays) in a mapping of its
+ * own with guard pages: it never borders user pages without a guard in
+ * between, and is behind the metadata protection key where there is one. */
+static void *bw_meta_map(size_t bytes) {
+    bytes = bw_page_round(bytes);
     char *map = bw_os_map(bytes + 2 * BW_PAGE_SIZE);
     if (!map) return NULL;
     if (!bw_os_guard(map, BW_PAGE_SIZE) || !bw_os_guard(map + BW_PAGE_SIZE + bytes, BW_PAGE_SIZE) ||
@@ -175,12 +227,19 @@ static bw_large_entry_t *bw_table_map(size_t capacity) {
         bw_os_release(map, bytes + 2 * BW_PAGE_SIZE);
         return NULL;
     }
-    return (bw_large_entry_t *)(void *)(map + BW_PAGE_SIZE);
+    return map + BW_PAGE_SIZE;
+}
+
+static void bw_meta_unmap(void *meta, size_t bytes) {
+    bw_os_release((char *)meta - BW_PAGE_SIZE, bw_page_round(bytes) + 2 * BW_PAGE_SIZE);
+}
+
+static bw_large_entry_t *bw_table_map(size_t capacity) {
+    return bw_meta_map(capacity * sizeof(bw_large_entry_t));
 }
 
 static void bw_table_unmap(bw_large_entry_t *table, size_t capacity) {
-    size_t bytes = bw_page_round(capacity * sizeof(bw_large_entry_t));
-    bw_os_release((char *)table - BW_PAGE_SIZE, bytes + 2 * BW_PAGE_SIZE);
+    bw_meta_unmap(table, capacity * sizeof(bw_large_entry_t));
 }
 
 static void bw_table_put(bw_large_entry_t *table, size_t capacity, const bw_large_entry_t *e) {
@@ -233,57 +292,486 @@ static void bw_table_erase(bw_large_entry_t *slot) {
     bw_counter_set(&bw_table_count, bw_table_count - 1);
 }
 
-/* ---------------------------------------------------------------- mappings */
+/* ----------------------------------------------------------------- extents */
 
-/* Map a guarded region whose user part starts at a multiple of alignment. */
-static bool bw_large_map(size_t user_bytes, size_t alignment, bw_large_entry_t *out) {
-    size_t extra = alignment > BW_PAGE_SIZE ? alignment : 0;
-    size_t total;
-    if (__builtin_add_overflow(user_bytes, 2 * BW_PAGE_SIZE + extra, &total)) return false;
-    char *map = bw_os_map(total);
-    if (!map) return false;
-    uintptr_t user = (uintptr_t)map + BW_PAGE_SIZE;
-    if (extra) {
-        user = (user + alignment - 1) & ~(uintptr_t)(alignment - 1);
-        uintptr_t base = user - BW_PAGE_SIZE;
-        uintptr_t end = user + user_bytes + BW_PAGE_SIZE;
-        if (base > (uintptr_t)map) bw_os_release(map, base - (uintptr_t)map);
-        if ((uintptr_t)map + total > end) bw_os_release((void *)end, (uintptr_t)map + total - end);
-        map = (char *)base;
-        total = end - base;
+static bw_extent_t *bw_free; /* free extents, sorted by address */
+static size_t bw_free_count, bw_free_capacity;
+static size_t bw_extent_total;  /* extents in every state, in every region */
+static bw_region_t *bw_regions; /* sorted by address */
+static size_t bw_region_count, bw_region_capacity;
+static uint64_t bw_decay_last_ms;
+
+/* Freed extents, guarded whole, oldest first (invariant 4): not reused and
+ * not coalesced until they leave. */
+#if BW_LARGE_QUARANTINE
+static bw_extent_t bw_fifo[BW_LARGE_QUARANTINE];
+static size_t bw_fifo_head, bw_fifo_count;
+#endif
+
+/* A metadata array grown to hold `need` elements (doubling, in a new
+ * guarded mapping); NULL when it cannot be, and the old one stays. */
+static void *bw_array_grow(void *array, size_t *capacity, size_t need, size_t elem) {
+    if (need <= *capacity) return array;
+    size_t grown_capacity = *capacity ? *capacity : 256;
+    while (grown_capacity < need) grown_capacity *= 2;
+    void *grown = bw_meta_map(grown_capacity * elem);
+    if (!grown) return NULL;
+    if (array) {
+        memcpy(grown, array, *capacity * elem);
+        bw_meta_unmap(array, *capacity * elem);
     }
-    if (!bw_os_guard(map, BW_PAGE_SIZE) || !bw_os_guard(map + total - BW_PAGE_SIZE, BW_PAGE_SIZE)) {
-        bw_os_release(map, total);
-        return false;
-    }
-    out->map_base = (uintptr_t)map;
-    out->map_size = total;
-    out->user = user;
+    *capacity = grown_capacity;
+    return grown;
+}
+
+/* Room for every extent there may be after a malloc (two splits and a new
+ * region), so that a free never needs memory to put its extent back: free
+ * extents are never more than all extents. Lock held. */
+static bool bw_free_reserve(void) {
+    bw_extent_t *grown =
+        bw_array_grow(bw_free, &bw_free_capacity, bw_extent_total + 3, sizeof *bw_free);
+    if (!grown) return false;
+    bw_free = grown;
     return true;
 }
 
-/* Take a cached mapping whose user part holds `user_bytes` without wasting
- * more than a quarter; lock held. */
-static bool bw_cache_take(size_t user_bytes, size_t alignment, bw_large_entry_t *out,
-                          bool *zeroed) {
-    size_t best = (size_t)-1;
-    for (size_t i = 0; i < bw_cache_count; i++) {
-        size_t usable = bw_cache[i].map_size - 2 * BW_PAGE_SIZE;
-        uintptr_t user = bw_cache[i].map_base + BW_PAGE_SIZE;
-        if (usable < user_bytes || usable - user_bytes > user_bytes / 4 ||
-            (user & (alignment - 1)) != 0)
+/* The first free extent at or above addr. */
+static size_t bw_free_search(uintptr_t addr) {
+    size_t low = 0, high = bw_free_count;
+    while (low < high) {
+        size_t mid = low + (high - low) / 2;
+        if (bw_free[mid].base < addr)
+            low = mid + 1;
+        else
+            high = mid;
+    }
+    return low;
+}
+
+static void bw_free_insert_at(size_t i, const bw_extent_t *x) {
+    memmove(&bw_free[i + 1], &bw_free[i], (bw_free_count - i) * sizeof *bw_free);
+    bw_free[i] = *x;
+    bw_free_count++;
+    bw_counter_set(&bw_free_bytes, bw_free_bytes + x->size);
+}
+
+static bw_extent_t bw_free_remove_at(size_t i) {
+    bw_extent_t x = bw_free[i];
+    memmove(&bw_free[i], &bw_free[i + 1], (bw_free_count - i - 1) * sizeof *bw_free);
+    bw_free_count--;
+    bw_counter_set(&bw_free_bytes, bw_free_bytes - x.size);
+    return x;
+}
+
+/* Merge b, which follows a, into a. */
+static void bw_extent_absorb(bw_extent_t *a, const bw_extent_t *b) {
+    a->marked = a->marked || b->marked || (a->kept && b->lead_marker);
+    a->size += b->size;
+    a->dirty = a->dirty || b->dirty;
+    if (b->freed_at_ms > a->freed_at_ms) a->freed_at_ms = b->freed_at_ms;
+    bw_extent_total--;
+}
+
+/* Whether two free extents, b right after a, merge by bookkeeping: with
+ * BW_LARGE_QUARANTINE both are inaccessible whole, so the guard page
+ * between them is like the rest; guarded by markers or both kept. */
+static bool bw_extents_merge(const bw_extent_t *a, const bw_extent_t *b) {
+    return BW_LARGE_QUARANTINE && a->kept == b->kept && !a->loose && !b->loose &&
+           a->base + a->size == b->base;
+}
+
+/* Put a free extent back in address order; with `coalesce`, merged with
+ * the free extents it touches where bw_extents_merge allows. Lock held;
+ * bw_free_reserve made the room. */
+static void bw_free_put(bw_extent_t x, bool coalesce) {
+    size_t i = bw_free_search(x.base);
+    if (coalesce) {
+        if (i < bw_free_count && bw_extents_merge(&x, &bw_free[i])) {
+            bw_extent_t next = bw_free_remove_at(i);
+            bw_extent_absorb(&x, &next);
+        }
+        if (i > 0 && bw_extents_merge(&bw_free[i - 1], &x)) {
+            bw_extent_t prev = bw_free_remove_at(--i);
+            bw_extent_absorb(&prev, &x);
+            x = prev;
+        }
+    }
+    bw_free_insert_at(i, &x);
+}
+
+#if !BW_LARGE_QUARANTINE
+/* Accessible free bodies: merging two free extents removes the guard page
+ * between them, a system call. So they are merged only when no single one
+ * fits a request (a warm process reuses extents as they are, with no
+ * system call) and then all at once. Lock held. */
+static bool bw_free_merge_all(void) {
+    bool merged = false;
+    size_t out = 0;
+    for (size_t i = 0; i < bw_free_count; i++) {
+        bw_extent_t x = bw_free[i];
+        if (out > 0 && bw_free[out - 1].base + bw_free[out - 1].size == x.base) {
+            bw_unguard_t back = bw_os_unguard((void *)x.base, BW_PAGE_SIZE);
+            if (back != BW_UNGUARD_FAILED) {
+                x.dirty = x.dirty || back == BW_UNGUARD_STALE;
+                bw_extent_absorb(&bw_free[out - 1], &x);
+                merged = true;
+                continue;
+            }
+        }
+        bw_free[out++] = x;
+    }
+    bw_free_count = out;
+    return merged;
+}
+#else
+/* Turn kept free extents (all, or those free for BW_LARGE_DECAY_MS) into
+ * extents guarded whole by markers, which discard their pages, and merge
+ * what then touches: two system calls each. Done when no free extent fits
+ * a request and by the decay. Returns the bytes given back. Lock held. */
+static size_t bw_free_unkeep(uint64_t now, bool all) {
+    size_t released = 0, out = 0;
+    for (size_t i = 0; i < bw_free_count; i++) {
+        bw_extent_t x = bw_free[i];
+        if (x.kept && (all || now - x.freed_at_ms >= BW_LARGE_DECAY_MS) &&
+            bw_os_guard((void *)x.base, x.size)) {
+            if (!bw_os_has_guard_madvise()) {
+                /* Markers refused meanwhile: bw_os_guard used mprotect,
+                 * which keeps the pages; bw_os_unguard undoes any guard. */
+                x.kept = x.marked = x.loose = false;
+            } else {
+                if (x.dirty) released += x.size - BW_PAGE_SIZE;
+                x.dirty = false;
+                x.lead_marker = true;
+                /* Out of mappings: still kept, opened by both calls. */
+                x.marked = !bw_os_commit((void *)x.base, x.size);
+                x.kept = x.loose = x.marked;
+            }
+        }
+        if (out > 0 && bw_extents_merge(&bw_free[out - 1], &x)) {
+            bw_extent_absorb(&bw_free[out - 1], &x);
             continue;
-        if (best == (size_t)-1 || usable < bw_cache[best].map_size - 2 * BW_PAGE_SIZE) best = i;
+        }
+        bw_free[out++] = x;
     }
-    if (best == (size_t)-1) return false;
-    out->map_base = bw_cache[best].map_base;
-    out->map_size = bw_cache[best].map_size;
-    out->user = out->map_base + BW_PAGE_SIZE;
-    *zeroed = bw_cache[best].zeroed;
-    bw_counter_set(&bw_cache_bytes, bw_cache_bytes - out->map_size);
-    bw_cache[best] = bw_cache[--bw_cache_count];
+    bw_free_count = out;
+    return released;
+}
+#endif
+
+/* ----------------------------------------------------------------- regions */
+
+/* The region that starts at base, or bw_region_count. */
+static size_t bw_region_at(uintptr_t base) {
+    size_t low = 0, high = bw_region_count;
+    while (low < high) {
+        size_t mid = low + (high - low) / 2;
+        if (bw_regions[mid].base < base)
+            low = mid + 1;
+        else
+            high = mid;
+    }
+    return low < bw_region_count && bw_regions[low].base == base ? low : bw_region_count;
+}
+
+/* Whether a free extent is a whole region (its last page is the region's
+ * trailing guard). */
+static size_t bw_region_of_whole(const bw_extent_t *x) {
+    size_t r = bw_region_at(x->base);
+    return r < bw_region_count && bw_regions[r].size == x->size + BW_PAGE_SIZE ? r
+                                                                               : bw_region_count;
+}
+
+static void bw_region_release(size_t r) {
+    bw_os_release((void *)bw_regions[r].base, bw_regions[r].size);
+    memmove(&bw_regions[r], &bw_regions[r + 1], (bw_region_count - r - 1) * sizeof *bw_regions);
+    bw_region_count--;
+}
+
+/* A new region that holds an extent of ext_bytes (guard page, body and
+ * alignment slack), preferring the given node: BW_LARGE_REGION_SIZE, or
+ * just the extent when it is larger than a quarter of that, when
+ * `dedicated`, or when the address space for a whole region cannot be had
+ * (RLIMIT_AS). Its one extent goes to the free array, guarded whole with a
+ * large quarantine, else at its two ends. Returns the extent's base, 0 on
+ * failure. Lock held. */
+static uintptr_t bw_region_new(size_t ext_bytes, unsigned node, bool dedicated) {
+    bw_region_t *grown =
+        bw_array_grow(bw_regions, &bw_region_capacity, bw_region_count + 1, sizeof *bw_regions);
+    if (!grown) return 0;
+    bw_regions = grown;
+    size_t size = BW_LARGE_REGION_SIZE;
+    char *map = NULL;
+    if (!dedicated && ext_bytes <= BW_LARGE_DEDICATED_MIN) map = bw_os_map(size);
+    if (!map) {
+        size = ext_bytes + BW_PAGE_SIZE;
+        map = bw_os_map(size);
+    }
+    if (!map) return 0;
+    bw_os_bind_node(map, size, node);
+    bool guarded = BW_LARGE_QUARANTINE ? bw_os_guard(map, size)
+                                       : bw_os_guard(map, BW_PAGE_SIZE) &&
+                                             bw_os_guard(map + size - BW_PAGE_SIZE, BW_PAGE_SIZE);
+    if (!guarded) {
+        bw_os_release(map, size);
+        return 0;
+    }
+    size_t r = bw_region_count;
+    while (r > 0 && bw_regions[r - 1].base > (uintptr_t)map) r--;
+    memmove(&bw_regions[r + 1], &bw_regions[r], (bw_region_count - r) * sizeof *bw_regions);
+    bw_regions[r] = (bw_region_t){(uintptr_t)map, size};
+    bw_region_count++;
+    bw_extent_t whole = {.base = (uintptr_t)map,
+                         .size = size - BW_PAGE_SIZE,
+                         .freed_at_ms = bw_os_now_ms(),
+                         .node = node,
+                         .lead_marker = true};
+    bw_extent_total++;
+    bw_free_put(whole, false);
+    return (uintptr_t)map;
+}
+
+/* Give back what has been free for BW_LARGE_DECAY_MS (everything with
+ * `all`): a region free whole is unmapped, a dirty body is decommitted
+ * (it stays mapped and reads as zeros). Returns the bytes given back. Lock
+ * held. */
+static size_t bw_large_decay(uint64_t now, bool all) {
+    size_t released = 0;
+    bw_decay_last_ms = now;
+#if !BW_LARGE_QUARANTINE
+    /* Free extents are merged lazily: merge them first, so that a region
+     * free whole is one extent. Only when something is due. */
+    bool due = all;
+    for (size_t i = 0; i < bw_free_count && !due; i++)
+        due = now - bw_free[i].freed_at_ms >= BW_LARGE_DECAY_MS;
+    if (due) bw_free_merge_all();
+#else
+    released += bw_free_unkeep(now, all);
+    /* Quarantined bodies kept resident: their pages go too (they stay
+     * inaccessible and read as zeros once carved again). */
+    for (size_t k = 0; k < bw_fifo_count; k++) {
+        bw_extent_t *q = &bw_fifo[(bw_fifo_head + k) % BW_LARGE_QUARANTINE];
+        if (q->dirty && (all || now - q->freed_at_ms >= BW_LARGE_DECAY_MS) &&
+            bw_os_decommit((void *)q->base, q->size)) {
+            q->dirty = false;
+            released += q->size - BW_PAGE_SIZE;
+        }
+    }
+#endif
+    for (size_t i = 0; i < bw_free_count;) {
+        bw_extent_t *x = &bw_free[i];
+        if (!all && now - x->freed_at_ms < BW_LARGE_DECAY_MS) {
+            i++;
+            continue;
+        }
+        size_t r = bw_region_of_whole(x);
+        if (r < bw_region_count) {
+            released += bw_regions[r].size;
+            bw_free_remove_at(i);
+            bw_extent_total--;
+            bw_region_release(r);
+            continue;
+        }
+        /* The leading page too: a kept extent's may hold bytes from when
+         * it was part of a body, and becomes one again when merged. */
+        if (x->dirty && bw_os_decommit((void *)x->base, x->size)) {
+            x->dirty = false;
+            released += x->size - BW_PAGE_SIZE;
+        }
+        i++;
+    }
+    return released;
+}
+
+/* Decay, at most four times per BW_LARGE_DECAY_MS; lock held. */
+static void bw_large_decay_maybe(void) {
+    uint64_t now = bw_os_now_ms();
+    if (now - bw_decay_last_ms >= BW_LARGE_DECAY_MS / 4) bw_large_decay(now, false);
+}
+
+/* ----------------------------------------------------------------- carving */
+
+typedef struct {
+    uintptr_t ext_base; /* guard page */
+    size_t ext_size;
+    uintptr_t body; /* aligned start of the body */
+    unsigned node;
+    bool dirty;
+    bool kept;
+    bool marked;
+    bool lead_marker;
+    bool loose;
+    bool clear_lead; /* opening removes the leading page's markers too */
+} bw_carved_t;
+
+/* Where a body of `body` bytes aligned to `alignment` would start in free
+ * extent i, or 0 if it does not fit. */
+static uintptr_t bw_fit(size_t i, size_t body, size_t alignment) {
+    const bw_extent_t *x = &bw_free[i];
+    uintptr_t end = x->base + x->size;
+    uintptr_t start = (x->base + BW_PAGE_SIZE + alignment - 1) & ~(uintptr_t)(alignment - 1);
+    return start <= end && end - start >= body ? start : 0;
+}
+
+/* Cut an extent for a body out of free extent i (bw_fit says where): the
+ * alignment slack in front and the rest behind stay free extents. With a
+ * large quarantine every free page is guarded already; otherwise each cut
+ * guards the page that becomes a leading guard, and a rest no larger than
+ * the body stays with the block: no system call, and its pages cost memory
+ * only if the program writes them. With a quarter instead, the window
+ * workload (4 live blocks of 64 KiB-8 MiB, 20,000 replacements) made
+ * 11,720 system calls and peaked at 68 MB; with the body, 632 and 65 MB:
+ * cut and merged extents kept being cut and merged again. Lock held. */
+static bool bw_carve_from(size_t i, size_t body, size_t alignment, bw_carved_t *out) {
+    uintptr_t start = bw_fit(i, body, alignment);
+    bw_extent_t x = bw_free_remove_at(i);
+    uintptr_t lead = start - BW_PAGE_SIZE, end = x.base + x.size, block_end = start + body;
+    if (lead > x.base) {
+        if (!BW_LARGE_QUARANTINE && !bw_os_guard((void *)lead, BW_PAGE_SIZE)) {
+            bw_free_put(x, false);
+            return false;
+        }
+        bw_extent_t front = x;
+        front.size = lead - x.base;
+        bw_free_put(front, false);
+        bw_extent_total++;
+    }
+    size_t rest = end - block_end;
+    bool split = BW_LARGE_QUARANTINE ? rest != 0 : rest >= 2 * BW_PAGE_SIZE && rest > body;
+    if (split && !BW_LARGE_QUARANTINE && !bw_os_guard((void *)block_end, BW_PAGE_SIZE))
+        split = false;
+    if (split) {
+        bw_extent_t back = x;
+        back.base = block_end;
+        back.size = rest;
+        back.lead_marker = !x.kept || x.marked;
+        bw_free_put(back, false);
+        bw_extent_total++;
+    } else {
+        block_end = end;
+    }
+    /* Every page of an extent guarded by markers carries one; a kept
+     * extent's own leading page may (lead_marker), the others only if it
+     * is marked. Opening clears the new leading page's marker too (it
+     * stays inaccessible: every page of a kept extent is, but a loose
+     * one's), once, so that markers do not spread from extent to extent
+     * and cost a system call each time. */
+    bool had_marker = lead == x.base ? x.lead_marker : x.marked;
+    bool clear_lead = x.kept && !x.loose && had_marker;
+    bool lead_marker = !x.kept || x.loose;
+    *out = (bw_carved_t){lead,   block_end - lead, start,       x.node,  x.dirty,
+                         x.kept, x.marked,         lead_marker, x.loose, clear_lead};
     return true;
 }
+
+/* Best fit among the free extents, those of the caller's node first
+ * (bw_os_bind_node bound their region there). Lock held. */
+static bool bw_carve(size_t body, size_t alignment, unsigned node, bw_carved_t *out) {
+    size_t best = SIZE_MAX, best_waste = SIZE_MAX;
+    bool best_local = false;
+    for (size_t i = 0; i < bw_free_count; i++) {
+        if (!bw_fit(i, body, alignment)) continue;
+        size_t waste = bw_free[i].size - body;
+        bool local = bw_free[i].node == node;
+        if (best == SIZE_MAX || (local && !best_local) ||
+            (local == best_local && waste < best_waste)) {
+            best = i;
+            best_waste = waste;
+            best_local = local;
+            if (local && waste == BW_PAGE_SIZE) break; /* exact */
+        }
+    }
+    return best != SIZE_MAX && bw_carve_from(best, body, alignment, out);
+}
+
+/* An extent from the free ones, from merged ones, or from a new region;
+ * with `dedicated`, always a region of its own. Lock held. */
+static bool bw_extent_get(size_t body, size_t alignment, unsigned node, bool dedicated,
+                          bw_carved_t *out) {
+    if (!bw_free_reserve()) return false;
+    if (!dedicated) {
+        if (bw_carve(body, alignment, node, out)) return true;
+#if !BW_LARGE_QUARANTINE
+        if (bw_free_merge_all() && bw_carve(body, alignment, node, out)) return true;
+#else
+        bw_free_unkeep(0, true);
+        if (bw_carve(body, alignment, node, out)) return true;
+#endif
+    }
+    size_t ext_bytes = BW_PAGE_SIZE + body + (alignment > BW_PAGE_SIZE ? alignment : 0);
+    uintptr_t base = bw_region_new(ext_bytes, node, dedicated);
+    if (!base) {
+        /* Out of address space or mappings: regions free whole may be in
+         * the way. */
+        bw_large_decay(bw_os_now_ms(), true);
+        base = bw_region_new(ext_bytes, node, dedicated);
+    }
+    return base && bw_carve_from(bw_free_search(base), body, alignment, out);
+}
+
+/* Give back an extent that was carved but not handed out; lock held. */
+static void bw_extent_unget(const bw_carved_t *c) {
+    bw_extent_t x = {c->ext_base, c->ext_size, bw_os_now_ms(), c->node, c->dirty,
+                     c->kept,     c->marked,   c->lead_marker, c->loose};
+    bw_free_put(x, BW_LARGE_QUARANTINE);
+}
+
+static unsigned bw_large_node(void) {
+    return bw_topology.node_count > 1 ? bw_topology.current_node() : 0;
+}
+
+#if BW_LARGE_QUARANTINE
+/* Make a freed extent's body inaccessible: one system call. mprotect keeps
+ * its pages (kept: the next owner's malloc makes them accessible and
+ * clears them, no page fault), which guard markers would not: they cost no
+ * VMA but discard the pages, and the next owner then faults every one in
+ * again, five times the cost (bw_os_protect_none). A kept extent's leading
+ * page may be a marker or merely inaccessible, so kept extents merge only
+ * with each other. Out of mappings, markers instead (or, failing those,
+ * the bytes are cleared: no later owner sees them, though a use after free
+ * goes unnoticed), still opened as a kept extent, `marked`. Where markers
+ * were refused (locked memory, seccomp), every guard is an mprotect and
+ * bw_os_unguard undoes any of them. */
+static void bw_extent_seal(bw_extent_t *x) {
+    void *body = (void *)(x->base + BW_PAGE_SIZE);
+    size_t size = x->size - BW_PAGE_SIZE;
+    x->dirty = true;
+    x->kept = x->marked = x->loose = false;
+    if (!bw_os_has_guard_madvise()) {
+        if (!bw_os_guard(body, size)) memset(body, 0, size);
+        return;
+    }
+    /* The whole extent, its leading page too: every page of a kept extent
+     * is inaccessible without its markers (bw_carve_from's clear_lead).
+     * Not a block above BW_LARGE_DEDICATED_MIN: keeping hundreds of MiB
+     * resident through the quarantine costs more than faulting them in. */
+    x->kept = true;
+    if (x->size <= BW_LARGE_DEDICATED_MIN && bw_os_protect_none((void *)x->base, x->size)) return;
+    x->marked = x->loose = true;
+    if (bw_os_guard(body, size))
+        x->dirty = !bw_os_has_guard_madvise();
+    else
+        memset(body, 0, size);
+}
+
+/* Make a carved body accessible: at most two system calls, one unless the
+ * extent was kept and merged (then its markers go first). A kept body
+ * holds its earlier owner's bytes (BW_UNGUARD_STALE: the caller clears
+ * them); guard markers leave zeros; locked pages guarded by mprotect may
+ * keep an earlier owner's bytes (BW_UNGUARD_STALE too). */
+static bw_unguard_t bw_extent_open(const bw_carved_t *c) {
+    void *body = (void *)c->body;
+    size_t size = c->ext_base + c->ext_size - c->body;
+    if (!c->kept) return bw_os_unguard(body, size);
+    if ((c->marked || c->clear_lead) &&
+        bw_os_unguard(c->clear_lead ? (void *)c->ext_base : body,
+                      c->clear_lead ? c->ext_size : size) == BW_UNGUARD_FAILED)
+        return BW_UNGUARD_FAILED;
+    if (!bw_os_commit(body, size)) return BW_UNGUARD_FAILED;
+    return c->dirty ? BW_UNGUARD_STALE : BW_UNGUARD_ZERO;
+}
+#endif
+
+/* ------------------------------------------------------------------ blocks */
 
 /* A block of `size` bytes; `capacity` > size asks for room to grow in place
  * (realloc), which also keeps the block left-aligned with a canary. */
@@ -291,9 +779,9 @@ static void *bw_large_alloc_room(size_t size, size_t capacity, size_t alignment,
     size_t user_alignment = alignment;
     if (alignment < BW_PAGE_SIZE) alignment = BW_PAGE_SIZE;
     if (capacity < size) capacity = size;
-    /* No mapping can be aligned to 2^62 or more (and PTRDIFF_MAX - 2 pages
+    /* No mapping can be aligned to 2^62 or more (and PTRDIFF_MAX - 3 pages
      * - 2^63 would wrap around below). */
-    if (alignment > PTRDIFF_MAX / 2 || capacity > PTRDIFF_MAX - 2 * BW_PAGE_SIZE - alignment) {
+    if (alignment > PTRDIFF_MAX / 2 || capacity > PTRDIFF_MAX - 3 * BW_PAGE_SIZE - alignment) {
         errno = ENOMEM;
         return NULL;
     }
@@ -305,72 +793,65 @@ static void *bw_large_alloc_room(size_t size, size_t capacity, size_t alignment,
     bool whole_pages = size != 0 && size % BW_PAGE_SIZE == 0;
     bool right =
         capacity == size && ((BW_LARGE_RIGHT_ALIGN && alignment == BW_PAGE_SIZE) || whole_pages);
-    size_t user_bytes =
-        bw_page_round((capacity ? capacity : 1) + (right ? 0 : BW_LARGE_CANARY_ROOM));
-    bw_large_entry_t entry;
-    bool from_cache, zeroed = true;
+    size_t body = bw_page_round((capacity ? capacity : 1) + (right ? 0 : BW_LARGE_CANARY_ROOM));
+    bool dedicated = BW_PAGE_SIZE + body > BW_LARGE_DEDICATED_MIN;
+    unsigned node = bw_large_node();
+    bw_carved_t c;
 
     bw_lock(&bw_large_lock);
-    from_cache = bw_cache_take(user_bytes, alignment, &entry, &zeroed);
+    bool ok = bw_extent_get(body, alignment, node, dedicated, &c);
+    bw_large_decay_maybe();
     bw_unlock(&bw_large_lock);
-    if (!from_cache && !bw_large_map(user_bytes, alignment, &entry)) {
-        /* Out of address space or mappings: cached memory may be in the way. */
-        bw_large_trim();
-        if (!bw_large_map(user_bytes, alignment, &entry)) {
-            errno = ENOMEM;
-            return NULL;
-        }
-    }
-    entry.requested = size;
-    /* A block aligned beyond a page starts where bw_large_map put it, on
-     * its alignment; it ends at the guard if its size is whole pages. */
-    entry.right_aligned = right;
-    if (alignment <= BW_PAGE_SIZE) {
-#if BW_LARGE_QUARANTINE
-        /* A larger cached mapping: the block takes its last pages, so that
-         * it still ends at the trailing guard. */
-        uintptr_t first = bw_large_region_end(&entry) - user_bytes;
-#else
-        uintptr_t first = entry.map_base + BW_PAGE_SIZE;
-#endif
-        bw_large_place(&entry, first, size, user_alignment, right);
-    }
-#if BW_LARGE_QUARANTINE
-    /* ... and the pages in front of it become guards too, so an underflow
-     * still faults at once. (A parked mapping is guarded whole and
-     * unguarded whole, so they go with it.) */
-    uintptr_t first_page = entry.user & ~(uintptr_t)(BW_PAGE_SIZE - 1);
-    if (first_page > entry.map_base + BW_PAGE_SIZE &&
-        !bw_os_guard((void *)(entry.map_base + BW_PAGE_SIZE),
-                     first_page - entry.map_base - BW_PAGE_SIZE)) {
-        bw_os_release((void *)entry.map_base, entry.map_size);
+    if (!ok) {
         errno = ENOMEM;
         return NULL;
     }
-#endif
-    /* calloc needs zeros. The hardened profiles never hand out a freed
-     * block's bytes (their cached mappings all came out of the quarantine):
-     * a parked mapping of locked memory keeps them (bw_os_unguard could not
-     * discard its pages), so it is cleared from the block's first page. */
-    if (!zeroed && (zero || BW_LARGE_QUARANTINE)) {
-        uintptr_t from = entry.user & ~(uintptr_t)(BW_PAGE_SIZE - 1);
-        memset((void *)from, 0, bw_large_region_end(&entry) - from);
+    uintptr_t end = c.ext_base + c.ext_size;
+    bool zeroed = !c.dirty;
+#if BW_LARGE_QUARANTINE
+    /* The body was inaccessible: make it accessible. A kept body has its
+     * earlier owner's bytes (cleared below); guard markers leave zeros;
+     * locked pages guarded by mprotect may keep an earlier owner's bytes
+     * (BW_UNGUARD_STALE, cleared below). */
+    bw_unguard_t back = bw_extent_open(&c);
+    if (back == BW_UNGUARD_FAILED) {
+        bw_lock(&bw_large_lock);
+        bw_extent_unget(&c);
+        bw_unlock(&bw_large_lock);
+        errno = ENOMEM;
+        return NULL;
     }
-    entry.canary = BW_CANARY ? bw_large_random() : 0;
+    zeroed = back == BW_UNGUARD_ZERO;
+#endif
+    bw_large_entry_t entry = {0, c.ext_base, c.ext_size, size, 0, c.node, false, c.lead_marker};
+    bw_large_place(&entry, c.body, size, user_alignment, right);
+    /* calloc needs zeros; the hardened profiles never hand out a freed
+     * block's bytes. */
+    if (!zeroed && (zero || BW_LARGE_QUARANTINE)) memset((void *)c.body, 0, end - c.body);
+    entry.canary = BW_CANARY ? bw_large_canary_draw() : 0;
     bw_large_canary_write(&entry);
 
     bw_lock(&bw_large_lock);
     if (!bw_table_reserve_one()) {
+        bw_extent_t x = {.base = c.ext_base,
+                         .size = c.ext_size,
+                         .node = c.node,
+                         .dirty = true,
+                         .lead_marker = c.lead_marker};
+#if BW_LARGE_QUARANTINE
+        bw_extent_seal(&x);
+#endif
+        c.dirty = x.dirty;
+        c.kept = x.kept;
+        bw_extent_unget(&c);
         bw_unlock(&bw_large_lock);
-        bw_os_release((void *)entry.map_base, entry.map_size);
         errno = ENOMEM;
         return NULL;
     }
     bw_table_put(bw_table, bw_table_capacity, &entry);
     bw_counter_set(&bw_table_count, bw_table_count + 1);
-    bw_counter_set(&bw_large_in_use_bytes, bw_large_in_use_bytes + entry.map_size);
+    bw_counter_set(&bw_large_in_use_bytes, bw_large_in_use_bytes + entry.ext_size);
     bw_unlock(&bw_large_lock);
-
     return (void *)entry.user;
 }
 
@@ -394,6 +875,11 @@ static bool bw_freed_recently(uintptr_t user) {
     return false;
 }
 
+static void bw_freed_remember(uintptr_t user) {
+    bw_freed_history[bw_freed_history_next] = user;
+    bw_freed_history_next = (bw_freed_history_next + 1) % BW_LARGE_FREED_HISTORY;
+}
+
 /* Report a pointer that is not a live large allocation; lock held. */
 __attribute__((noreturn)) static void bw_large_bad_pointer(uintptr_t user, const char *freed_class,
                                                            const char *invalid_class,
@@ -401,6 +887,27 @@ __attribute__((noreturn)) static void bw_large_bad_pointer(uintptr_t user, const
     bool twice = bw_freed_recently(user);
     bw_unlock(&bw_large_lock);
     bw_fatal(twice ? freed_class : invalid_class, (void *)user, BW_INFO_NONE, 0, function);
+}
+
+/* A freed extent goes back: with a large quarantine (its body guarded by
+ * the caller) into the FIFO, whose oldest extent becomes free; otherwise
+ * free at once, accessible and dirty. Lock held. */
+static void bw_extent_release(bw_extent_t x) {
+    x.freed_at_ms = bw_os_now_ms();
+#if BW_LARGE_QUARANTINE
+    bw_counter_set(&bw_free_bytes, bw_free_bytes + x.size);
+    if (bw_fifo_count < BW_LARGE_QUARANTINE) {
+        bw_fifo[(bw_fifo_head + bw_fifo_count++) % BW_LARGE_QUARANTINE] = x;
+        return;
+    }
+    bw_extent_t oldest = bw_fifo[bw_fifo_head];
+    bw_fifo[bw_fifo_head] = x;
+    bw_fifo_head = (bw_fifo_head + 1) % BW_LARGE_QUARANTINE;
+    bw_counter_set(&bw_free_bytes, bw_free_bytes - oldest.size);
+    bw_free_put(oldest, true);
+#else
+    bw_free_put(x, false);
+#endif
 }
 
 /* Free a large block, checking the size and alignment a sized or aligned
@@ -421,89 +928,54 @@ bool bw_large_free(void *ptr, size_t size, size_t alignment, const char *functio
     bw_large_entry_t entry = *slot;
     if (alignment && (user & (alignment - 1))) {
         bw_unlock(&bw_large_lock);
-        bw_fatal("free alignment mismatch", ptr, BW_INFO_MAPPING, entry.map_size, function);
+        bw_fatal("free alignment mismatch", ptr, BW_INFO_MAPPING, entry.ext_size + BW_PAGE_SIZE,
+                 function);
     }
-    /* A sized free may name anything from the request (rounded to its page)
-     * up to the usable size, which a reused cached mapping can make larger
-     * (CONVENTIONS trap 16: allow for page rounding). */
+    /* A sized free must name the request (which an in-place realloc
+     * updates, so also the size of the last realloc, C23) or a size up to
+     * the usable size (jemalloc's sdallocx contract, for programs that use
+     * malloc_usable_size): never less than the request, whatever page
+     * rounding leaves room for. */
     size_t usable = bw_large_usable(&entry);
-    if (size && (size > usable ||
-                 bw_page_round(size) < bw_page_round(entry.requested ? entry.requested : 1))) {
+    if (size && (size < entry.requested || size > usable)) {
         bw_unlock(&bw_large_lock);
-        bw_fatal("free size mismatch", ptr, BW_INFO_MAPPING, entry.map_size, function);
+        bw_fatal("free size mismatch", ptr, BW_INFO_MAPPING, entry.ext_size + BW_PAGE_SIZE,
+                 function);
     }
     if (!bw_large_canary_ok(&entry)) {
         bw_unlock(&bw_large_lock);
-        bw_fatal("heap overflow", ptr, BW_INFO_MAPPING, entry.map_size, function);
+        bw_fatal("heap overflow", ptr, BW_INFO_MAPPING, entry.ext_size + BW_PAGE_SIZE, function);
     }
     bw_table_erase(slot);
-    bw_counter_set(&bw_large_in_use_bytes, bw_large_in_use_bytes - entry.map_size);
-    bw_freed_history[bw_freed_history_next] = user;
-    bw_freed_history_next = (bw_freed_history_next + 1) % BW_LARGE_FREED_HISTORY;
-
-    bool zeroed = false;
+    bw_counter_set(&bw_large_in_use_bytes, bw_large_in_use_bytes - entry.ext_size);
+    bw_freed_remember(user);
+    bw_extent_t x = {.base = entry.ext_base,
+                     .size = entry.ext_size,
+                     .node = entry.node,
+                     .dirty = true,
+                     .lead_marker = entry.lead_marker};
 #if BW_LARGE_QUARANTINE
-    /* Make the freed block inaccessible and park it; the oldest parked
-     * mapping comes back (guards removed, contents zero unless the pages
-     * are locked) into the cache. */
     bw_unlock(&bw_large_lock);
-    if (!bw_os_guard((void *)(entry.map_base + BW_PAGE_SIZE), entry.map_size - 2 * BW_PAGE_SIZE)) {
-        bw_os_release((void *)entry.map_base, entry.map_size);
-        return true;
-    }
-    bw_lock(&bw_large_lock);
-    bw_large_cached_t parked = {entry.map_base, entry.map_size, 0, true};
-    bool have_oldest = bw_fifo_count == BW_LARGE_QUARANTINE;
-    bw_large_cached_t from_fifo = bw_fifo[bw_fifo_head];
-    bw_fifo[(bw_fifo_head + bw_fifo_count) % BW_LARGE_QUARANTINE] = parked;
-    if (have_oldest)
-        bw_fifo_head = (bw_fifo_head + 1) % BW_LARGE_QUARANTINE;
-    else
-        bw_fifo_count++;
-    bw_unlock(&bw_large_lock);
-    if (!have_oldest) return true;
-    bw_unguard_t back = bw_os_unguard((void *)(from_fifo.map_base + BW_PAGE_SIZE),
-                                      from_fifo.map_size - 2 * BW_PAGE_SIZE);
-    if (back == BW_UNGUARD_FAILED) {
-        bw_os_release((void *)from_fifo.map_base, from_fifo.map_size);
-        return true;
-    }
-    entry.map_base = from_fifo.map_base;
-    entry.map_size = from_fifo.map_size;
-    entry.user = from_fifo.map_base + BW_PAGE_SIZE;
-    zeroed = back == BW_UNGUARD_ZERO;
+    bw_extent_seal(&x);
     bw_lock(&bw_large_lock);
 #endif
-    /* Cache the mapping; evict the oldest entry if the cache is full. */
-    bw_large_cached_t evicted = {0, 0, 0, false};
-    bool cached = false;
-    if (entry.map_size <= BW_LARGE_CACHE_BYTES / 4 && (entry.map_base & (BW_PAGE_SIZE - 1)) == 0) {
-        if (bw_cache_count == BW_LARGE_CACHE_ENTRIES ||
-            bw_cache_bytes + entry.map_size > BW_LARGE_CACHE_BYTES) {
-            size_t oldest = 0;
-            for (size_t i = 1; i < bw_cache_count; i++)
-                if (bw_cache[i].freed_at_ms < bw_cache[oldest].freed_at_ms) oldest = i;
-            if (bw_cache_count) {
-                evicted = bw_cache[oldest];
-                bw_counter_set(&bw_cache_bytes, bw_cache_bytes - evicted.map_size);
-                bw_cache[oldest] = bw_cache[--bw_cache_count];
-            }
-        }
-        if (bw_cache_count < BW_LARGE_CACHE_ENTRIES &&
-            bw_cache_bytes + entry.map_size <= BW_LARGE_CACHE_BYTES) {
-            bw_cache[bw_cache_count++] =
-                (bw_large_cached_t){entry.map_base, entry.map_size, bw_os_now_ms(), zeroed};
-            bw_counter_set(&bw_cache_bytes, bw_cache_bytes + entry.map_size);
-            cached = true;
-        }
+    bw_extent_release(x);
+#if !BW_LARGE_QUARANTINE
+    /* A region of a block's own goes at once, as glibc unmaps a chunk it
+     * mapped: hundreds of MiB are not kept for the decay. */
+    size_t r = bw_region_of_whole(&x);
+    if (r < bw_region_count && bw_regions[r].size != BW_LARGE_REGION_SIZE) {
+        bw_free_remove_at(bw_free_search(x.base));
+        bw_extent_total--;
+        bw_region_release(r);
     }
+#endif
+    bw_large_decay_maybe();
     bw_unlock(&bw_large_lock);
-    if (evicted.map_size) bw_os_release((void *)evicted.map_base, evicted.map_size);
-    if (!cached) bw_os_release((void *)entry.map_base, entry.map_size);
     return true;
 }
 
-/* Usable bytes of a live large block: the whole user part of the mapping. */
+/* Usable bytes of a live large block. */
 size_t bw_large_usable_size(const void *ptr, const char *function) {
     uintptr_t user = (uintptr_t)ptr;
     bw_lock(&bw_large_lock);
@@ -514,9 +986,131 @@ size_t bw_large_usable_size(const void *ptr, const char *function) {
     return usable;
 }
 
-/* In-place realloc when the new size fits and still fills at least half of
- * the mapping (a right-aligned block cannot grow: its end is the guard);
- * NULL means "move it" (the caller copies). */
+/* Grow a block in place into the free extent right after it: its body
+ * takes the extent's guard page and as many pages as the new size and
+ * half as much again of room need (or what there is), and the trailing
+ * guard moves to the new end: one system call with a large quarantine
+ * (unguard the pages taken; the rest was guarded), one or two otherwise.
+ * Lock held. */
+static bool bw_large_grow_in_place(bw_large_entry_t *e, size_t size) {
+    uintptr_t end = bw_large_region_end(e);
+    size_t i = bw_free_search(end);
+    if (i == bw_free_count || bw_free[i].base != end) return false;
+    uintptr_t x_end = bw_free[i].base + bw_free[i].size;
+    size_t room = size / 2;
+    if (size > x_end - e->user) return false;
+    uintptr_t need_end = bw_page_round(e->user + size + BW_LARGE_CANARY_ROOM);
+    if (need_end > x_end) return false;
+    /* Room as bw_large_alloc_for_growth gives, where there is as much. */
+    uintptr_t new_end = room <= x_end - need_end
+                            ? bw_page_round(e->user + size + room + BW_LARGE_CANARY_ROOM)
+                            : x_end;
+    if (new_end > x_end) new_end = x_end;
+    size_t rest = x_end - new_end;
+    bool split = BW_LARGE_QUARANTINE
+                     ? rest != 0
+                     : rest >= 2 * BW_PAGE_SIZE && rest > (new_end - e->ext_base) / 4;
+    if (!split) new_end = x_end;
+#if BW_LARGE_QUARANTINE
+    /* A kept extent: its leading page may be a guard marker, its body is
+     * inaccessible by mprotect. */
+    bw_unguard_t back = bw_os_unguard(
+        (void *)end, bw_free[i].kept && !bw_free[i].marked ? BW_PAGE_SIZE : new_end - end);
+    if (back != BW_UNGUARD_FAILED && bw_free[i].kept)
+        back = bw_os_commit((void *)end, new_end - end)
+                   ? (bw_free[i].dirty ? BW_UNGUARD_STALE : back)
+                   : BW_UNGUARD_FAILED;
+    if (back == BW_UNGUARD_FAILED) return false;
+    if (back == BW_UNGUARD_STALE) memset((void *)end, 0, new_end - end);
+#else
+    if (bw_os_unguard((void *)end, BW_PAGE_SIZE) == BW_UNGUARD_FAILED) return false;
+    if (split && !bw_os_guard((void *)new_end, BW_PAGE_SIZE)) {
+        split = false;
+        new_end = x_end;
+    }
+#endif
+    bw_extent_t x = bw_free_remove_at(i);
+    if (split) {
+        x.lead_marker = !x.kept || x.marked;
+        x.base = new_end;
+        x.size = x_end - new_end;
+        bw_free_put(x, false);
+    } else {
+        bw_extent_total--;
+    }
+    bw_counter_set(&bw_large_in_use_bytes, bw_large_in_use_bytes + (new_end - end));
+    e->ext_size = new_end - e->ext_base;
+    e->requested = size;
+    bw_large_canary_write(e);
+    return true;
+}
+
+/* Move a big block by moving its pages: mremap into a region of its own
+ * (so the moved pages, a VMA of their own, go when it is freed), then
+ * fresh pages mapped back over the old body, or the old region unmapped if
+ * the block had it to itself. No byte is copied and no page faulted in.
+ * Returns the new address, NULL to copy instead. Lock held. */
+static void *bw_large_move(bw_large_entry_t *slot, size_t size) {
+    bw_large_entry_t e = *slot;
+    uintptr_t old_body = e.ext_base + BW_PAGE_SIZE;
+    size_t old_len = e.ext_size - BW_PAGE_SIZE, offset = e.user - old_body;
+    size_t room = size / 2;
+    if (offset >= BW_PAGE_SIZE || size > PTRDIFF_MAX / 2 || !bw_table_reserve_one()) return NULL;
+    size_t body = bw_page_round(offset + size + room + BW_LARGE_CANARY_ROOM);
+    bw_carved_t c;
+    if (body <= old_len || !bw_extent_get(body, BW_PAGE_SIZE, bw_large_node(), true, &c))
+        return NULL;
+#if BW_LARGE_QUARANTINE
+    /* The pages past the moved ones were guarded with the rest. */
+    size_t tail = c.ext_base + c.ext_size - c.body - old_len;
+    if (bw_os_unguard((void *)(c.body + old_len), tail) == BW_UNGUARD_FAILED) {
+        bw_extent_unget(&c);
+        return NULL;
+    }
+#endif
+    bw_extent_t old = {
+        .base = e.ext_base, .size = e.ext_size, .node = e.node, .lead_marker = e.lead_marker};
+    size_t old_region = bw_region_of_whole(&old);
+    bool alone = old_region < bw_region_count;
+    if (!bw_os_move_pages((void *)old_body, old_len, (void *)c.body, !alone)) {
+#if BW_LARGE_QUARANTINE
+        bw_os_guard((void *)(c.body + old_len), tail);
+#endif
+        bw_extent_unget(&c);
+        return NULL;
+    }
+    bw_table_erase(slot);
+    bw_freed_remember(e.user);
+    bw_counter_set(&bw_large_in_use_bytes, bw_large_in_use_bytes - e.ext_size + c.ext_size);
+    e.user = c.body + offset;
+    e.ext_base = c.ext_base;
+    e.ext_size = c.ext_size;
+    e.node = c.node;
+    e.lead_marker = c.lead_marker;
+    e.right_aligned = false;
+    e.requested = size;
+    bw_large_canary_write(&e);
+    bw_table_put(bw_table, bw_table_capacity, &e);
+    bw_counter_set(&bw_table_count, bw_table_count + 1);
+    if (alone) {
+        bw_region_release(old_region);
+        bw_extent_total--;
+    } else {
+        /* Fresh zero pages now, sealed like any freed body. */
+#if BW_LARGE_QUARANTINE
+        bw_extent_seal(&old);
+#endif
+        bw_extent_release(old);
+    }
+    return (void *)e.user;
+}
+
+/* realloc of a large block without copying where it can be: in place when
+ * the new size fits and still fills at least half of the body (a
+ * right-aligned block cannot grow: its end is the guard), grown into the
+ * free extent that follows, or moved by mremap when the new size needs a
+ * region of its own. Returns the block's address, NULL to have the caller
+ * move it by copying. */
 void *bw_large_realloc(void *ptr, size_t size) {
     uintptr_t user = (uintptr_t)ptr;
     bw_lock(&bw_large_lock);
@@ -524,7 +1118,7 @@ void *bw_large_realloc(void *ptr, size_t size) {
     if (!slot) bw_large_bad_pointer(user, "double free", "invalid free", "realloc");
     if (!bw_large_canary_ok(slot)) {
         bw_unlock(&bw_large_lock);
-        bw_fatal("heap overflow", ptr, BW_INFO_MAPPING, slot->map_size, "realloc");
+        bw_fatal("heap overflow", ptr, BW_INFO_MAPPING, slot->ext_size + BW_PAGE_SIZE, "realloc");
     }
     size_t capacity = bw_large_capacity(slot);
     void *result = NULL;
@@ -534,37 +1128,37 @@ void *bw_large_realloc(void *ptr, size_t size) {
     bool fits = slot->right_aligned
                     ? size <= slot->requested && (!BW_EXACT_SIZE || capacity - size < 16)
                     : size <= capacity;
-    if (fits && size > capacity / 2 && size > BW_SMALL_MAX) {
+    if (bw_request_is_small(size)) {
+        /* moves to a slab */
+    } else if (fits && size > capacity / 2) {
         slot->requested = size;
         bw_large_canary_write(slot); /* after the new end */
         result = ptr;
+    } else if (size > capacity && !slot->right_aligned && bw_free_reserve() &&
+               bw_large_grow_in_place(slot, size)) {
+        result = ptr;
+    } else if (size > capacity &&
+               BW_PAGE_SIZE + bw_page_round(size + size / 2) > BW_LARGE_DEDICATED_MIN) {
+        result = bw_large_move(slot, size);
     }
     bw_unlock(&bw_large_lock);
     return result;
 }
 
-/* Unmap every cached mapping; returns the bytes released. */
+/* Give back every free or quarantined extent's pages and every region free
+ * whole (the quarantine keeps its extents); returns the bytes. */
 size_t bw_large_trim(void) {
-    bw_large_cached_t victims[BW_LARGE_CACHE_ENTRIES];
-    size_t count, bytes = 0;
     bw_lock(&bw_large_lock);
-    count = bw_cache_count;
-    memcpy(victims, bw_cache, count * sizeof victims[0]);
-    bw_cache_count = 0;
-    bw_counter_set(&bw_cache_bytes, 0);
+    size_t released = bw_large_decay(bw_os_now_ms(), true);
     bw_unlock(&bw_large_lock);
-    for (size_t i = 0; i < count; i++) {
-        bw_os_release((void *)victims[i].map_base, victims[i].map_size);
-        bytes += victims[i].map_size;
-    }
-    return bytes;
+    return released;
 }
 
 /* Takes no lock (async-signal safe): each counter is read whole, the three
  * together may be from moments a free or malloc apart. */
 void bw_large_stats(size_t *in_use, size_t *cached, size_t *count) {
     *in_use = __atomic_load_n(&bw_large_in_use_bytes, __ATOMIC_RELAXED);
-    *cached = __atomic_load_n(&bw_cache_bytes, __ATOMIC_RELAXED);
+    *cached = __atomic_load_n(&bw_free_bytes, __ATOMIC_RELAXED);
     *count = __atomic_load_n(&bw_table_count, __ATOMIC_RELAXED);
 }
 

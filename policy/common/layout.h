@@ -47,14 +47,27 @@
 #define BW_PURGE_DELAY_MS 250
 #endif
 
-/* Freed large mappings kept for reuse: stops a malloc/free loop of 64 KiB-
- * 1 MiB blocks from costing an mmap+munmap per call; costs up to this much
- * resident memory until purged. */
+/* Large blocks are carved from regions of this much address space (large.c);
+ * a block whose extent is above a quarter of it gets a region of its own,
+ * which realloc moves with mremap instead of copying. */
+#ifndef BW_LARGE_REGION_SIZE
+#define BW_LARGE_REGION_SIZE ((size_t)64 << 20)
+#endif
+
+/* Freed large memory stays committed for reuse this long, then MADV_DONTNEED
+ * gives it back (checked on large malloc/free; malloc_trim(0) at once).
+ * jemalloc's dirty_decay_ms defaults to 10 s; large pages are worth more
+ * resident memory than a slab's, so 2 s: the RSS kept is what the program
+ * freed in the last 2 s, and a workload that reuses its big buffers more
+ * often than that faults no page in again. */
+#ifndef BW_LARGE_DECAY_MS
+#define BW_LARGE_DECAY_MS 2000u
+#endif
+
+/* Rounds of large malloc/free the tests run to cycle freed blocks through
+ * reuse (tests/lib/bw_workload.c, tests/security/test_info_leak.c). */
 #ifndef BW_LARGE_CACHE_ENTRIES
 #define BW_LARGE_CACHE_ENTRIES 16
-#endif
-#ifndef BW_LARGE_CACHE_BYTES
-#define BW_LARGE_CACHE_BYTES (64u << 20)
 #endif
 
 /* Recently freed large blocks remembered so that freeing one again reports a

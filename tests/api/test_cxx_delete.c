@@ -90,6 +90,28 @@ static void test_sized_aligned_delete_wrong_size(void **state) {
     _ZdlPvmSt11align_val_t(c.p, 64, 64);
 }
 
+/* A sized delete of a large block must name its request (or a size up to
+ * the usable size): one a few bytes short is fatal although it rounds to
+ * the same pages. The 16,384-byte case of issue 12 (large where the canary
+ * room makes it so; a small block accepts what rounds to its class), and a
+ * request of whole pages that is large whatever the small/large threshold. */
+static void test_sized_aligned_delete_short_size_large(void **state) {
+    (void)state;
+    const size_t sizes[] = {BW_TEST_SMALL_MAX + 4 * 4096, 16384};
+    size_t count = 16384 + BW_TEST_CANARY_BYTES > BW_TEST_SMALL_MAX ? 2 : 1;
+    for (size_t i = 0; i < count; i++) {
+        struct call c = {_ZnwmSt11align_val_t(sizes[i], 8192), sizes[i] - 10, 8192};
+        assert_non_null(c.p);
+        bw_expect_death_at(sized_aligned_delete, &c, "free size mismatch", "operator delete", c.p);
+        c.size = sizes[i] - 4096; /* a whole page short */
+        bw_expect_death_at(sized_aligned_delete, &c, "free size mismatch", "operator delete", c.p);
+        _ZdlPvmSt11align_val_t(c.p, sizes[i], 8192);
+    }
+    struct call c = {_Znwm(BW_TEST_SMALL_MAX + 5000), BW_TEST_SMALL_MAX + 4999, 0};
+    bw_expect_death_at(sized_delete, &c, "free size mismatch", "operator delete", c.p);
+    _ZdlPvm(c.p, BW_TEST_SMALL_MAX + 5000);
+}
+
 static void test_double_delete(void **state) {
     (void)state;
     struct call c = {_Znwm(48), 48, 0};
@@ -115,6 +137,7 @@ int main(void) {
         cmocka_unit_test(test_sized_array_delete_wrong_size),
         cmocka_unit_test(test_aligned_delete_wrong_alignment),
         cmocka_unit_test(test_sized_aligned_delete_wrong_size),
+        cmocka_unit_test(test_sized_aligned_delete_short_size_large),
         cmocka_unit_test(test_double_delete),
         cmocka_unit_test(test_matching_sizes_accepted),
     };

@@ -11,7 +11,9 @@
  *    block, or just before its first page, kills the process with SIGSEGV
  *    (a guard page, not a check that aborts), also for aligned blocks, blocks
  *    reused from the cache, blocks resized by realloc and blocks inherited
- *    across fork. */
+ *    across fork;
+ *  - freed_memory_decays: freed large memory is given back to the kernel
+ *    BW_LARGE_DECAY_MS after its free, at the next large malloc or free. */
 /* cmocka.h needs these first */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -361,16 +363,43 @@ static void guard_pages(void **state) {
                   sizeof(cases) / sizeof(cases[0]));
 }
 
+/* ------------------------------------------------------------- decay */
+
+/* Freed large memory stays committed for reuse, then goes back to the
+ * kernel once it has been free for BW_LARGE_DECAY_MS (2 s), checked on the
+ * next large malloc or free: 96 MiB of touched blocks, freed, are still
+ * resident at once and gone after the decay and one large malloc/free. */
+#define DECAY_BLOCKS     24u
+#define DECAY_BLOCK_SIZE (4 * MiB)
+
+static void freed_memory_decays(void **state) {
+    static void *blocks[DECAY_BLOCKS];
+    for (unsigned i = 0; i < DECAY_BLOCKS; i++) {
+        blocks[i] = malloc(DECAY_BLOCK_SIZE);
+        assert_non_null(blocks[i]);
+        memset(blocks[i], 0x77, DECAY_BLOCK_SIZE);
+    }
+    size_t rss_live = bw_test_rss_bytes();
+    for (unsigned i = 0; i < DECAY_BLOCKS; i++) free(blocks[i]);
+    size_t rss_freed = bw_test_rss_bytes();
+    usleep(2600 * 1000);     /* BW_LARGE_DECAY_MS and some */
+    free(malloc(100 * KiB)); /* a large slow path runs the decay */
+    size_t rss_decayed = bw_test_rss_bytes();
+    print_message("decay: rss %zu MiB live, %zu MiB freed, %zu MiB after 2.6 s\n", rss_live / MiB,
+                  rss_freed / MiB, rss_decayed / MiB);
+    print_large_stats("decay: after");
+    assert_true(rss_decayed + 64 * MiB <= rss_live);
+}
+
 int main(void) {
     if (!bw_is_bulwark_loaded()) {
         fprintf(stderr, "test_large: malloc is not bulwark's; refusing to test glibc\n");
         return 1;
     }
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(cache_bounds_mappings),
-        cmocka_unit_test(many_live_large_blocks),
-        cmocka_unit_test(large_alignments),
-        cmocka_unit_test(guard_pages),
+        cmocka_unit_test(cache_bounds_mappings), cmocka_unit_test(many_live_large_blocks),
+        cmocka_unit_test(large_alignments),      cmocka_unit_test(guard_pages),
+        cmocka_unit_test(freed_memory_decays),
     };
     bw_test_filters_from_env(); /* tests/stress/mlockall.sh runs guard_pages alone */
     return cmocka_run_group_tests(tests, NULL, NULL);
