@@ -12,11 +12,16 @@
  * page with small blocks or another block. A live block's body is
  * accessible. A free extent's body is accessible in the profiles without a
  * large quarantine, so that reusing it costs no system call; with
- * BW_LARGE_QUARANTINE it is guarded whole (a use after free faults), which
- * also makes splitting and coalescing free extents cost nothing: one system
- * call guards a block's body when it is freed, one unguards the body of the
- * next block carved there, and guard markers zap the pages, so the next
- * owner sees zeros and no byte of the last one.
+ * BW_LARGE_QUARANTINE it is inaccessible whole (a use after free faults),
+ * which also makes splitting and coalescing free extents cost nothing: one
+ * mprotect makes a block's body inaccessible when it is freed, keeping its
+ * pages ("kept"), and one opens the body of the next block carved there,
+ * which memset clears before it is handed out, so no byte of an earlier
+ * owner is ever visible. Measured on this project's 2-core KVM machine,
+ * that costs about 0.2 ms per 2 MiB block against 1.3-1.7 ms for guard
+ * markers (which discard the pages) and faulting the pages in again; blocks
+ * above 16 MiB, and kept extents the decay reaches, are guarded by markers
+ * instead, so their pages go back to the kernel.
  *
  * Live blocks are found in an open-addressing table keyed by the user
  * address (the ownership check of a free is O(1) and reads no user memory);
