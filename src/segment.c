@@ -379,6 +379,7 @@ static size_t bw_pool_purge(bw_node_pool_t *pool, uint64_t now, bool force) {
         unsigned count = bw_pool_purge_take(pool, now, force, runs);
         bw_unlock(&pool->lock);
         if (count == 0) return purged;
+        bool refused = false;
         for (unsigned i = 0; i < count; i++) {
             size_t seg_index = (size_t)(runs[i].seg - bw_layout.segments);
             unsigned start = (unsigned)__builtin_ctzll(runs[i].run);
@@ -387,12 +388,19 @@ static size_t bw_pool_purge(bw_node_pool_t *pool, uint64_t now, bool force) {
                 bw_os_decommit((void *)(bw_layout.arena_base + (seg_index << BW_SEGMENT_SHIFT) +
                                         ((uintptr_t)start << BW_SLAB_SHIFT)),
                                bytes);
-            if (runs[i].clean) purged += bytes;
+            if (runs[i].clean)
+                purged += bytes;
+            else
+                refused = true;
         }
         bw_lock(&pool->lock);
         bw_pool_purge_give(pool, runs, count, now);
         bw_unlock(&pool->lock);
-        if (count < BW_PURGE_BATCH) return purged;
+        /* A refusal (locked memory, a seccomp policy) comes back dirty, and
+         * a forced purge would take it again in the next batch: stop, or a
+         * locked process with more than a batch of free runs loops here for
+         * ever (it did, once spans made runs many: test_mlockall). */
+        if (count < BW_PURGE_BATCH || refused) return purged;
     }
 }
 

@@ -383,7 +383,7 @@ static void freed_memory_decays(void **state) {
     for (unsigned i = 0; i < DECAY_BLOCKS; i++) free(blocks[i]);
     size_t rss_freed = bw_test_rss_bytes();
     usleep(2600 * 1000);     /* BW_LARGE_DECAY_MS and some */
-    free(malloc(100 * KiB)); /* a large slow path runs the decay */
+    free(malloc(200 * KiB)); /* a large slow path runs the decay (above BW_SMALL_MAX) */
     size_t rss_decayed = bw_test_rss_bytes();
     print_message("decay: rss %zu MiB live, %zu MiB freed, %zu MiB after 2.6 s\n", rss_live / MiB,
                   rss_freed / MiB, rss_decayed / MiB);
