@@ -365,6 +365,14 @@ void *bw_os_map(size_t size) {
     return p == MAP_FAILED ? NULL : p;
 }
 
+/* Whether the page at addr is resident. Right after bw_os_map it can only
+ * be because the process locks its future mappings (mlockall MCL_FUTURE),
+ * which populates and locks every new mapping whole. */
+bool bw_os_page_resident(void *addr) {
+    unsigned char vec = 0;
+    return mincore(addr, BW_PAGE_SIZE, &vec) == 0 && (vec & 1);
+}
+
 /* Move the pages of [from, from+size) to `to` (mremap MREMAP_FIXED: page
  * table entries move, no byte is copied) and map fresh zero pages back
  * over `from` unless the caller unmaps it (remap_source false). False when
