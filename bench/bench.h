@@ -132,4 +132,36 @@ static inline long bench_status_kb(const char *field) {
     return kb;
 }
 
+/* A block whose every page is tagged (large.c, window.c): each page's first
+ * word and the block's last word hold a tag of (id, offset), written by
+ * bench_paged_fill and checked by bench_paged_check_and_free, so every page
+ * is touched once as a program filling a buffer would, and a block that
+ * changed under the program fails the run. */
+#define BENCH_PAGE 4096
+typedef struct {
+    uint64_t *block;
+    size_t size; /* a multiple of 16 */
+    uint64_t id;
+} bench_paged_block;
+
+static inline void bench_paged_fill(bench_paged_block *b, uint64_t id, size_t size) {
+    b->block = bench_nonnull(malloc(size), size);
+    b->size = size;
+    b->id = id;
+    for (size_t offset = 0; offset + 8 <= size; offset += BENCH_PAGE)
+        b->block[offset / 8] = bench_tag_value(id, offset);
+    /* and the last word, which is rarely on a page boundary */
+    b->block[size / 8 - 1] = bench_tag_value(id, size);
+}
+
+static inline void bench_paged_check_and_free(bench_paged_block *b) {
+    for (size_t offset = 0; offset + 8 <= b->size; offset += BENCH_PAGE)
+        BENCH_CHECK(b->block[offset / 8] == bench_tag_value(b->id, offset),
+                    "block %llu (%zu bytes) changed at offset %zu", (unsigned long long)b->id,
+                    b->size, offset);
+    BENCH_CHECK(b->block[b->size / 8 - 1] == bench_tag_value(b->id, b->size),
+                "block %llu (%zu bytes) changed at its end", (unsigned long long)b->id, b->size);
+    free(b->block);
+}
+
 #endif

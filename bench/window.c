@@ -15,34 +15,6 @@
 
 #define MIN_SIZE (64 * 1024)
 #define MAX_SIZE (8 * 1024 * 1024)
-#define PAGE     4096
-
-typedef struct {
-    uint64_t *block;
-    size_t size;
-    uint64_t id;
-} window_block;
-
-static void fill(window_block *entry, uint64_t id, size_t size) {
-    entry->block = bench_nonnull(malloc(size), size);
-    entry->size = size;
-    entry->id = id;
-    for (size_t offset = 0; offset + 8 <= size; offset += PAGE)
-        entry->block[offset / 8] = bench_tag_value(id, offset);
-    /* and the last word, which is rarely on a page boundary */
-    entry->block[size / 8 - 1] = bench_tag_value(id, size);
-}
-
-static void check_and_free(window_block *entry) {
-    for (size_t offset = 0; offset + 8 <= entry->size; offset += PAGE)
-        BENCH_CHECK(entry->block[offset / 8] == bench_tag_value(entry->id, offset),
-                    "block %llu (%zu bytes) changed at offset %zu", (unsigned long long)entry->id,
-                    entry->size, offset);
-    BENCH_CHECK(entry->block[entry->size / 8 - 1] == bench_tag_value(entry->id, entry->size),
-                "block %llu (%zu bytes) changed at its end", (unsigned long long)entry->id,
-                entry->size);
-    free(entry->block);
-}
 
 /* A multiple of 16, so that the end word is never also a page's first word. */
 static size_t random_size(bench_rng *rng) {
@@ -53,21 +25,21 @@ int main(int argc, char **argv) {
     long replacements = bench_arg(argc, argv, 1, 2000);
     long live = bench_arg(argc, argv, 2, 4);
 
-    window_block *window = bench_nonnull(calloc(live, sizeof *window), live * sizeof *window);
+    bench_paged_block *window = bench_nonnull(calloc(live, sizeof *window), live * sizeof *window);
     bench_rng rng = {1978};
     uint64_t total_bytes = 0, ops = 1;
-    for (long i = 0; i < live; i++) fill(&window[i], (uint64_t)i, random_size(&rng));
+    for (long i = 0; i < live; i++) bench_paged_fill(&window[i], (uint64_t)i, random_size(&rng));
     ops += (uint64_t)live;
     for (long step = 0; step < replacements; step++) {
         /* The oldest block goes: blocks leave in the order they came. */
-        window_block *oldest = &window[step % live];
-        check_and_free(oldest);
+        bench_paged_block *oldest = &window[step % live];
+        bench_paged_check_and_free(oldest);
         size_t size = random_size(&rng);
-        fill(oldest, (uint64_t)(live + step), size);
+        bench_paged_fill(oldest, (uint64_t)(live + step), size);
         total_bytes += size;
         ops++;
     }
-    for (long i = 0; i < live; i++) check_and_free(&window[i]);
+    for (long i = 0; i < live; i++) bench_paged_check_and_free(&window[i]);
     free(window);
     printf("window replacements=%ld live=%ld bytes=%llu ops=%llu\n", replacements, live,
            (unsigned long long)total_bytes, (unsigned long long)ops);
