@@ -529,5 +529,6 @@ int main(void) {
         cmocka_unit_test(producer_consumer),
         cmocka_unit_test(fork_while_threads_allocate),
     };
+    bw_test_filters_from_env(); /* tests/stress/mlockall.sh runs one test alone */
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
