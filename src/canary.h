@@ -4,8 +4,10 @@
  *
  * BW_CANARY: every block's last 8 bytes (room the size class reserves, not
  * part of malloc_usable_size) hold a canary derived from the slab's secret
- * and the block's address. All 64 bits are secret: a byte of any value
- * written past the usable size, a C string's NUL included, changes it.
+ * and the block's address. 63 of its 64 bits are secret and its first byte
+ * is never zero: a byte of any value written past the usable size, a C
+ * string's NUL included, changes it (but for a stray byte equal to the
+ * canary's, one time in 256).
  *
  * BW_EXACT_SIZE adds byte-exact detection: the canary also records the size
  * the program requested,
@@ -35,14 +37,19 @@ BW_INLINE uint64_t *bw_canary_slot(const bw_slab_t *slab, void *block) {
     return (uint64_t *)(void *)((char *)block + slab->block_size - 8);
 }
 
-/* The canary of a block holding a request of `requested` bytes. */
+/* The canary of a block holding a request of `requested` bytes. Its first
+ * byte (the one an off-by-one NUL lands on when there is no slack) has bit
+ * 0 set, so it is never zero: a secret byte would be zero one time in 256
+ * and the NUL would go unseen. That costs one bit of the 64 (or of the 40
+ * bits of tag). */
+#define BW_CANARY_NONZERO 1u
 BW_INLINE uint64_t bw_canary_value(const bw_slab_t *slab, const void *block, uint64_t requested) {
 #if BW_EXACT_SIZE
     uint64_t h = (slab->canary ^ (uintptr_t)block ^ requested) * bw_secrets.canary_mul;
-    return h >> (64 - BW_REQUEST_SHIFT) | requested << BW_REQUEST_SHIFT;
+    return h >> (64 - BW_REQUEST_SHIFT) | requested << BW_REQUEST_SHIFT | BW_CANARY_NONZERO;
 #else
     (void)requested;
-    return slab->canary ^ (uintptr_t)block;
+    return (slab->canary ^ (uintptr_t)block) | BW_CANARY_NONZERO;
 #endif
 }
 

@@ -151,34 +151,37 @@ static void test_small_overflow_at_realloc_and_free_sized(void **state) {
 }
 
 /* A zero byte at p[malloc_usable_size(p)], the terminator a string copy
- * off by one writes. Without BW_EXACT_SIZE that byte is the canary's
- * first, random: one block in 256 has a zero there already, and writing a
- * zero over it changes nothing, so such a block is passed over. */
+ * off by one writes. */
 static void do_write_zero_then_free(void *arg) {
     const struct overflow *op = arg;
     ((volatile char *)bw_launder(op->block))[op->offset] = 0;
     free(op->block);
 }
 
+/* An off-by-one NUL lands on the first byte past the usable size: the
+ * slack pattern's or the canary's first byte, neither ever zero. 2,000
+ * blocks of each size (a secret byte would be zero in about 8 of them)
+ * show it, then one NUL is written and must be reported. */
+#define NUL_PROBE_BLOCKS 2000
 static void test_small_nul_past_usable_size_is_reported(void **state) {
     BW_SKIP_UNLESS(BW_CANARY);
     char info[64];
+    static char *probe[NUL_PROBE_BLOCKS];
     for (size_t i = 0; i < SMALL_REQUEST_COUNT; i++) {
         size_t request = small_requests[i];
-        char *spare[8];
-        size_t spares = 0;
-        char *block = malloc(request);
-        while (block && block[malloc_usable_size(block)] == 0 && spares < 8) {
-            assert_false(BW_EXACT_SIZE); /* the slack pattern is never zero */
-            spare[spares++] = block;
-            block = malloc(request);
+        size_t blocks = request > 4096 ? NUL_PROBE_BLOCKS / 20 : NUL_PROBE_BLOCKS;
+        for (size_t b = 0; b < blocks; b++) {
+            probe[b] = malloc(request);
+            assert_non_null(probe[b]);
+            assert_int_not_equal(probe[b][malloc_usable_size(probe[b])], 0);
         }
+        for (size_t b = 0; b < blocks; b++) free(probe[b]);
+        char *block = malloc(request);
         assert_non_null(block);
         struct overflow op = {block, malloc_usable_size(block), 1, THEN_FREE};
         bw_expect_report(do_write_zero_then_free, &op, "heap overflow", block,
                          bw_info_class(info, sizeof info, BW_TEST_CLASS_FOR(request)), "free");
         free(block);
-        while (spares) free(spare[--spares]);
     }
 }
 
