@@ -141,8 +141,14 @@ $(BUILD)/tests/stress/rlimit_as: tests/stress/rlimit_as.c
 	@mkdir -p $(dir $@)
 	$(CC) $(TEST_CFLAGS) $< -o $@
 
+# The NUMA probe booted in a two-node VM (tests/vm/numa.sh): no cmocka.
+$(BUILD)/tests/vm/numa_probe: tests/vm/numa_probe.c $(AR_LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(TEST_CFLAGS) $< -o $@ $(AR_LIB) $(LIBS)
+
 tests: all $(TEST_BINS) $(TEST_DYN) $(PROGRAM_BINS) $(SHIM_LIBS) $(SMALL_ARENA)/libbulwark.so \
-       $(BUILD)/tests/stress/arena_exhaustion $(BUILD)/tests/stress/rlimit_as
+       $(BUILD)/tests/stress/arena_exhaustion $(BUILD)/tests/stress/rlimit_as \
+       $(BUILD)/tests/vm/numa_probe
 
 # `make check` runs the whole suite once per profile in policy/ (a test of a
 # mechanism the profile turns off reports itself skipped, naming the knob;

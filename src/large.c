@@ -682,15 +682,17 @@ static bool bw_carve_from(size_t i, size_t body, size_t alignment, bw_carved_t *
     return true;
 }
 
-/* Best fit among the free extents, those of the caller's node first
- * (bw_os_bind_node bound their region there). Lock held. */
-static bool bw_carve(size_t body, size_t alignment, unsigned node, bw_carved_t *out) {
+/* Best fit among the free extents of the caller's node (bw_os_bind_node
+ * bound their region there), or with `any_node` among all of them, the
+ * caller's first. Lock held. */
+static bool bw_carve(size_t body, size_t alignment, unsigned node, bool any_node,
+                     bw_carved_t *out) {
     size_t best = SIZE_MAX, best_waste = SIZE_MAX;
     bool best_local = false;
     for (size_t i = 0; i < bw_free_count; i++) {
-        if (!bw_fit(i, body, alignment)) continue;
-        size_t waste = bw_free[i].size - body;
         bool local = bw_free[i].node == node;
+        if ((!local && !any_node) || !bw_fit(i, body, alignment)) continue;
+        size_t waste = bw_free[i].size - body;
         if (best == SIZE_MAX || (local && !best_local) ||
             (local == best_local && waste < best_waste)) {
             best = i;
@@ -702,18 +704,24 @@ static bool bw_carve(size_t body, size_t alignment, unsigned node, bw_carved_t *
     return best != SIZE_MAX && bw_carve_from(best, body, alignment, out);
 }
 
-/* An extent from the free ones, from merged ones, or from a new region;
- * with `dedicated`, always a region of its own. Lock held. */
+/* An extent from the free ones of the caller's node, from merged ones,
+ * from a new region bound to that node, and only when no region can be
+ * had, from another node's free extents; with `dedicated`, always a region
+ * of its own. A free extent of another node is not taken while a region
+ * can be made: its pages, touched or not, would be placed on that node
+ * (on a two-node VM, tests/vm/numa.sh, a node-0 thread got 0% of its large
+ * pages on node 0 after a node-1 thread had opened a region). On one node
+ * every extent is local. Lock held. */
 static bool bw_extent_get(size_t body, size_t alignment, unsigned node, bool dedicated,
                           bw_carved_t *out) {
     if (!bw_free_reserve()) return false;
     if (!dedicated) {
-        if (bw_carve(body, alignment, node, out)) return true;
+        if (bw_carve(body, alignment, node, false, out)) return true;
 #if !BW_LARGE_QUARANTINE
-        if (bw_free_merge_all() && bw_carve(body, alignment, node, out)) return true;
+        if (bw_free_merge_all() && bw_carve(body, alignment, node, false, out)) return true;
 #else
         bw_free_unkeep(0, true);
-        if (bw_carve(body, alignment, node, out)) return true;
+        if (bw_carve(body, alignment, node, false, out)) return true;
 #endif
     }
     size_t ext_bytes = BW_PAGE_SIZE + body + (alignment > BW_PAGE_SIZE ? alignment : 0);
@@ -724,7 +732,8 @@ static bool bw_extent_get(size_t body, size_t alignment, unsigned node, bool ded
         bw_large_decay(bw_os_now_ms(), true);
         base = bw_region_new(ext_bytes, node, dedicated);
     }
-    return base && bw_carve_from(bw_free_search(base), body, alignment, out);
+    if (!base) return !dedicated && bw_carve(body, alignment, node, true, out);
+    return bw_carve_from(bw_free_search(base), body, alignment, out);
 }
 
 /* Give back an extent that was carved but not handed out; lock held. */
