@@ -213,8 +213,8 @@ void bw_print_stats_json(int fd) {
     bw_put(&o, bw_pkey_text(s->metadata_pkey));
     bw_put(&o, "\",");
     bw_field(&o, "numa_nodes", s->numa_nodes);
-    bw_put(&o, s->reserved_space ? ",\"address_space\":\"reserved\"}"
-                                 : ",\"address_space\":\"lazy\"}");
+    bw_put(&o,
+           s->reserved_space ? ",\"address_space\":\"reserved\"}" : ",\"address_space\":\"lazy\"}");
     bw_put(&o, ",\"small\":{");
     bw_field(&o, "in_use_bytes", s->small_in_use_bytes - s->medium_in_use_bytes);
     bw_put(&o, ",");
@@ -331,9 +331,9 @@ int bw_malloc_info(int options, FILE *stream) {
             "<aspace type=\"mprotect\" size=\"%zu\"/>\n"
             "</malloc>\n",
             free_blocks, free_small, s->small_committed_bytes, s->small_committed_bytes,
-            s->small_committed_bytes, s->small_committed_bytes,
-            free_blocks + s->large_free_extents, free_small + s->large_cached_bytes,
-            s->large_count, s->large_in_use_bytes, s->small_committed_bytes + s->large_in_use_bytes,
+            s->small_committed_bytes, s->small_committed_bytes, free_blocks + s->large_free_extents,
+            free_small + s->large_cached_bytes, s->large_count, s->large_in_use_bytes,
+            s->small_committed_bytes + s->large_in_use_bytes,
             s->small_committed_bytes + s->large_in_use_bytes,
             s->small_committed_bytes + s->large_in_use_bytes,
             s->small_committed_bytes + s->large_in_use_bytes);
@@ -369,7 +369,7 @@ struct mallinfo2 bw_mallinfo2_impl(void) {
  * and a set-uid or set-gid process (AT_SECURE) ignores it, as it ignores
  * BULWARK_SEED. Read in a constructor, before the program can change its
  * environment; getenv does not allocate. */
-static int bw_exit_format; /* 0 none, 1 text, 2 JSON */
+static int bw_exit_format;     /* 0 none, 1 text, 2 JSON */
 static char bw_exit_path[256]; /* empty: stderr */
 
 __attribute__((constructor)) static void bw_stats_read_env(void) {
