@@ -899,7 +899,7 @@ void bw_heap_quarantine_stats(size_t *blocks, size_t *bytes) {
     if (skip && skip - BW_HEAP_COMMIT_CHUNK < used) used = skip - BW_HEAP_COMMIT_CHUNK;
     if (!region) return;
     for (size_t at = 0; at + BW_HEAP_STRIDE <= used; at += BW_HEAP_STRIDE) {
-        const bw_heap_t *heap = (const bw_heap_t *)(region + at);
+        const bw_heap_t *heap = (const bw_heap_t *)(const void *)(region + at);
         *blocks += __atomic_load_n(&heap->quarantine_count, __ATOMIC_RELAXED);
         *bytes += __atomic_load_n(&heap->quarantine_bytes, __ATOMIC_RELAXED);
     }
