@@ -151,7 +151,7 @@ for value in unset ""; do
     if [ "$value" = unset ]; then
         LD_PRELOAD=$BULWARK_LIB "$probe" 10 10 "$work/run2" >/dev/null 2>"$work/stderr"
     else
-        LD_PRELOAD=$BULWARK_LIB BULWARK_STATS= "$probe" 10 10 "$work/run2" >/dev/null 2>"$work/stderr"
+        LD_PRELOAD=$BULWARK_LIB BULWARK_STATS="" "$probe" 10 10 "$work/run2" >/dev/null 2>"$work/stderr"
     fi
     [ -s "$work/stderr" ] && fail "BULWARK_STATS $value: output on stderr"
 done

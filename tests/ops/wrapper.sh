@@ -96,15 +96,16 @@ install_as() { # $1: DEFAULT_PROFILE
         BUILDROOT="$build_root" DEFAULT_PROFILE="$1" $cc_arg >"$work/make.log" 2>&1 ||
         { fail "make install failed:"; cat "$work/make.log"; exit 1; }
 }
-install_as not-$profile
+install_as "not-$profile"
 [ -f "$prefix/lib/bulwark/$profile/libbulwark.so" ] || fail "no lib/bulwark/$profile/libbulwark.so"
 [ -e "$prefix/lib/libbulwark.so" ] && fail "a non-default profile installed lib/libbulwark.so"
 "$prefix/bin/bulwark" --profile "$profile" --check | grep -Eq "^  profile: *$profile\$" ||
     fail "installed: bulwark --profile $profile --check"
 "$prefix/bin/bulwark" true 2>"$work/out" && fail "installed: no default, yet bulwark true ran"
 install_as "$profile"
-[ -f "$prefix/lib/libbulwark.so" ] && [ -f "$prefix/lib/pkgconfig/bulwark.pc" ] ||
+if [ ! -f "$prefix/lib/libbulwark.so" ] || [ ! -f "$prefix/lib/pkgconfig/bulwark.pc" ]; then
     fail "the default profile did not install lib/libbulwark.so and bulwark.pc"
+fi
 "$prefix/bin/bulwark" cat /proc/self/maps | grep -q " $prefix/lib/libbulwark.so\$" ||
     fail "installed: bulwark COMMAND does not map $prefix/lib/libbulwark.so"
 [ "$failed" -eq 0 ] && ok "make install: lib/bulwark/$profile/ and, as the default, lib/"
