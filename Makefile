@@ -44,7 +44,7 @@ AR_LIB := $(BUILD)/libbulwark.a
 
 .PHONY: all check check-one run install format lint bench bench-icount clean deps tests
 
-all: deps $(SO) $(AR_LIB)
+all: deps $(SO) $(AR_LIB) $(BUILD)/bulwark
 
 # ---------------------------------------------------------------- dependencies
 APT_PKGS := libsodium-dev libcmocka-dev pkg-config
@@ -74,6 +74,11 @@ $(SO): $(OBJS)
 
 $(AR_LIB): $(OBJS)
 	rm -f $@ && ar rcs $@ $(OBJS)
+
+# The preload wrapper, runnable from the build tree: it finds
+# libbulwark.so next to itself and other profiles' in build/<profile>/.
+$(BUILD)/bulwark: tools/bulwark.in | $(BUILD)/obj
+	sed -e 's|@MODE@|tree|' -e 's|@LIBDIR@||' $< > $@ && chmod 755 $@
 
 # ---------------------------------------------------------------- tests
 # tests/{unit,api,stress}/test_*.c are cmocka programs linked statically with
@@ -146,8 +151,21 @@ $(BUILD)/tests/vm/numa_probe: tests/vm/numa_probe.c $(AR_LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(TEST_CFLAGS) $< -o $@ $(AR_LIB) $(LIBS)
 
+# Programs of tests/ops/*.sh (operator tooling: statistics, the wrapper):
+# plain, to run under the preload, and linked with libbulwark.a, for a
+# set-uid run where LD_PRELOAD is not honoured.
+OPS_SRCS := $(wildcard tests/ops/*.c)
+OPS_BINS := $(patsubst tests/ops/%.c,$(BUILD)/tests/ops/%.bin,$(OPS_SRCS)) \
+            $(patsubst tests/ops/%.c,$(BUILD)/tests/ops/%.static,$(OPS_SRCS))
+$(BUILD)/tests/ops/%.bin: tests/ops/%.c
+	@mkdir -p $(dir $@)
+	$(CC) -std=gnu11 -O1 -g -Wall -Wextra -Werror -D_GNU_SOURCE $< -o $@
+$(BUILD)/tests/ops/%.static: tests/ops/%.c $(AR_LIB)
+	@mkdir -p $(dir $@)
+	$(CC) -std=gnu11 -O1 -g -Wall -Wextra -Werror -D_GNU_SOURCE $< -o $@ $(AR_LIB) $(LIBS)
+
 tests: all $(TEST_BINS) $(TEST_DYN) $(PROGRAM_BINS) $(SHIM_LIBS) $(SMALL_ARENA)/libbulwark.so \
-       $(BUILD)/tests/stress/arena_exhaustion $(BUILD)/tests/stress/rlimit_as \
+       $(BUILD)/tests/stress/arena_exhaustion $(BUILD)/tests/stress/rlimit_as $(OPS_BINS) \
        $(BUILD)/tests/vm/numa_probe
 
 # `make check` runs the whole suite once per profile in policy/ (a test of a
@@ -174,7 +192,7 @@ check:
 endif
 
 check-one: tests
-	@BULWARK_BUILD=$(BUILD) BULWARK_PROFILE=$(PROFILE) sh tests/run.sh $(TEST_BINS) $(TEST_DYN) $(wildcard tests/stress/*.sh tests/programs/*.sh tests/perf/*.sh tests/vm/*.sh)
+	@BULWARK_BUILD=$(BUILD) BULWARK_PROFILE=$(PROFILE) sh tests/run.sh $(TEST_BINS) $(TEST_DYN) $(wildcard tests/stress/*.sh tests/programs/*.sh tests/ops/*.sh tests/perf/*.sh tests/vm/*.sh)
 
 # ---------------------------------------------------------------- run
 run: all $(BUILD)/tests/programs/demo.c.bin
@@ -193,12 +211,27 @@ bench-icount:
 	sh bench/icount.sh
 
 # ---------------------------------------------------------------- install
+# Profiles side by side (docs/OPERATIONS.md): every profile goes to
+# lib/bulwark/<profile>/, where `bulwark --profile NAME` finds it; the one
+# named by DEFAULT_PROFILE also to lib/libbulwark.{so,a}, which
+# `bulwark COMMAND`, -lbulwark and pkg-config use. So
+#   for p in fast default strict; do make install PROFILE=$p; done
+# installs three profiles and leaves `default` the default.
+DEFAULT_PROFILE ?= default
 install: all
-	install -d $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/lib/pkgconfig
+	install -d $(DESTDIR)$(PREFIX)/lib/bulwark/$(PROFILE) $(DESTDIR)$(PREFIX)/include \
+	  $(DESTDIR)$(PREFIX)/bin
+	install -m 755 $(SO) $(DESTDIR)$(PREFIX)/lib/bulwark/$(PROFILE)/libbulwark.so
+	install -m 644 $(AR_LIB) $(DESTDIR)$(PREFIX)/lib/bulwark/$(PROFILE)/libbulwark.a
+	install -m 644 include/bulwark.h $(DESTDIR)$(PREFIX)/include/bulwark.h
+	sed -e 's|@MODE@|installed|' -e 's|@LIBDIR@|$(PREFIX)/lib|' tools/bulwark.in \
+	  > $(DESTDIR)$(PREFIX)/bin/bulwark && chmod 755 $(DESTDIR)$(PREFIX)/bin/bulwark
+ifeq ($(PROFILE),$(DEFAULT_PROFILE))
+	install -d $(DESTDIR)$(PREFIX)/lib/pkgconfig
 	install -m 755 $(SO) $(DESTDIR)$(PREFIX)/lib/libbulwark.so
 	install -m 644 $(AR_LIB) $(DESTDIR)$(PREFIX)/lib/libbulwark.a
-	install -m 644 include/bulwark.h $(DESTDIR)$(PREFIX)/include/bulwark.h
 	sed -e 's|@PREFIX@|$(PREFIX)|g' bulwark.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/bulwark.pc
+endif
 
 # ---------------------------------------------------------------- style
 FMT_FILES := $(wildcard src/*.c src/*.h src/*.cc include/*.h tests/*/*.c tests/*/*.h tests/*/*.cc bench/*.c bench/*.h fuzz/*.c policy/*.h policy/common/*.h)

@@ -52,11 +52,34 @@ struct bw_stats {
     size_t slabs_abandoned;       /* slabs of exited threads not yet adopted */
     size_t heaps_live;            /* thread heaps in use */
     size_t numa_nodes;            /* NUMA nodes seen at start-up */
+    /* Of the small figures above, the part in "medium" classes (above
+     * 8 KiB), whose slabs span several 64 KiB slots. */
+    size_t medium_in_use_bytes;
+    size_t medium_committed_bytes;
+    size_t quarantine_blocks;       /* freed small blocks waiting in thread quarantines */
+    size_t quarantine_bytes;        /* ... and their bytes (class sizes) */
+    size_t large_free_extents;      /* large cache: free extents kept for reuse */
+    size_t large_quarantined;       /* freed large blocks in the large quarantine */
+    size_t large_regions;           /* mappings large blocks are carved from */
+    size_t guard_pages_slabs;       /* guard pages at slab ends now */
+    size_t guard_pages_by_madvise;  /* pages guarded since start-up by MADV_GUARD_INSTALL */
+    size_t guard_pages_by_mprotect; /* ... and by mprotect(PROT_NONE) */
+    int metadata_pkey;              /* protection key of the metadata, -1: none */
+    int reserved_space;             /* 1: regions reserved whole; 0: lazy (finite RLIMIT_AS) */
 };
 BW_API void bw_get_stats(struct bw_stats *out);
 /* Writes a human-readable statistics report to a file descriptor without
  * allocating (safe from signal handlers and atexit). */
 BW_API void bw_print_stats(int fd);
+/* The same as one JSON object on one line (docs/OPERATIONS.md lists its
+ * fields), also without allocating. */
+BW_API void bw_print_stats_json(int fd);
+/* The hardening profile this library was built with: "fast", "default",
+ * "strict" or "fuzz". */
+BW_API const char *bw_profile(void);
+/* How guard pages are made in this process: "MADV_GUARD_INSTALL" or an
+ * "mprotect (...)" text saying why not. */
+BW_API const char *bw_guard_method(void);
 
 #ifdef __cplusplus
 }

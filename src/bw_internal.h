@@ -487,6 +487,9 @@ uint64_t bw_os_now_ms(void);
 void bw_os_random(void *buf, size_t size);
 void bw_os_protect_readonly(void *addr, size_t size);
 bool bw_os_has_guard_madvise(void);
+const char *bw_os_guard_method(void);
+void bw_os_guard_stats(size_t *by_madvise, size_t *by_mprotect);
+void bw_os_report_no_space(const char *what);
 void bw_os_init(void);
 
 typedef struct {
@@ -509,6 +512,7 @@ __attribute__((noreturn, cold)) void bw_fatal(const char *bug_class, const void 
 __attribute__((noreturn, cold)) void bw_fatal_os(const char *what, int err);
 __attribute__((noreturn, cold)) void bw_fatal_message(const char *what);
 void bw_write_str(int fd, const char *s);
+void bw_write_buf(int fd, const char *buf, size_t len);
 size_t bw_fmt_u64(char *out, uint64_t v);
 size_t bw_fmt_hex(char *out, uint64_t v);
 
@@ -661,6 +665,7 @@ void bw_large_fork_prepare(void);
 void bw_large_fork_parent(void);
 void bw_large_fork_child(void);
 void bw_large_stats(size_t *in_use, size_t *cached, size_t *count);
+void bw_large_cache_stats(size_t *free_extents, size_t *quarantined, size_t *regions);
 
 /* heap.c */
 void *bw_malloc_slow(size_t size, bool zero);
@@ -673,6 +678,7 @@ void bw_heaps_fork_prepare(void);
 void bw_heaps_fork_parent(void);
 void bw_heaps_fork_child(void);
 void bw_heap_stats(size_t *heaps_live, size_t *abandoned);
+void bw_heap_quarantine_stats(size_t *blocks, size_t *bytes);
 void bw_heap_thread_exit(void *arg);
 void bw_quarantine_put(bw_heap_t *heap, void *block, bw_slab_t *slab, const char *function);
 void bw_quarantine_flush(bw_heap_t *heap, const char *function);

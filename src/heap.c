@@ -36,6 +36,9 @@ static bw_lock_t bw_heap_pool_lock;
 static char *bw_heap_region;       /* reservation start */
 static size_t bw_heap_region_used; /* bytes handed out */
 static size_t bw_heap_region_committed;
+/* End of the first commit chunk another mapping held (lazy space), 0 if
+ * none: statistics read no heap past its start. */
+static size_t bw_heap_region_skip;
 static bw_heap_t *bw_heap_free_list;
 static size_t bw_heaps_live; /* changed under the pool lock, read without (bw_heap_stats) */
 
@@ -85,7 +88,12 @@ static bw_heap_t *bw_heap_pool_take(void) {
             bw_heap_region_committed += BW_HEAP_COMMIT_CHUNK;
             /* Lazy space: a chunk another mapping holds is skipped, and so
              * is the heap that would have reached into it. */
-            if (got == BW_MAP_TAKEN) bw_heap_region_used = bw_heap_region_committed;
+            if (got == BW_MAP_TAKEN) {
+                if (bw_heap_region_skip == 0)
+                    __atomic_store_n(&bw_heap_region_skip, bw_heap_region_committed,
+                                     __ATOMIC_RELAXED);
+                bw_heap_region_used = bw_heap_region_committed;
+            }
         }
         if (bw_heap_region_used + BW_HEAP_STRIDE <= bw_heap_region_committed &&
             bw_heap_region_used + BW_HEAP_STRIDE <= BW_HEAP_REGION_SIZE) {
@@ -897,6 +905,27 @@ size_t bw_heap_trim_current(void) {
 void bw_heap_stats(size_t *heaps_live, size_t *abandoned) {
     *heaps_live = __atomic_load_n(&bw_heaps_live, __ATOMIC_RELAXED);
     *abandoned = __atomic_load_n(&bw_abandoned_count, __ATOMIC_RELAXED);
+}
+
+/* Blocks and bytes waiting in every heap's quarantine (0 without one).
+ * Lock-free like bw_heap_stats: heaps are never unmapped, and the pool only
+ * grows, so every heap below its high-water mark can be read (but for the
+ * rare heaps past a chunk someone else's mapping held, left out); another
+ * thread's counts may be a free or two out of date. */
+void bw_heap_quarantine_stats(size_t *blocks, size_t *bytes) {
+    *blocks = *bytes = 0;
+#if BW_QUARANTINE_SLOTS
+    char *region = __atomic_load_n(&bw_heap_region, __ATOMIC_RELAXED);
+    size_t used = __atomic_load_n(&bw_heap_region_used, __ATOMIC_RELAXED);
+    size_t skip = __atomic_load_n(&bw_heap_region_skip, __ATOMIC_RELAXED);
+    if (skip && skip - BW_HEAP_COMMIT_CHUNK < used) used = skip - BW_HEAP_COMMIT_CHUNK;
+    if (!region) return;
+    for (size_t at = 0; at + BW_HEAP_STRIDE <= used; at += BW_HEAP_STRIDE) {
+        const bw_heap_t *heap = (const bw_heap_t *)(const void *)(region + at);
+        *blocks += __atomic_load_n(&heap->quarantine_count, __ATOMIC_RELAXED);
+        *bytes += __atomic_load_n(&heap->quarantine_bytes, __ATOMIC_RELAXED);
+    }
+#endif
 }
 
 void bw_heaps_fork_prepare(void) {

@@ -84,7 +84,8 @@ static bool bw_space_init(void) {
  * zero-size region's first 16 MiB at once) is final: state 3, every later
  * call returns NULL with ENOMEM at once, without a system call, rather
  * than trying the whole start-up again on every malloc; what it made is
- * gone (regions unmapped, the protection key freed). */
+ * gone (regions unmapped, the protection key freed), and one "bulwark:
+ * cannot start" line on stderr names the limit (os.c). */
 static BW_NOINLINE bool bw_init_slow(void) {
     bw_lock(&bw_init_lock);
     int state = atomic_load_explicit(&bw_init_state, memory_order_acquire);
@@ -105,6 +106,7 @@ static BW_NOINLINE bool bw_init_slow(void) {
             state = 2;
         } else {
             bw_os_meta_key_release();
+            bw_os_report_no_space("cannot start");
             state = 3;
         }
         atomic_store_explicit(&bw_init_state, state, memory_order_release);

@@ -1190,6 +1190,20 @@ void bw_large_stats(size_t *in_use, size_t *cached, size_t *count) {
     *count = __atomic_load_n(&bw_table_count, __ATOMIC_RELAXED);
 }
 
+/* The large cache for operators: free extents, extents in the large
+ * quarantine, regions. Takes no lock either; these counts are written
+ * plainly under the lock, and a word-sized load sees each whole (x86-64):
+ * a snapshot, approximate while other threads run. */
+void bw_large_cache_stats(size_t *free_extents, size_t *quarantined, size_t *regions) {
+    *free_extents = __atomic_load_n(&bw_free_count, __ATOMIC_RELAXED);
+#if BW_LARGE_QUARANTINE
+    *quarantined = __atomic_load_n(&bw_fifo_count, __ATOMIC_RELAXED);
+#else
+    *quarantined = 0;
+#endif
+    *regions = __atomic_load_n(&bw_region_count, __ATOMIC_RELAXED);
+}
+
 void bw_large_fork_prepare(void) {
     bw_lock(&bw_large_lock);
 }

@@ -43,6 +43,9 @@ static bool bw_guard_madvise_ok; /* kernel supports MADV_GUARD_INSTALL */
  * only makes one more madvise that fails, and learns it itself. */
 static atomic_bool bw_guard_by_mprotect;   /* some range was guarded by mprotect */
 static atomic_bool bw_guard_remove_denied; /* MADV_GUARD_REMOVE refused (seccomp) */
+/* Pages guarded since start-up, by how (statistics): relaxed adds next to
+ * a system call, on slow paths only. */
+static atomic_size_t bw_guard_pages_madvise, bw_guard_pages_mprotect;
 
 bw_topology_t bw_topology = {1, NULL};
 
@@ -284,12 +287,20 @@ static bool bw_guard_markers_usable(void) {
  * a locked process does not pay a failing system call per guard. */
 bool bw_os_guard(void *addr, size_t size) {
     if (bw_guard_markers_usable()) {
-        if (madvise(addr, size, MADV_GUARD_INSTALL) == 0) return true;
+        if (madvise(addr, size, MADV_GUARD_INSTALL) == 0) {
+            atomic_fetch_add_explicit(&bw_guard_pages_madvise, size / BW_PAGE_SIZE,
+                                      memory_order_relaxed);
+            return true;
+        }
         if (errno == ENOMEM || errno == EAGAIN) return false;
     }
     if (bw_guard_madvise_ok)
         atomic_store_explicit(&bw_guard_by_mprotect, true, memory_order_relaxed);
-    if (mprotect(addr, size, PROT_NONE) == 0) return true;
+    if (mprotect(addr, size, PROT_NONE) == 0) {
+        atomic_fetch_add_explicit(&bw_guard_pages_mprotect, size / BW_PAGE_SIZE,
+                                  memory_order_relaxed);
+        return true;
+    }
     if (errno == ENOMEM) return false;
     bw_fatal_os("mprotect", errno);
 }
@@ -354,6 +365,20 @@ bw_unguard_t bw_os_unguard(void *addr, size_t size) {
 /* Whether guards are made by MADV_GUARD_INSTALL now (statistics, tests). */
 bool bw_os_has_guard_madvise(void) {
     return bw_guard_markers_usable();
+}
+
+/* How guards are made now, for operators (statistics, `bulwark --check`). */
+const char *bw_os_guard_method(void) {
+    if (bw_guard_markers_usable()) return "MADV_GUARD_INSTALL";
+    if (bw_guard_madvise_ok) return "mprotect (guard markers refused: locked memory or seccomp)";
+    return "mprotect (kernel without MADV_GUARD_INSTALL)";
+}
+
+/* Pages bw_os_guard guarded since start-up, by guard markers and by
+ * mprotect (ranges unguarded or unmapped since are not subtracted). */
+void bw_os_guard_stats(size_t *by_madvise, size_t *by_mprotect) {
+    *by_madvise = atomic_load_explicit(&bw_guard_pages_madvise, memory_order_relaxed);
+    *by_mprotect = atomic_load_explicit(&bw_guard_pages_mprotect, memory_order_relaxed);
 }
 
 /* A fresh read-write anonymous mapping (large regions, metadata). No
@@ -479,6 +504,86 @@ void bw_os_init(void) {
         bw_guard_madvise_ok = madvise(probe, BW_PAGE_SIZE, MADV_GUARD_INSTALL) == 0;
         munmap(probe, 2 * BW_PAGE_SIZE);
     }
+}
+
+/* Reads a small /proc file whole into text (NUL-terminated); its length. */
+static size_t bw_os_read_small(const char *path, char *text, size_t size) {
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return 0;
+    ssize_t n = read(fd, text, size - 1);
+    close(fd);
+    text[n > 0 ? n : 0] = 0;
+    return n > 0 ? (size_t)n : 0;
+}
+
+/* Mappings of the process: lines of /proc/self/maps, counted in a
+ * stack buffer (no allocation, no stdio). */
+static size_t bw_os_mapping_count(void) {
+    int fd = open("/proc/self/maps", O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return 0;
+    char chunk[1024];
+    size_t lines = 0;
+    ssize_t n;
+    while ((n = read(fd, chunk, sizeof chunk)) > 0)
+        for (ssize_t i = 0; i < n; i++) lines += chunk[i] == '\n';
+    close(fd);
+    return lines;
+}
+
+static size_t bw_os_append(char *line, size_t at, size_t cap, const char *text) {
+    while (*text && at < cap) line[at++] = *text++;
+    return at;
+}
+
+static size_t bw_os_append_u64(char *line, size_t at, size_t cap, uint64_t value) {
+    char digits[24];
+    digits[bw_fmt_u64(digits, value)] = 0;
+    return bw_os_append(line, at, cap, digits);
+}
+
+/* bulwark cannot work at all: start-up failed for good (init.c, state 3,
+ * what = "cannot start"), or it started but the arena's first segment
+ * cannot be mapped (segment.c, "cannot map its first segment"). One line
+ * on stderr, once per process, names the limit that stopped it, instead
+ * of a silent NULL from every malloc. The mappings failed with ENOMEM,
+ * which has three causes: a finite RLIMIT_AS (lazy space was tried too, so
+ * even the regions' first pieces did not fit), a full map table
+ * (vm.max_map_count), or a kernel that refuses to overcommit
+ * (vm.overcommit_memory=2). write(2) only: no allocation, no stdio. */
+void bw_os_report_no_space(const char *what) {
+    static atomic_bool reported;
+    if (atomic_exchange_explicit(&reported, true, memory_order_relaxed)) return;
+    char line[256];
+    const size_t cap = sizeof line - 1;
+    size_t n = bw_os_append(line, 0, cap, "bulwark: ");
+    n = bw_os_append(line, n, cap, what);
+    n = bw_os_append(line, n, cap, ": ");
+    struct rlimit limit;
+    char text[32];
+    size_t maps = 0, max_maps = 0;
+    if (bw_os_read_small("/proc/sys/vm/max_map_count", text, sizeof text)) {
+        for (const char *c = text; *c >= '0' && *c <= '9'; c++)
+            max_maps = max_maps * 10 + (size_t)(*c - '0');
+        maps = bw_os_mapping_count();
+    }
+    if (getrlimit(RLIMIT_AS, &limit) == 0 && limit.rlim_cur != RLIM_INFINITY) {
+        n = bw_os_append(line, n, cap, "address-space limit (RLIMIT_AS, ulimit -v) of ");
+        n = bw_os_append_u64(line, n, cap, limit.rlim_cur);
+        n = bw_os_append(line, n, cap, " bytes is too small for its regions");
+    } else if (max_maps && maps + 64 >= max_maps) {
+        n = bw_os_append(line, n, cap, "map table full (");
+        n = bw_os_append_u64(line, n, cap, maps);
+        n = bw_os_append(line, n, cap, " mappings, vm.max_map_count ");
+        n = bw_os_append_u64(line, n, cap, max_maps);
+        n = bw_os_append(line, n, cap, ")");
+    } else {
+        n = bw_os_append(line, n, cap,
+                         "the kernel refused its address-space reservations (ENOMEM; "
+                         "vm.overcommit_memory=2?)");
+    }
+    n = bw_os_append(line, n, cap, "; malloc returns NULL\n");
+    line[n] = 0;
+    bw_write_str(STDERR_FILENO, line);
 }
 
 /* Contended lock (bw_lock_t in bw_internal.h). Locks guard slow paths

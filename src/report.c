@@ -45,6 +45,10 @@ static void bw_write_all(int fd, const char *buf, size_t len) {
     }
 }
 
+void bw_write_buf(int fd, const char *buf, size_t len) {
+    bw_write_all(fd, buf, len);
+}
+
 void bw_write_str(int fd, const char *s) {
     bw_write_all(fd, s, strlen(s));
 }

@@ -169,6 +169,8 @@ static bw_segment_t *bw_segment_carve(unsigned node) {
         committed = index < BW_SEGMENT_COUNT ? bw_segment_commit(index) : BW_MAP_NOMEM;
         if (committed == BW_MAP_NOMEM) {
             bw_unlock(&bw_arena_lock);
+            /* Not one small block can be had: say why, once (os.c). */
+            if (index == 0) bw_os_report_no_space("cannot map its first segment");
             return NULL;
         }
         __atomic_store_n(&bw_segments_carved, index + 1, __ATOMIC_RELAXED); /* stats read it */

@@ -26,7 +26,10 @@
 #      bulwark's is left behind;
 #   7. strict (a metadata protection key): after 22 failing mallocs,
 #      pkey_alloc still gets a key, so the failed start-up gave its key back
-#      (it used to take one of the 15 per attempt). Skipped without PKU.
+#      (it used to take one of the 15 per attempt). Skipped without PKU;
+#   8. one line on stderr, and only one however many mallocs fail,
+#      says that bulwark cannot start (or cannot map its first segment)
+#      and names the address-space limit with its value.
 set -u
 : "${BULWARK_LIB:?run through make check (tests/run.sh)}" "${BULWARK_BUILD:?}"
 profile=${BULWARK_PROFILE:-default}
@@ -150,9 +153,21 @@ while [ $((high - low)) -gt 256 ]; do
         low=$mid
     fi
 done
-out=$(limited "$high" "$shim $BULWARK_LIB" "$program" retry 2>/dev/null)
+out=$(limited "$high" "$shim $BULWARK_LIB" "$program" retry 2>"$work/retry.err")
 echo "under ulimit -v $high:"
 echo "$out" | sed 's/^/   /'
+# 8. bulwark says why it cannot work, once, naming the limit.
+reports=$(grep -c '^bulwark:' "$work/retry.err")
+wanted="^bulwark: cannot (start|map its first segment): address-space limit \(RLIMIT_AS, ulimit -v\) of $((high * 1024)) bytes is too small for its regions; malloc returns NULL\$"
+if [ "$reports" -ne 1 ] || ! grep -Eq "$wanted" "$work/retry.err"; then
+    fail "not one line naming RLIMIT_AS ($reports bulwark: lines):"
+    sed 's/^/   /' "$work/retry.err"
+else
+    echo "ok one line: $(grep '^bulwark:' "$work/retry.err")"
+fi
+if [ "$profile" != fast ] && ! grep -q '^bulwark: cannot start: ' "$work/retry.err"; then
+    fail "start-up failed, but the line does not say \"cannot start\""
+fi
 field() { echo "$out" | awk -v key="$1" -v n="$2" '$1 == key { print $n }'; }
 second_calls=$(field second 6)
 if [ "$(field second 2)" != null ] || [ "$(field second 4)" != 12 ]; then

@@ -6,6 +6,9 @@
  *  - print_stats_in_handler_with_locks_held: bw_print_stats writes its
  *    report ("bulwark <profile> statistics", the live large bytes as
  *    bw_get_stats gave them before) into a pipe from the handler;
+ *  - print_stats_json_in_handler_with_locks_held: the same for
+ *    bw_print_stats_json (the profile, the live large block's bytes and
+ *    count, one line);
  *  - get_stats_and_mallinfo2_in_handler_with_locks_held: bw_get_stats,
  *    mallinfo2 and malloc_stats in the handler report the live large block
  *    and the small ones.
@@ -44,6 +47,12 @@ static struct mallinfo2 handler_info;
 static void print_stats_handler(int signal_number) {
     (void)signal_number;
     bw_print_stats(handler_fd);
+    handler_done = 1;
+}
+
+static void print_stats_json_handler(int signal_number) {
+    (void)signal_number;
+    bw_print_stats_json(handler_fd);
     handler_done = 1;
 }
 
@@ -118,6 +127,37 @@ static void print_stats_in_handler_with_locks_held(void **state) {
     bw_expect_no_report(print_stats_child, NULL);
 }
 
+static void print_stats_json_child(void *arg) {
+    (void)arg;
+    void *large = malloc(LARGE_BYTES);
+    if (!large) _exit(24);
+    struct bw_stats before;
+    bw_get_stats(&before);
+    int fds[2];
+    if (pipe(fds) != 0) _exit(25);
+    handler_fd = fds[1];
+    raise_with_locks_held(print_stats_json_handler);
+    static char text[16384];
+    char wanted[128];
+    read_report(fds[0], text, sizeof text);
+    expect_text(text, "\"profile\":\"" BW_PROFILE_NAME "\"");
+    snprintf(wanted, sizeof wanted, "\"large\":{\"in_use_bytes\":%zu,\"count\":%zu,",
+             before.large_in_use_bytes, before.large_count);
+    expect_text(text, wanted);
+    size_t length = strlen(text);
+    if (text[0] != '{' || length < 3 || strcmp(text + length - 2, "}\n") != 0 ||
+        strchr(text, '\n') != text + length - 1) {
+        fprintf(stderr, "not one JSON object on one line:\n%s", text);
+        _exit(28);
+    }
+    free(large);
+}
+
+static void print_stats_json_in_handler_with_locks_held(void **state) {
+    (void)state;
+    bw_expect_no_report(print_stats_json_child, NULL);
+}
+
 static void get_stats_child(void *arg) {
     (void)arg;
     void *large = malloc(LARGE_BYTES);
@@ -157,6 +197,7 @@ int main(void) {
     bw_unit_enter_as_allocator();
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(print_stats_in_handler_with_locks_held),
+        cmocka_unit_test(print_stats_json_in_handler_with_locks_held),
         cmocka_unit_test(get_stats_and_mallinfo2_in_handler_with_locks_held),
     };
     bw_test_filters_from_env();
