@@ -67,7 +67,15 @@ struct bw_stats {
     int metadata_pkey;              /* protection key of the metadata, -1: none */
     int reserved_space;             /* 1: regions reserved whole; 0: lazy (finite RLIMIT_AS) */
 };
+/* Fills the first `size` bytes of *out (a struct bw_stats of this header or
+ * of an older one: fields are only ever added at the end). Call it through
+ * bw_get_stats, which passes the size of the caller's struct, so a program
+ * built against an older header is never written past its struct. */
+BW_API void bw_get_stats_sized(struct bw_stats *out, size_t size);
+/* The symbol bw_get_stats, as programs built before bw_get_stats_sized
+ * call it, fills the ten fields up to numa_nodes and no more. */
 BW_API void bw_get_stats(struct bw_stats *out);
+#define bw_get_stats(out) bw_get_stats_sized((out), sizeof *(out))
 /* Writes a human-readable statistics report to a file descriptor without
  * allocating (safe from signal handlers and atexit). */
 BW_API void bw_print_stats(int fd);

@@ -9,6 +9,7 @@
  * malloc_info. */
 #include <fcntl.h>
 #include <malloc.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -76,10 +77,15 @@ static void bw_get_detail(bw_detail_t *d) {
     BW_META_CLOSE();
 }
 
-void bw_get_stats(struct bw_stats *out) {
+void bw_get_stats_sized(struct bw_stats *out, size_t size) {
     bw_detail_t d;
     bw_get_detail(&d);
-    *out = d.s;
+    memcpy(out, &d.s, size < sizeof d.s ? size : sizeof d.s);
+}
+
+/* The first struct bw_stats ended with numa_nodes. */
+void(bw_get_stats)(struct bw_stats *out) {
+    bw_get_stats_sized(out, offsetof(struct bw_stats, numa_nodes) + sizeof out->numa_nodes);
 }
 
 const char *bw_profile(void) {

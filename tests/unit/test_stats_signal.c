@@ -12,7 +12,10 @@
  *  - get_stats_and_mallinfo2_in_handler_with_locks_held: bw_get_stats,
  *    mallinfo2 and malloc_stats in the handler report the live large block
  *    and the small ones.
- * Each runs in a forked child with an alarm: a handler that hangs kills the
+ * And get_stats_writes_only_the_callers_struct: a program built against
+ * the first header (ten fields) calls the symbol bw_get_stats, which must
+ * not write past those; bw_get_stats_sized writes `size` bytes, no more.
+ * The signal tests run in a forked child with an alarm: a handler that hangs kills the
  * child with SIGALRM after ALARM_SECONDS, which fails the test rather than
  * hanging make check. */
 #include <setjmp.h>
@@ -193,12 +196,32 @@ static void get_stats_and_mallinfo2_in_handler_with_locks_held(void **state) {
     bw_expect_no_report(get_stats_child, NULL);
 }
 
+static void get_stats_writes_only_the_callers_struct(void **state) {
+    (void)state;
+    const size_t first_header = offsetof(struct bw_stats, numa_nodes) + sizeof(size_t);
+    unsigned char buffer[sizeof(struct bw_stats) + 32];
+    memset(buffer, 0xab, sizeof buffer);
+    (bw_get_stats)((struct bw_stats *)(void *)buffer); /* the old symbol */
+    struct bw_stats *seen = (struct bw_stats *)(void *)buffer;
+    assert_true(seen->numa_nodes >= 1);
+    for (size_t i = first_header; i < sizeof buffer; i++) assert_int_equal(buffer[i], 0xab);
+    memset(buffer, 0xab, sizeof buffer);
+    bw_get_stats_sized((struct bw_stats *)(void *)buffer, 12);
+    for (size_t i = 12; i < sizeof buffer; i++) assert_int_equal(buffer[i], 0xab);
+    struct bw_stats whole;
+    memset(&whole, 0xab, sizeof whole);
+    bw_get_stats(&whole); /* the header's macro: every field */
+    assert_true(whole.reserved_space == 0 || whole.reserved_space == 1);
+    assert_true(whole.metadata_pkey >= -1);
+}
+
 int main(void) {
     bw_unit_enter_as_allocator();
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(print_stats_in_handler_with_locks_held),
         cmocka_unit_test(print_stats_json_in_handler_with_locks_held),
         cmocka_unit_test(get_stats_and_mallinfo2_in_handler_with_locks_held),
+        cmocka_unit_test(get_stats_writes_only_the_callers_struct),
     };
     bw_test_filters_from_env();
     return cmocka_run_group_tests(tests, NULL, NULL);
