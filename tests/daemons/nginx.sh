@@ -91,6 +91,7 @@ dm_test() {
     echo "== nginx master pid $DM_PID on port $PORT"
     dm_check_tree "$DM_PID" 3
 
+    dm_step "curl"
     for f in small.html big.bin; do
         timeout 20 curl -sS -o "$WORK/got.$f" "http://127.0.0.1:$PORT/$f" || dm_fail "curl $f"
         if cmp -s "$WORK/root/$f" "$WORK/got.$f"; then
@@ -99,6 +100,7 @@ dm_test() {
             dm_fail "curl got a different $f"
         fi
     done
+    dm_step "ab"
     ab_run 3000 "http://127.0.0.1:$PORT/small.html"
     ab_run 300 "http://127.0.0.1:$PORT/big.bin"
     status=$(timeout 20 curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$PORT/missing") || true
@@ -106,6 +108,7 @@ dm_test() {
 
     # The same processes still serve, each still on bulwark.
     dm_check_tree "$DM_PID" 3
+    dm_step "graceful shutdown"
     dm_stop "$DM_PID" QUIT
     dm_check_logs "$WORK/logs/error.log" "$WORK/logs/stderr.log"
     if grep -E '\[(alert|crit|emerg)\]' "$WORK/logs/error.log" >&2; then

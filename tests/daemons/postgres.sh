@@ -19,6 +19,7 @@
 
 . "$(dirname "$0")/daemon.inc"
 
+# shellcheck disable=SC2012 # names of Debian's version directories
 PG_BIN=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)
 need_tool "${PG_BIN:-/nonexistent}/postgres" postgresql
 need_tool "$PG_BIN/initdb" postgresql
@@ -46,15 +47,18 @@ pg_start() {
     # -N: no fsync of the new cluster (a throw-away one).
     preload=
     [ -n "$DM_PRELOAD" ] && preload="LD_PRELOAD=$DM_PRELOAD"
+    # shellcheck disable=SC2086 # empty or one word, split on purpose
     $AS_PG env $preload timeout 60 "$PG_BIN/initdb" -D "$PGDIR/data" -U postgres \
         --auth=trust -N -E UTF8 --locale=C >"$WORK/initdb.log" 2>&1 || {
         cat "$WORK/initdb.log" >&2
         dm_fail "initdb failed"
         return 1
     }
+    # shellcheck disable=SC2086 # a prefix of words, split on purpose
     dm_start "$WORK/postgres.log" $AS_PG "$PG_BIN/postgres" -D "$PGDIR/data" -k "$PGDIR" -p "$PORT" \
         -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off \
         -c full_page_writes=off -c shared_buffers=16MB -c logging_collector=off
+    dm_step "initdb done; starting the postmaster"
     PSQL="timeout 20 $PG_BIN/psql -X -q -h $PGDIR -p $PORT -U postgres -At"
     dm_wait_for "postgres on $PGDIR, port $PORT" sh -c "$PSQL -c 'select 1' postgres"
     $PSQL -c 'create database bench' postgres
@@ -65,12 +69,14 @@ dm_test() {
     echo "== postmaster pid $DM_PID on port $PORT, socket in $PGDIR"
     dm_check_logs "$WORK/initdb.log"
 
+    dm_step "pgbench -i -s 1"
     timeout 60 "$PG_BIN/pgbench" -i -s 1 -q -h "$PGDIR" -p "$PORT" -U postgres bench \
         >"$WORK/pgbench-init.log" 2>&1 || dm_fail "pgbench -i failed: $(tail -n 5 "$WORK/pgbench-init.log")"
     # A session held open through a fifo: its backend is checked with the
     # rest of the server while it is connected (pgbench's own backends come
     # and go too fast to be caught without a race). It runs a parallel scan
     # first, so parallel workers (dynamic shared memory) are started too.
+    dm_step "a held session and a parallel scan"
     mkfifo "$WORK/psql.in"
     $PSQL bench <"$WORK/psql.in" >"$WORK/psql.out" 2>&1 &
     psql_pid=$!
@@ -99,6 +105,7 @@ EOF
     exec 3>&-
     wait "$psql_pid" || dm_fail "psql exited with an error: $(cat "$WORK/psql.out")"
 
+    dm_step "pgbench -c 2 -t 300"
     timeout 60 "$PG_BIN/pgbench" -c 2 -t 300 -h "$PGDIR" -p "$PORT" -U postgres bench \
         >"$WORK/pgbench.log" 2>&1 || dm_fail "pgbench exited with an error"
     sed -n 's/^/   /; /processed\|failed\|^   tps/p' "$WORK/pgbench.log"
@@ -115,17 +122,18 @@ EOF
     echo "$sums" | awk -F'|' '$1 == $2 && $2 == $3 && $3 == $4 && $5 == 600 { ok = 1 } END { exit !ok }' ||
         dm_fail "the balances do not agree: $sums"
 
+    dm_step "fast shutdown"
     dm_stop "$DM_PID" INT
     grep -q 'database system is shut down' "$WORK/postgres.log" || dm_fail "no clean shutdown"
     dm_check_logs "$WORK/postgres.log" "$WORK/pgbench-init.log" "$WORK/pgbench.log"
 }
 
-# bench/daemons.sh: pgbench -i -s 2, then 2 clients for 4 s; tps and
-# server CPU.
+# bench/daemons.sh: pgbench -i -s 2, then 2 clients of 1,500 transactions
+# each; tps and the server's CPU time for that fixed work.
 dm_bench() {
     pg_start
     timeout 60 "$PG_BIN/pgbench" -i -s 2 -q -h "$PGDIR" -p "$PORT" -U postgres bench >/dev/null 2>&1
-    timeout 60 "$PG_BIN/pgbench" -c 2 -T 4 -h "$PGDIR" -p "$PORT" -U postgres bench >"$WORK/pgbench.log" 2>&1
+    timeout 60 "$PG_BIN/pgbench" -c 2 -t 1500 -h "$PGDIR" -p "$PORT" -U postgres bench >"$WORK/pgbench.log" 2>&1
     cpu=$(dm_cpu "$DM_PID")
     tps=$(sed -n 's/^tps = \([0-9.]*\).*/\1/p' "$WORK/pgbench.log")
     failed=$(sed -n 's/^number of failed transactions: \([0-9]*\).*/\1/p' "$WORK/pgbench.log")
