@@ -4,7 +4,7 @@
 # Proves that sshd (Debian's OpenSSH 9.2) accepts logins with bulwark
 # preloaded: `sshd -D -e` on a high port of 127.0.0.1 with a configuration,
 # an ed25519 host key and an authorized user key of its own in a temporary
-# directory (PAM on, as Debian configures sshd); the listener maps
+# directory (as root with PAM, as Debian configures sshd); the listener maps
 # libbulwark; in each of four logins by key (sshd re-executes itself for
 # the connection and runs a seccomp-sandboxed pre-authentication child) the
 # session's sshd that forked the user's shell and its parent map libbulwark,
@@ -40,6 +40,10 @@ sshd_start() {
     cp "$WORK/user_key.pub" "$WORK/authorized_keys"
     # Read by sshd as the user logging in.
     chmod 644 "$WORK/authorized_keys"
+    use_pam=no
+    if [ "$(id -u)" -eq 0 ]; then
+        use_pam=yes
+    fi
     cat >"$WORK/sshd_config" <<EOF
 ListenAddress 127.0.0.1
 Port $PORT
@@ -52,8 +56,10 @@ PubkeyAuthentication yes
 PasswordAuthentication no
 KbdInteractiveAuthentication no
 PermitRootLogin prohibit-password
-# As Debian configures it: PAM does the account and session work.
-UsePAM yes
+# As root as Debian configures it: PAM does the account and session work
+# (and lets a user whose password is locked log in by key). Unprivileged,
+# PAM's session modules cannot work (pam_loginuid).
+UsePAM $use_pam
 LogLevel VERBOSE
 EOF
     dm_start "$WORK/sshd.log" "$SSHD" -D -e -f "$WORK/sshd_config"
