@@ -85,6 +85,7 @@ $(BUILD)/bulwark: tools/bulwark.in | $(BUILD)/obj
 # libbulwark.a (so they also reach internal bw__ functions); every one is
 # also run again dynamically under LD_PRELOAD by tests/run.sh when it is
 # listed in tests/preload.list. tests/programs/*.sh run real programs;
+# tests/daemons/*.sh real daemons (redis, nginx, PostgreSQL, sshd);
 # tests/stress/*.sh run stress tests again under conditions of their own
 # (mlockall, through a preloaded tests/*/shim_*.c).
 TEST_SRCS := $(wildcard tests/unit/test_*.c tests/api/test_*.c tests/stress/test_*.c tests/security/test_*.c)
@@ -192,7 +193,7 @@ check:
 endif
 
 check-one: tests
-	@BULWARK_BUILD=$(BUILD) BULWARK_PROFILE=$(PROFILE) sh tests/run.sh $(TEST_BINS) $(TEST_DYN) $(wildcard tests/stress/*.sh tests/programs/*.sh tests/ops/*.sh tests/perf/*.sh tests/vm/*.sh)
+	@BULWARK_BUILD=$(BUILD) BULWARK_PROFILE=$(PROFILE) sh tests/run.sh $(TEST_BINS) $(TEST_DYN) $(wildcard tests/stress/*.sh tests/programs/*.sh tests/ops/*.sh tests/daemons/*.sh tests/perf/*.sh tests/vm/*.sh)
 
 # ---------------------------------------------------------------- run
 run: all $(BUILD)/tests/programs/demo.c.bin

@@ -1,0 +1,91 @@
+#!/bin/sh
+# bench/daemons.sh — what bulwark costs real daemons, per profile.
+#
+# Runs the fixed load of each tests/daemons/*.sh (`sh X.sh --bench LIB`:
+# the daemon started under LD_PRELOAD=LIB, its own benchmark client) with
+# no preload ("none": glibc's malloc, jemalloc for Debian's redis-server)
+# and under every profile's build/<p>/libbulwark.so,
+# interleaved: repetition after repetition, each daemon under every
+# allocator in turn (the order rotated each repetition), so a slow moment of
+# the machine falls on all of them alike. Prints one line per run, then a
+# table of medians: the daemon's throughput and the server's CPU time (user
+# + system of every process of the daemon, for the same fixed work), each
+# relative to no preload. Not run by `make check`.
+#
+#   sh bench/daemons.sh                      # 3 repetitions, every daemon and profile
+#   REPS=5 DAEMONS="redis nginx" PROFILES="default strict" sh bench/daemons.sh
+#   FROM=/tmp/bulwark-daemons.XXXXXX sh bench/daemons.sh  # the table again
+#
+# The loads: redis-benchmark -n 50000 -c 20 -d 256 -r 50000 of SET, GET,
+# LPUSH, LPOP, SADD, HSET (mean requests/s of the six); ab -k -n 50000 -c 8
+# of a 600-byte file from nginx with two workers; pgbench -i -s 2 then
+# -c 2 -t 1500 (tps); 20 sequential ssh logins running `true` (logins/s).
+# The clients run without the preload. Needs `make PROFILE=<p>` for each
+# profile and the packages of .ci/run.
+
+set -eu
+cd "$(dirname "$0")/.."
+
+REPS=${REPS:-3}
+DAEMONS=${DAEMONS:-redis nginx postgres sshd}
+PROFILES=${PROFILES:-fast default strict fuzz}
+OUT=${OUT:-$(mktemp "${TMPDIR:-/tmp}/bulwark-daemons.XXXXXX")}
+# FROM=FILE: no run, the table of the raw lines of an earlier run.
+FROM=${FROM:-}
+
+# "none": the daemon without a preload, on its own malloc: glibc's, or
+# jemalloc for Debian's redis-server, which is linked with it.
+allocs="none"
+for p in $PROFILES; do
+    lib=$(pwd -P)/build/$p/libbulwark.so
+    if [ ! -f "$lib" ]; then
+        echo "error: $lib is missing (make PROFILE=$p)" >&2
+        exit 1
+    fi
+    allocs="$allocs $p"
+done
+n_allocs=$(echo "$allocs" | wc -w)
+
+if [ -n "$FROM" ]; then
+    OUT=$FROM
+    REPS=$(awk '{ print $1 }' "$OUT" | sort -n | tail -n 1)
+else
+    : >"$OUT"
+fi
+rep=0
+while [ -z "$FROM" ] && [ "$rep" -lt "$REPS" ]; do
+    rep=$((rep + 1))
+    for d in $DAEMONS; do
+        # Rotate the order of the allocators by one each repetition.
+        order=$(echo "$allocs" | tr ' ' '\n' | awk -v r="$rep" -v n="$n_allocs" \
+            '{ a[NR - 1] = $0 } END { for (i = 0; i < n; i++) print a[(i + r) % n] }')
+        for a in $order; do
+            lib=
+            [ "$a" = none ] || lib=$(pwd -P)/build/$a/libbulwark.so
+            line=$(sh "tests/daemons/$d.sh" --bench "$lib" 2>&1 | tail -n 1)
+            echo "$rep $d $a $line" | tee -a "$OUT"
+        done
+    done
+done
+
+echo
+echo "medians of $REPS runs (raw lines in $OUT):"
+echo
+echo "| daemon | metric | preload | throughput | vs none | server CPU s | vs none |"
+echo "|---|---|---|---:|---:|---:|---:|"
+for d in $DAEMONS; do
+    for a in $allocs; do
+        # line: REP DAEMON ALLOC METRIC VALUE server-cpu SECONDS [...]
+        thr=$(awk -v d="$d" -v a="$a" '$2 == d && $3 == a { print $5 }' "$OUT" | sort -g |
+            awk '{ v[NR] = $1 } END { if (NR) print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }')
+        cpu=$(awk -v d="$d" -v a="$a" '$2 == d && $3 == a { print $7 }' "$OUT" | sort -g |
+            awk '{ v[NR] = $1 } END { if (NR) print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }')
+        metric=$(awk -v d="$d" '$2 == d { print $4; exit }' "$OUT")
+        if [ "$a" = none ]; then
+            base_thr=$thr
+            base_cpu=$cpu
+        fi
+        awk -v d="$d" -v m="$metric" -v a="$a" -v t="$thr" -v c="$cpu" -v bt="$base_thr" -v bc="$base_cpu" \
+            'BEGIN { printf "| %s | %s | %s | %.2f | %.2f× | %.2f | %.2f× |\n", d, m, a, t, (bt > 0 ? t / bt : 0), c, (bc > 0 ? c / bc : 0) }'
+    done
+done
