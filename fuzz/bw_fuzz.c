@@ -383,6 +383,9 @@ int bw_fz_step(bw_fz_ctx_t *ctx, bw_fz_input_t *in) {
         p = op & 0x80 ? pvalloc(size) : valloc(size);
         bw_fz_note(ctx, op & 0x80 ? 'V' : 'v', p, size);
         if (!p) bw_fz_fail(ctx, "valloc failed", NULL, size, (size_t)errno);
+        /* pvalloc asks for whole pages (one for 0): all of them are the
+         * block, and its end is where an overflow starts. */
+        if (op & 0x80) size = size ? (size + 4095) & ~(size_t)4095 : 4096;
         bw_fz_check_align(ctx, p, size, 4096);
         bw_fz_adopt(ctx, slot, p, size, 0, 0);
         break;

@@ -1,16 +1,18 @@
 #!/bin/sh
 # fuzz/check.sh — the fuzz/ part of `make check` (run by tests/run.sh).
 #
-# Proves that the AFL++ harnesses build with afl-clang-fast, that every
-# committed corpus input (fuzz/corpus/<harness>/) runs clean on its harness,
+# Proves that the harnesses build as AFL++ targets (afl-clang-fast) and as
+# libFuzzer targets (clang -fsanitize=fuzzer), that every committed corpus
+# input (fuzz/corpus/<harness>/) runs clean on both builds of its harness,
 # and that a short AFL++ campaign from that corpus (ops 6 s, threads 4 s,
 # seed 4 s) finds no crash and no hang.
 #
 # The harnesses and the library they link are built by afl-clang-fast in
-# their own tree (build/fuzz-afl/), whatever compiler and profile the suite
+# their own trees (build/fuzz-afl/, build/fuzz-libfuzzer/), whatever compiler and profile the suite
 # is testing, so this runs once per `make check`: in the fuzz profile of the
 # gcc build; elsewhere it reports itself skipped. Without afl++ installed it
-# skips too, except under CI=true (.ci/run installs it).
+# (or libFuzzer's runtime, libclang-rt-14-dev) it skips too, except under
+# CI=true (.ci/run installs them).
 set -eu
 
 : "${BULWARK_BUILD:?run through make check}"
@@ -24,27 +26,32 @@ case "$BULWARK_BUILD" in
     exit 77
     ;;
 esac
-for tool in afl-clang-fast afl-fuzz; do
-    if ! command -v "$tool" >/dev/null 2>&1; then
-        if [ "${CI:-}" = true ]; then
-            echo "error: '$tool' is not installed although .ci/run installs afl++" >&2
-            exit 1
-        fi
-        echo "skip: '$tool' is not installed (apt-get install afl++)"
-        exit 77
+missing() {
+    if [ "${CI:-}" = true ]; then
+        echo "error: $1 is not installed although .ci/run installs $2" >&2
+        exit 1
     fi
+    echo "skip: $1 is not installed (apt-get install $2)"
+    exit 77
+}
+for tool in afl-clang-fast afl-fuzz; do
+    command -v "$tool" >/dev/null 2>&1 || missing "$tool" afl++
 done
+command -v clang >/dev/null 2>&1 || missing clang clang
+[ -f "$(clang -print-file-name=libclang_rt.fuzzer-x86_64.a)" ] ||
+    missing "libFuzzer's runtime" libclang-rt-14-dev
 
 root=$(cd "$(dirname "$0")/.." && pwd -P)
 buildroot=$(dirname "$BULWARK_BUILD")
 cd "$root"
 t0=$(date +%s)
 env -u MAKEFLAGS -u MAKELEVEL make --no-print-directory -j"$(nproc)" BUILDROOT="$buildroot" \
-    fuzz-afl >"$buildroot/fuzz-afl.build.log" 2>&1 || {
-    tail -n 30 "$buildroot/fuzz-afl.build.log"
+    fuzz >"$buildroot/fuzz.build.log" 2>&1 || {
+    tail -n 30 "$buildroot/fuzz.build.log"
     exit 1
 }
 build=$buildroot/fuzz-afl
+lfbuild=$buildroot/fuzz-libfuzzer
 t1=$(date +%s)
 echo "built $build in $((t1 - t0)) s"
 
@@ -61,7 +68,13 @@ for h in ops threads seed; do
         echo "  for f in fuzz/corpus/$h/*; do $build/$h \$f || echo \$f; done" >&2
         exit 1
     fi
-    echo "replayed $n inputs on $h"
+    # libFuzzer runs every file of the corpus once with -runs=0.
+    if ! "$lfbuild/$h" -runs=0 fuzz/corpus/$h >"$lfbuild/$h.replay.log" 2>&1; then
+        tail -n 20 "$lfbuild/$h.replay.log"
+        echo "FAIL: the corpus of $h does not replay clean on the libFuzzer build" >&2
+        exit 1
+    fi
+    echo "replayed $n inputs on $h (AFL++ and libFuzzer builds)"
 done
 t2=$(date +%s)
 

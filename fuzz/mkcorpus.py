@@ -6,7 +6,8 @@ root after changing the op encoding of fuzz/bw_fuzz.c; the inputs are
 deterministic). Each input exercises one thing on purpose: one call per
 op, sizes at size-class and small/large boundaries, every alignment,
 realloc chains across classes, the impossible requests, sized frees after
-realloc, cross-thread handoffs, seeded runs with a planted overflow."""
+realloc, cross-thread handoffs, seeded runs with a planted overflow.
+Files named found-* are inputs a campaign found (minimised); they are kept."""
 import os
 import random
 
@@ -170,7 +171,8 @@ def main():
         d = os.path.join("fuzz", "corpus", harness)
         os.makedirs(d, exist_ok=True)
         for f in os.listdir(d):
-            os.remove(os.path.join(d, f))
+            if not f.startswith("found-"):  # inputs campaigns found stay
+                os.remove(os.path.join(d, f))
         for name, data in corpus.items():
             with open(os.path.join(d, name), "wb") as f:
                 f.write(bytes(data))

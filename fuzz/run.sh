@@ -5,7 +5,8 @@
 #   FUZZ_BUILD=build/fuzz-afl sh fuzz/run.sh HARNESS SECONDS OUTDIR
 #
 # Starts from fuzz/corpus/HARNESS/, runs afl-fuzz for SECONDS (-V) into
-# OUTDIR (emptied first), stops at the first crash, prints the campaign's
+# OUTDIR (emptied first), stops at the first crash (unless FUZZ_KEEP_GOING=1),
+# prints the campaign's
 # numbers (execs, execs/s, edges, corpus) and fails if it found any crash or
 # hang, listing them with the command that replays one.
 #
@@ -27,7 +28,10 @@ corpus=$here/corpus/$h
 rm -rf "$out"
 mkdir -p "$out"
 export AFL_SKIP_CPUFREQ=1 AFL_I_DONT_CARE_ABOUT_MISSING_CRASHES=1 AFL_NO_UI=1 \
-    AFL_NO_AFFINITY=1 AFL_BENCH_UNTIL_CRASH=1 AFL_FAST_CAL=1 AFL_SKIP_CRASHES=0
+    AFL_NO_AFFINITY=1 AFL_FAST_CAL=1
+if [ "${FUZZ_KEEP_GOING:-0}" != 1 ]; then
+    export AFL_BENCH_UNTIL_CRASH=1
+fi
 # -m none: bulwark reserves a 64 GiB arena (address space, not memory);
 # -t: an input may allocate, fill and check tens of MiB; seed starts two
 # processes per input.

@@ -167,7 +167,20 @@ int main(void) {
         for (unsigned i = 0; i < ctx.nslots; i++) {
             bw_fz_slot_t *slot = &ctx.slots[(i + (flags >> 1)) % ctx.nslots];
             if (!slot->ptr || slot->len != slot->req) continue;
-            bw_seed_line("plant\n", 6);
+            /* "plant <block> <request> <kind> <alignment>": which block. */
+            char line[80];
+            size_t at = 0;
+            memcpy(line, "plant ", 6);
+            at = 6;
+            at += bw_seed_addr(line + at, (uintptr_t)slot->ptr, bw_layout.arena_base);
+            line[at++] = ' ';
+            at += bw_fmt_u64(line + at, slot->req);
+            line[at++] = ' ';
+            at += bw_fmt_u64(line + at, slot->kind);
+            line[at++] = ' ';
+            at += bw_fmt_u64(line + at, slot->align);
+            line[at++] = '\n';
+            bw_seed_line(line, at);
             bw_seed_flush();
             slot->ptr[slot->req] ^= 0x5a;
             free(slot->ptr);
@@ -376,7 +389,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
 
     /* Same in both: now judge what they did. A planted overflow must stop
      * the child; without one, the child must succeed. */
-    int planted = strstr(runs[0].out_text, "plant\n") != NULL;
+    int planted = strstr(runs[0].out_text, "plant ") != NULL;
     int clean = WIFEXITED(runs[0].status) && WEXITSTATUS(runs[0].status) == 0;
     if (planted && clean) bw_fz_fail(NULL, "seed: a planted overflow went undetected", NULL, 0, 0);
     if (!planted && !clean) {
