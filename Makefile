@@ -169,7 +169,7 @@ check:
 endif
 
 check-one: tests
-	@BULWARK_BUILD=$(BUILD) BULWARK_PROFILE=$(PROFILE) sh tests/run.sh $(TEST_BINS) $(TEST_DYN) $(wildcard tests/stress/*.sh tests/programs/*.sh tests/perf/*.sh tests/vm/*.sh) fuzz/check.sh
+	@BULWARK_BUILD=$(BUILD) BULWARK_PROFILE=$(PROFILE) sh tests/run.sh $(TEST_BINS) $(TEST_DYN) $(wildcard tests/stress/*.sh tests/programs/*.sh tests/perf/*.sh tests/vm/*.sh tests/fuzz/*.sh)
 
 # ---------------------------------------------------------------- run
 run: all $(BUILD)/tests/programs/demo.c.bin
@@ -196,7 +196,7 @@ bench-icount:
 # (a FUZZ_PROFILE other than fuzz gets build/fuzz-afl-<profile>/ and so on).
 # `make fuzz-run SECONDS=60 [HARNESS=ops]` runs an AFL++ campaign of that
 # long on each harness (or one) from fuzz/corpus/<harness>/, into
-# build/fuzz-afl/out/<harness>/; fuzz/check.sh is the part of `make check`.
+# build/fuzz-afl/out/<harness>/; tests/fuzz/harnesses.sh is the part of `make check`.
 FUZZ_PROFILE ?= fuzz
 FUZZ_POLICY := policy/$(FUZZ_PROFILE).h
 FUZZ_SUFFIX := $(if $(filter fuzz,$(FUZZ_PROFILE)),,-$(FUZZ_PROFILE))

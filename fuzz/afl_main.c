@@ -2,7 +2,7 @@
  * (LLVMFuzzerTestOneInput) into an AFL++ target, or into a replayer.
  *
  *   harness FILE...   runs each file once, in order (corpus replay, crash
- *                     reproduction; used by fuzz/check.sh)
+ *                     reproduction; used by tests/fuzz/harnesses.sh)
  *   harness           under afl-fuzz: deferred fork server and persistent
  *                     mode with the test case in shared memory; otherwise
  *                     one input from stdin

@@ -9,6 +9,7 @@
 #include "bw_fuzz.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <malloc.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -59,6 +60,21 @@ static size_t bw_fz_fmt_num(char *out, size_t at, uint64_t v, unsigned base) {
     return at;
 }
 
+/* To stderr and, when BW_FUZZ_LOG names a file, appended to it: afl-fuzz
+ * throws the target's stderr away, and fuzz/run.sh shows that file. */
+void bw_fz_log(const char *text, size_t len) {
+    ssize_t unused = write(2, text, len);
+    const char *path = getenv("BW_FUZZ_LOG");
+    if (path && *path) {
+        int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+        if (fd >= 0) {
+            unused = write(fd, text, len);
+            close(fd);
+        }
+    }
+    (void)unused;
+}
+
 /* One line with write(2) from a stack buffer: the heap may be what broke. */
 _Noreturn void bw_fz_fail(const bw_fz_ctx_t *ctx, const char *what, const void *ptr, size_t a,
                           size_t b) {
@@ -76,8 +92,7 @@ _Noreturn void bw_fz_fail(const bw_fz_ctx_t *ctx, const char *what, const void *
     at = bw_fz_fmt(line, at, ") op ");
     at = bw_fz_fmt_num(line, at, ctx ? ctx->ops : 0, 10);
     line[at++] = '\n';
-    ssize_t unused = write(2, line, at);
-    (void)unused;
+    bw_fz_log(line, at);
     abort();
 }
 

@@ -85,7 +85,9 @@ void bw_fz_check(const bw_fz_ctx_t *ctx, const bw_fz_slot_t *slot, size_t len, c
 /* Checks and frees the slot's block (with free, free_sized or
  * free_aligned_sized, chosen by `how`), then empties the slot. */
 void bw_fz_free_slot(bw_fz_ctx_t *ctx, bw_fz_slot_t *slot, uint8_t how);
-/* Reports a harness failure (one line on stderr) and aborts. */
+/* Writes to stderr and appends to the file BW_FUZZ_LOG names, if any. */
+void bw_fz_log(const char *text, size_t len);
+/* Reports a harness failure (one line, bw_fz_log) and aborts. */
 _Noreturn void bw_fz_fail(const bw_fz_ctx_t *ctx, const char *what, const void *ptr, size_t a,
                           size_t b);
 

@@ -1,6 +1,6 @@
 #!/bin/sh
 # fuzz/run.sh — one AFL++ campaign on one harness (`make fuzz-run`, and the
-# short campaign of fuzz/check.sh).
+# short campaign of tests/fuzz/harnesses.sh).
 #
 #   FUZZ_BUILD=build/fuzz-afl sh fuzz/run.sh HARNESS SECONDS OUTDIR
 #
@@ -37,6 +37,8 @@ fi
 # processes per input.
 timeout=2000
 [ "$h" = seed ] && timeout=5000
+# Each harness failure's line (bw_fz_log) also goes here.
+export BW_FUZZ_LOG="$out/failures.log"
 status=0
 afl-fuzz -i "$corpus" -o "$out" -V "$seconds" -m none -t "$timeout" -- "$bin" \
     >"$out/afl-fuzz.log" 2>&1 || status=$?
@@ -62,5 +64,9 @@ for kind in crashes hangs; do
     done
 done
 if [ "$found" -ne 0 ] || [ "${crashes:-0}" != 0 ] || [ "${hangs:-0}" != 0 ]; then
+    if [ -s "$BW_FUZZ_LOG" ]; then
+        echo "  harness failures (first lines of $BW_FUZZ_LOG):"
+        head -n 20 "$BW_FUZZ_LOG" | sed 's/^/    /'
+    fi
     exit 1
 fi

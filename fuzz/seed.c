@@ -202,7 +202,8 @@ extern char **environ;
 
 typedef struct {
     pid_t pid;
-    int out, err, base; /* memfds: the child's stdout, stderr and fd 3 */
+    uint64_t started_ms, ended_ms; /* fork to waitpid, on bulwark's clock */
+    int out, err, base;            /* memfds: the child's stdout, stderr and fd 3 */
     int status;
     char *out_text, *err_text, *base_text;
     size_t out_len, err_len;
@@ -248,6 +249,7 @@ static void bw_seed_spawn(bw_seed_run_t *run, int input, char **envp) {
     run->base = memfd_create("seed-base", 0);
     if (run->out < 0 || run->err < 0 || run->base < 0)
         bw_fz_fail(NULL, "memfd_create failed", NULL, (size_t)errno, 0);
+    run->started_ms = bw_os_now_ms();
     run->pid = fork();
     if (run->pid < 0) bw_fz_fail(NULL, "fork failed", NULL, (size_t)errno, 0);
     if (run->pid == 0) {
@@ -265,6 +267,7 @@ static void bw_seed_spawn(bw_seed_run_t *run, int input, char **envp) {
 static void bw_seed_wait(bw_seed_run_t *run) {
     while (waitpid(run->pid, &run->status, 0) < 0)
         if (errno != EINTR) bw_fz_fail(NULL, "waitpid failed", NULL, (size_t)errno, 0);
+    run->ended_ms = bw_os_now_ms();
     run->out_text = bw_seed_slurp(run->out, &run->out_len);
     run->err_text = bw_seed_slurp(run->err, &run->err_len);
     size_t unused;
@@ -315,11 +318,15 @@ static int bw_seed_differ(const char *what, const char *a, const char *b) {
     int n =
         snprintf(msg, sizeof msg, "seed: %s differs at line %zu:\n  first:  %.*s\n  second: %.*s\n",
                  what, line, la > 150 ? 150 : la, a + i, lb > 150 ? 150 : lb, b + i);
-    ssize_t unused = write(2, msg, n > 0 && (size_t)n < sizeof msg ? (size_t)n : sizeof msg - 1);
-    (void)unused;
-    if (!bw_seed_slow) abort();
+    size_t len = n > 0 && (size_t)n < sizeof msg ? (size_t)n : sizeof msg - 1;
+    if (!bw_seed_slow) {
+        bw_fz_log(msg, len);
+        abort();
+    }
     static const char note[] = "seed: inconclusive: a child ran past the aging interval\n";
+    ssize_t unused = write(2, msg, len);
     unused = write(2, note, sizeof note - 1);
+    (void)unused;
     return 1;
 }
 
@@ -368,6 +375,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     unsigned long ms0 = strtoul(rest, NULL, 10);
     uintptr_t base1 = (uintptr_t)strtoull(runs[1].base_text, &rest, 16);
     unsigned long ms1 = strtoul(rest, NULL, 10);
+    /* The child's own count starts at main, after bulwark started: the
+     * parent's fork-to-wait time covers the whole process. */
+    for (int i = 0; i < 2; i++) {
+        unsigned long whole = (unsigned long)(runs[i].ended_ms - runs[i].started_ms);
+        if (i == 0 && whole > ms0) ms0 = whole;
+        if (i == 1 && whole > ms1) ms1 = whole;
+    }
     bw_seed_slow = !BW_SEED_GOVERNS_TIME && (ms0 >= BW_SEED_SLOW_MS || ms1 >= BW_SEED_SLOW_MS);
 
     /* The op lines: identical, byte for byte (addresses are already
@@ -393,8 +407,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     int clean = WIFEXITED(runs[0].status) && WEXITSTATUS(runs[0].status) == 0;
     if (planted && clean) bw_fz_fail(NULL, "seed: a planted overflow went undetected", NULL, 0, 0);
     if (!planted && !clean) {
-        ssize_t unused = write(2, runs[0].err_text, runs[0].err_len);
-        (void)unused;
+        bw_fz_log(runs[0].err_text, runs[0].err_len);
         bw_fz_fail(NULL, "seed: the child failed", NULL, (size_t)runs[0].status, 0);
     }
     for (int i = 0; i < 2; i++)

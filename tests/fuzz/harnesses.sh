@@ -1,5 +1,5 @@
 #!/bin/sh
-# fuzz/check.sh — the fuzz/ part of `make check` (run by tests/run.sh).
+# tests/fuzz/harnesses.sh — the fuzz/ part of `make check` (run by tests/run.sh).
 #
 # Proves that the harnesses build as AFL++ targets (afl-clang-fast) and as
 # libFuzzer targets (clang -fsanitize=fuzzer), that every committed corpus
@@ -41,7 +41,7 @@ command -v clang >/dev/null 2>&1 || missing clang clang
 [ -f "$(clang -print-file-name=libclang_rt.fuzzer-x86_64.a)" ] ||
     missing "libFuzzer's runtime" libclang-rt-14-dev
 
-root=$(cd "$(dirname "$0")/.." && pwd -P)
+root=$(cd "$(dirname "$0")/../.." && pwd -P)
 buildroot=$(dirname "$BULWARK_BUILD")
 cd "$root"
 t0=$(date +%s)
