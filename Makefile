@@ -1,5 +1,5 @@
 # bulwark — GNU Makefile. `make` builds build/$(PROFILE)/libbulwark.{so,a}.
-# Targets: all check run install format lint bench clean deps
+# Targets: all check run install format lint bench fuzz fuzz-run clean deps
 
 PROFILE ?= default
 CC      ?= gcc
@@ -42,7 +42,8 @@ HDRS := $(wildcard src/*.h) include/bulwark.h $(POLICY) $(wildcard policy/common
 SO := $(BUILD)/libbulwark.so
 AR_LIB := $(BUILD)/libbulwark.a
 
-.PHONY: all check check-one run install format lint bench bench-icount clean deps tests
+.PHONY: all check check-one run install format lint bench bench-icount clean deps tests \
+        fuzz fuzz-afl fuzz-libfuzzer fuzz-run
 
 all: deps $(SO) $(AR_LIB) $(BUILD)/bulwark
 
@@ -193,7 +194,7 @@ check:
 endif
 
 check-one: tests
-	@BULWARK_BUILD=$(BUILD) BULWARK_PROFILE=$(PROFILE) sh tests/run.sh $(TEST_BINS) $(TEST_DYN) $(wildcard tests/stress/*.sh tests/programs/*.sh tests/ops/*.sh tests/daemons/*.sh tests/perf/*.sh tests/vm/*.sh)
+	@BULWARK_BUILD=$(BUILD) BULWARK_PROFILE=$(PROFILE) sh tests/run.sh $(TEST_BINS) $(TEST_DYN) $(wildcard tests/stress/*.sh tests/programs/*.sh tests/ops/*.sh tests/daemons/*.sh tests/perf/*.sh tests/vm/*.sh tests/fuzz/*.sh)
 
 # ---------------------------------------------------------------- run
 run: all $(BUILD)/tests/programs/demo.c.bin
@@ -210,6 +211,76 @@ bench:
 
 bench-icount:
 	sh bench/icount.sh
+
+# ---------------------------------------------------------------- fuzzing
+# fuzz/*.c are harnesses of bulwark itself (fuzz/README.md). `make fuzz`
+# builds each one twice, with the library compiled the same way so the
+# fuzzer sees the allocator's own coverage, in the FUZZ_PROFILE (fuzz):
+#   build/fuzz-afl/       afl-clang-fast (Debian afl++): AFL++ targets
+#   build/fuzz-libfuzzer/ clang -fsanitize=fuzzer (libclang-rt-14-dev)
+# (a FUZZ_PROFILE other than fuzz gets build/fuzz-afl-<profile>/ and so on).
+# `make fuzz-run SECONDS=60 [HARNESS=ops]` runs an AFL++ campaign of that
+# long on each harness (or one) from fuzz/corpus/<harness>/, into
+# build/fuzz-afl/out/<harness>/; tests/fuzz/harnesses.sh is the part of `make check`.
+FUZZ_PROFILE ?= fuzz
+FUZZ_POLICY := policy/$(FUZZ_PROFILE).h
+FUZZ_SUFFIX := $(if $(filter fuzz,$(FUZZ_PROFILE)),,-$(FUZZ_PROFILE))
+FUZZ_AFL := $(BUILDROOT)/fuzz-afl$(FUZZ_SUFFIX)
+FUZZ_LF := $(BUILDROOT)/fuzz-libfuzzer$(FUZZ_SUFFIX)
+AFL_CC ?= afl-clang-fast
+AFL_CXX ?= afl-clang-fast++
+LF_CC ?= clang
+LF_CXX ?= clang++
+FUZZ_HARNESSES := ops threads seed
+FUZZ_LIB_CFLAGS := $(subst -include $(POLICY),-include $(FUZZ_POLICY),$(CFLAGS_BW))
+FUZZ_LIB_CXXFLAGS := $(subst -include $(POLICY),-include $(FUZZ_POLICY),$(CXXFLAGS_BW))
+FUZZ_CFLAGS := -std=gnu11 -O2 -g -Wall -Wextra -Werror -fno-builtin -D_GNU_SOURCE \
+               -Iinclude -Isrc -include $(FUZZ_POLICY)
+FUZZ_HDRS := $(filter-out $(POLICY),$(HDRS)) $(FUZZ_POLICY) fuzz/bw_fuzz.h
+FUZZ_LIBS := $(LIBS) -lstdc++
+# The harnesses do not pass the fork server on to the processes they
+# start; AFL_QUIET keeps afl-cc's banner out of the build log.
+export AFL_QUIET := 1
+
+# $(call bw_fuzz_lib,DIR,CC,CXX,EXTRA): the library's objects and archive in DIR.
+define bw_fuzz_lib
+$(1)/obj/%.o: src/%.c $(FUZZ_HDRS)
+	@mkdir -p $$(dir $$@)
+	$(2) $(FUZZ_LIB_CFLAGS) $(4) -c $$< -o $$@
+$(1)/obj/%.o: src/%.cc $(FUZZ_HDRS)
+	@mkdir -p $$(dir $$@)
+	$(3) $(FUZZ_LIB_CXXFLAGS) $(4) -c $$< -o $$@
+$(1)/libbulwark.a: $(patsubst src/%.c,$(1)/obj/%.o,$(C_SRCS)) $(patsubst src/%.cc,$(1)/obj/%.o,$(CXX_SRCS))
+	rm -f $$@ && ar rcs $$@ $$^
+endef
+$(eval $(call bw_fuzz_lib,$(FUZZ_AFL),$(AFL_CC),$(AFL_CXX),))
+$(eval $(call bw_fuzz_lib,$(FUZZ_LF),$(LF_CC),$(LF_CXX),-fsanitize=fuzzer-no-link))
+
+# AFL++: fuzz/afl_main.c is the driver (persistent mode, file replay).
+$(FUZZ_AFL)/%: fuzz/%.c fuzz/bw_fuzz.c fuzz/afl_main.c $(FUZZ_AFL)/libbulwark.a $(FUZZ_HDRS)
+	$(AFL_CC) $(FUZZ_CFLAGS) $< fuzz/bw_fuzz.c fuzz/afl_main.c -o $@ $(FUZZ_AFL)/libbulwark.a $(FUZZ_LIBS)
+$(FUZZ_AFL)/seed-child: fuzz/seed.c fuzz/bw_fuzz.c $(FUZZ_AFL)/libbulwark.a $(FUZZ_HDRS)
+	$(AFL_CC) $(FUZZ_CFLAGS) -DBW_SEED_CHILD $< fuzz/bw_fuzz.c -o $@ $(FUZZ_AFL)/libbulwark.a $(FUZZ_LIBS)
+
+# libFuzzer: its own main; seed-child has one of its own and takes the
+# coverage hooks from the runtime without libFuzzer's main.
+LF_NO_MAIN = $(shell $(LF_CC) -print-file-name=libclang_rt.fuzzer_no_main-x86_64.a)
+$(FUZZ_LF)/%: fuzz/%.c fuzz/bw_fuzz.c $(FUZZ_LF)/libbulwark.a $(FUZZ_HDRS)
+	$(LF_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer $< fuzz/bw_fuzz.c -o $@ $(FUZZ_LF)/libbulwark.a $(FUZZ_LIBS)
+$(FUZZ_LF)/seed-child: fuzz/seed.c fuzz/bw_fuzz.c $(FUZZ_LF)/libbulwark.a $(FUZZ_HDRS)
+	$(LF_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -DBW_SEED_CHILD $< fuzz/bw_fuzz.c -o $@ \
+	  $(FUZZ_LF)/libbulwark.a $(LF_NO_MAIN) $(FUZZ_LIBS)
+
+fuzz-afl: $(addprefix $(FUZZ_AFL)/,$(FUZZ_HARNESSES) seed-child)
+fuzz-libfuzzer: $(addprefix $(FUZZ_LF)/,$(FUZZ_HARNESSES) seed-child)
+fuzz: fuzz-afl fuzz-libfuzzer
+
+SECONDS ?= 60
+HARNESS ?= $(FUZZ_HARNESSES)
+fuzz-run: fuzz-afl
+	@for h in $(HARNESS); do \
+	  FUZZ_BUILD=$(FUZZ_AFL) sh fuzz/run.sh $$h $(SECONDS) $(FUZZ_AFL)/out/$$h || exit 1; \
+	done
 
 # ---------------------------------------------------------------- install
 # Profiles side by side (docs/OPERATIONS.md): every profile goes to
@@ -235,7 +306,7 @@ ifeq ($(PROFILE),$(DEFAULT_PROFILE))
 endif
 
 # ---------------------------------------------------------------- style
-FMT_FILES := $(wildcard src/*.c src/*.h src/*.cc include/*.h tests/*/*.c tests/*/*.h tests/*/*.cc bench/*.c bench/*.h fuzz/*.c policy/*.h policy/common/*.h)
+FMT_FILES := $(wildcard src/*.c src/*.h src/*.cc include/*.h tests/*/*.c tests/*/*.h tests/*/*.cc bench/*.c bench/*.h fuzz/*.c fuzz/*.h policy/*.h policy/common/*.h)
 format:
 	clang-format -i $(FMT_FILES)
 
