@@ -470,6 +470,7 @@ bool bw_os_decommit(void *addr, size_t size);
 void bw_os_release(void *addr, size_t size);
 bool bw_os_guard(void *addr, size_t size);
 bool bw_os_protect_none(void *addr, size_t size);
+bool bw_os_protect_none_fresh(void *addr, size_t size);
 /* What bw_os_unguard left: locked pages cannot be discarded, so a range
  * guarded by mprotect may come back with its old contents. */
 typedef enum {

@@ -790,15 +790,20 @@ static void bw_extent_seal(bw_extent_t *x, bool keep) {
      * and one system call again to open it. An extent the budget of kept
      * bytes has no room for (bw_kept_room) is made inaccessible the same
      * way as a kept one, so that it still merges with its kept neighbours,
-     * and its pages are discarded (a second system call). Guard markers
-     * alone would discard them in one, but a loose extent merges with
-     * nothing: on bench/window 400 (default) that took 1,402 system calls
-     * (free extents fitting no request were turned into marked ones, two
-     * calls each), this 1,358, both at 30-33 MiB peak RSS. */
+     * but by a fresh PROT_NONE mapping over it, which discards its pages
+     * (and the leading page's marker) in the same call. Guard markers
+     * would too, but a loose extent merges with nothing: on bench/window
+     * 400 (default) that took 1,402 system calls (free extents fitting no
+     * request were turned into marked ones, two calls each); mprotect and
+     * then MADV_DONTNEED took 1,358; this 989, all at 30-33 MiB peak RSS. */
     x->kept = true;
-    if (x->size <= BW_LARGE_DEDICATED_MIN && bw_os_protect_none((void *)x->base, x->size)) {
-        if (!keep && bw_os_decommit((void *)x->base, x->size)) x->dirty = false;
-        return;
+    if (x->size <= BW_LARGE_DEDICATED_MIN) {
+        if (keep && bw_os_protect_none((void *)x->base, x->size)) return;
+        if (!keep && bw_os_protect_none_fresh((void *)x->base, x->size)) {
+            bw_os_bind_node((void *)x->base, x->size, x->node);
+            x->dirty = x->lead_marker = false;
+            return;
+        }
     }
     x->marked = x->loose = true;
     if (bw_os_guard(body, size))
