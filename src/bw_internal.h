@@ -390,6 +390,21 @@ unsigned bw_size_class_aligned(size_t size, size_t alignment);
 extern BW_HIDDEN uint16_t bw_class_ways[BW_CLASS_COUNT];
 extern BW_HIDDEN uint16_t bw_class_way_base[BW_CLASS_COUNT];
 extern BW_HIDDEN uint16_t bw_class_way_step[BW_CLASS_COUNT];
+extern BW_HIDDEN uint16_t bw_class_way_delay[BW_CLASS_COUNT];
+/* Ways a class opens per way's worth of live blocks (heap.c): enough that
+ * the entropy targets hold once 2^target blocks are live (test_entropy).
+ * With 4 the 256-byte class measured 9.95-10.15 bits against its 10-bit
+ * target, with 8 it measures 10.1-10.3. The classes above
+ * BW_MEDIUM_WAYS_ABOVE start later (bw_class_way_delay, sizeclass.c), and
+ * have all their ways open once BW_WAYS_FULL_MEDIUM_NUM / 16 of 2^target
+ * blocks are live. */
+#define BW_WAYS_PER_LIVE 8u
+#ifndef BW_MEDIUM_WAYS_ABOVE
+#define BW_MEDIUM_WAYS_ABOVE 16384u
+#endif
+#ifndef BW_WAYS_FULL_MEDIUM_NUM
+#define BW_WAYS_FULL_MEDIUM_NUM 12u
+#endif
 /* Slots (64 KiB each) a slab of the class spans: the fewest, a power of two
  * up to BW_SPAN_SLOTS_MAX, whose span less its trailing guard holds at least
  * 7 blocks (sizeclass.c: 1 up to 8 KiB, 2 up to 16 KiB, 4 up to 32 KiB, 8 up
@@ -455,6 +470,7 @@ bool bw_os_decommit(void *addr, size_t size);
 void bw_os_release(void *addr, size_t size);
 bool bw_os_guard(void *addr, size_t size);
 bool bw_os_protect_none(void *addr, size_t size);
+bool bw_os_protect_none_fresh(void *addr, size_t size);
 /* What bw_os_unguard left: locked pages cannot be discarded, so a range
  * guarded by mprotect may come back with its old contents. */
 typedef enum {
@@ -519,9 +535,11 @@ size_t bw_fmt_hex(char *out, uint64_t v);
 /* segment.c */
 bool bw_segments_init(void);
 void bw_segments_release(void);
-bw_slab_t *bw_slab_span_acquire(unsigned node, unsigned slots);
+/* `block_size`: the class the span is for, which picks among free runs the
+ * one whose last format fits best (segment.c); 0 for none. */
+bw_slab_t *bw_slab_span_acquire(unsigned node, unsigned slots, uint32_t block_size);
 BW_INLINE bw_slab_t *bw_slab_slot_acquire(unsigned node) {
-    return bw_slab_span_acquire(node, 1);
+    return bw_slab_span_acquire(node, 1, 0);
 }
 void bw_slab_slot_release(bw_slab_t *slab);
 size_t bw_segments_purge(bool force);

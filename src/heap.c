@@ -200,15 +200,10 @@ static void bw_heap_settle(bw_heap_t *heap, bw_slab_t *slab) {
 }
 
 #if BW_RANDOM_WAYS
-/* Ways opened per way's worth of live blocks: enough that the entropy
- * targets hold once 2^target blocks are live (test_entropy). With 4 the
- * 256-byte class measured 9.95-10.15 bits against its 10-bit target, with
- * 8 it measures 10.1-10.3. */
-#define BW_WAYS_PER_LIVE 8u
-
 /* How many ways the class should have open: one, and BW_WAYS_PER_LIVE more
- * for every way's worth of fresh blocks (bw_class_way_step) the heap holds live, up
- * to bw_class_ways (sizeclass.c explains the pace). Counting live blocks,
+ * for every way's worth of fresh blocks (bw_class_way_step) the heap holds
+ * live beyond the class's bw_class_way_delay (0 but for the medium classes),
+ * up to bw_class_ways (sizeclass.c explains the pace). Counting live blocks,
  * not blocks ever linked, matters under churn: a program that builds and
  * frees strings of every size links fresh chunks all the time (the
  * quarantine keeps its freed blocks out of reach), and a count of linked
@@ -216,6 +211,8 @@ static void bw_heap_settle(bw_heap_t *heap, bw_slab_t *slab) {
  * resident for 64 live strings (bench/strings in default). */
 static uint32_t bw_bin_ways_wanted(const bw_bin_t *bin, unsigned size_class) {
     uint32_t live = bin->live > 0 ? (uint32_t)bin->live : 0;
+    uint32_t delay = bw_class_way_delay[size_class];
+    live = live > delay ? live - delay : 0;
     uint32_t wanted = 1 + BW_WAYS_PER_LIVE * live / bw_class_way_step[size_class];
     return wanted < bw_class_ways[size_class] ? wanted : bw_class_ways[size_class];
 }
@@ -227,7 +224,8 @@ static void bw_bin_set_open_at(bw_bin_t *bin, unsigned size_class) {
     bin->open_at =
         bin->way_count >= bw_class_ways[size_class]
             ? INT32_MAX
-            : (int32_t)((bin->way_count * step + BW_WAYS_PER_LIVE - 1) / BW_WAYS_PER_LIVE);
+            : (int32_t)((bin->way_count * step + BW_WAYS_PER_LIVE - 1) / BW_WAYS_PER_LIVE +
+                        bw_class_way_delay[size_class]);
 }
 
 /* Open more ways if the class has grown: called from the slow path when
@@ -695,7 +693,8 @@ static BW_NOINLINE bw_slab_t *bw_heap_refill_exhausted(bw_heap_t *heap, unsigned
     }
     unsigned slots = bw_class_span_slots(size_class);
     for (unsigned n = 0; n < bw_topology.node_count && !slab; n++)
-        slab = bw_slab_span_acquire(n == 0 ? node : (n == node ? 0 : n), slots);
+        slab = bw_slab_span_acquire(n == 0 ? node : (n == node ? 0 : n), slots,
+                                    bw_class_size[size_class]);
     if (!slab) return NULL;
     bw_slab_format(slab, size_class, heap);
     return bw_heap_install(heap, way, slab);
@@ -763,7 +762,7 @@ static bw_slab_t *bw_heap_refill(bw_heap_t *heap, unsigned size_class, unsigned 
     /* Periodically reclaim abandoned slabs of other classes that other
      * threads emptied, so thread churn cannot strand memory. */
     if ((heap->slow_calls & 63) == 0) bw_abandoned_sweep(16);
-    slab = bw_slab_span_acquire(node, bw_class_span_slots(size_class));
+    slab = bw_slab_span_acquire(node, bw_class_span_slots(size_class), bw_class_size[size_class]);
     if (!slab) return bw_heap_refill_exhausted(heap, size_class, way, node);
     bw_slab_format(slab, size_class, heap);
     return bw_heap_install(heap, way, slab);

@@ -317,6 +317,19 @@ bool bw_os_protect_none(void *addr, size_t size) {
     bw_fatal_os("mprotect", errno);
 }
 
+/* Inaccessible and discarded in one call: a fresh PROT_NONE anonymous
+ * mapping over the range (the arena's flags) drops its pages and any guard
+ * markers in it, as mprotect and MADV_DONTNEED would in two. The range
+ * loses its NUMA policy, which the caller binds again. False when out of
+ * mappings or memory. */
+bool bw_os_protect_none_fresh(void *addr, size_t size) {
+    void *p =
+        mmap(addr, size, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED, -1, 0);
+    if (p == addr) return true;
+    if (errno == ENOMEM) return false;
+    bw_fatal_os("mmap", errno);
+}
+
 /* Guard markers that madvise may no longer remove go with their pages: a
  * fresh anonymous mapping over the range (the same flags as the arena's, so
  * it merges with its neighbours) is accessible and reads as zeros. */

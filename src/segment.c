@@ -228,26 +228,76 @@ static uint64_t bw_aligned_runs(uint64_t free, unsigned slots) {
  * of its partial list, where the search that follows finds it first. Two
  * threads that find the pool empty at once both carve, and the second
  * segment waits in the pool for later refills. */
-bw_slab_t *bw_slab_span_acquire(unsigned node, unsigned slots) {
+#if BW_SLAB_GUARD
+/* What formatting the run of `slots` slots at `first` for a class of
+ * `block_size` bytes costs (bw_slab_format), lowest first: a run whose
+ * memory was purged (page faults for every page touched again) weighs
+ * most, then each guard page that must be removed (inside the span) or
+ * installed (at its end), one system call each, then a run last formatted
+ * for another class (its fresh chunks are zeroed). A span of a class that
+ * keeps releasing and taking back spans of one shape costs nothing. */
+static unsigned bw_run_cost(const bw_slab_t *first, unsigned slots, bool dirty,
+                            uint32_t block_size) {
+    unsigned cost = dirty ? 0 : 64;
+    for (unsigned i = 0; i + 1 < slots; i++) cost += first[i].unguarded ? 0 : 2;
+    cost += first[slots - 1].unguarded ? 2 : 0;
+    return cost + (first->block_size == block_size && first->head_back == 0 ? 0 : 1);
+}
+#endif
+
+/* Pool lock held: the cheapest free run of `slots` aligned slots in the
+ * first few of the pool's segments that have one (*seg_out, its first slot
+ * returned), or -1. Without guard pages the first segment with a run
+ * serves, its committed runs first. */
+static int bw_pool_find_run(bw_node_pool_t *pool, unsigned slots, uint32_t block_size,
+                            bw_segment_t **seg_out) {
+    int best = -1;
+#if BW_SLAB_GUARD
+    unsigned best_cost = UINT32_MAX;
+#endif
+    bw_segment_t *seg = pool->partial;
+    for (int looked = 0; seg && looked < 8; seg = seg->next, looked++) {
+        uint64_t runs = bw_aligned_runs(seg->free_slots, slots);
+        if (!runs) continue;
+        uint64_t dirty_runs = runs & bw_aligned_runs(seg->free_slots & seg->dirty_slots, slots);
+#if BW_SLAB_GUARD
+        size_t first_slab = (size_t)(seg - bw_layout.segments) * BW_SLABS_PER_SEGMENT;
+        for (uint64_t r = runs; r; r &= r - 1) {
+            unsigned slot = (unsigned)__builtin_ctzll(r);
+            unsigned cost = bw_run_cost(&bw_layout.slabs[first_slab + slot], slots,
+                                        (dirty_runs >> slot) & 1, block_size);
+            if (cost < best_cost) {
+                best_cost = cost;
+                best = (int)slot;
+                *seg_out = seg;
+                if (cost == 0) return best;
+            }
+        }
+        if (best_cost <= 1) return best; /* no system call, no fault: look no further */
+#else
+        (void)block_size;
+        *seg_out = seg;
+        return __builtin_ctzll(dirty_runs ? dirty_runs : runs);
+#endif
+    }
+    return best;
+}
+
+bw_slab_t *bw_slab_span_acquire(unsigned node, unsigned slots, uint32_t block_size) {
     unsigned pool_index = bw_pool_index_for_node(node);
     bw_node_pool_t *pool = &bw_pools[pool_index];
-    bw_segment_t *fresh = NULL, *seg;
-    uint64_t runs = 0;
+    bw_segment_t *fresh = NULL, *seg = NULL;
+    int found;
     for (;;) {
         bw_lock(&pool->lock);
         if (fresh) bw_pool_push(pool, fresh);
-        seg = pool->partial;
-        for (int looked = 0; seg && looked < 8; seg = seg->next, looked++) {
-            runs = bw_aligned_runs(seg->free_slots, slots);
-            if (runs) break;
-        }
-        if (runs) break;
+        found = bw_pool_find_run(pool, slots, block_size, &seg);
+        if (found >= 0) break;
         bw_unlock(&pool->lock);
         fresh = bw_segment_carve(pool_index);
         if (!fresh) return NULL;
     }
-    uint64_t dirty_runs = runs & bw_aligned_runs(seg->free_slots & seg->dirty_slots, slots);
-    unsigned slot = (unsigned)__builtin_ctzll(dirty_runs ? dirty_runs : runs);
+    unsigned slot = (unsigned)found;
     uint64_t bits = (slots >= 64 ? ~0ull : (1ull << slots) - 1) << slot;
     seg->free_slots &= ~bits;
     pool->dirty_slots -= (size_t)__builtin_popcountll(seg->dirty_slots & bits);
@@ -258,7 +308,7 @@ bw_slab_t *bw_slab_span_acquire(unsigned node, unsigned slots) {
     return &bw_layout.slabs[seg_index * BW_SLABS_PER_SEGMENT + slot];
 }
 
-static size_t bw_pool_purge(bw_node_pool_t *pool, uint64_t now, bool force);
+static size_t bw_pool_purge(bw_node_pool_t *pool, uint64_t now, uint64_t min_age);
 
 /* Return a slab's slots to its segment's pool. Their memory stays
  * committed until the purge delay has passed. */
@@ -293,10 +343,17 @@ void bw_slab_slot_release(bw_slab_t *slab) {
     pool->dirty_slots += (size_t)__builtin_popcountll(bits & ~seg->dirty_slots);
     seg->dirty_slots |= bits;
     if (!seg->in_pool_list) bw_pool_push(pool, seg);
-    bool purge_due = now - pool->last_purge_ms >= BW_PURGE_DELAY_MS;
+    /* More than BW_PURGE_DIRTY_MAX free slots still committed: purge those
+     * free for an eighth of the delay. Spans of several shapes released and
+     * taken in turn leave runs no span of another shape fits: on
+     * bench/realloc 65536 (medium blocks grown by realloc, default) they
+     * held 8-10 MiB of the 27 MiB peak. */
+    uint64_t min_age =
+        pool->dirty_slots > BW_PURGE_DIRTY_MAX ? BW_PURGE_DELAY_MS / 8 : BW_PURGE_DELAY_MS;
+    bool purge_due = now - pool->last_purge_ms >= min_age;
     if (purge_due) pool->last_purge_ms = now; /* one purge at a time is enough */
     bw_unlock(&pool->lock);
-    if (purge_due) bw_pool_purge(pool, now, false);
+    if (purge_due) bw_pool_purge(pool, now, min_age);
 }
 
 /* The purge decommits free slots whose delay has passed (all of them when
@@ -313,8 +370,9 @@ typedef struct {
     bool clean;   /* the kernel took the pages back */
 } bw_purge_run_t;
 
-/* Pool lock held: take the runs that are ready out of the pool. */
-static unsigned bw_pool_purge_take(bw_node_pool_t *pool, uint64_t now, bool force,
+/* Pool lock held: take the runs free for at least min_age ms out of the
+ * pool. */
+static unsigned bw_pool_purge_take(bw_node_pool_t *pool, uint64_t now, uint64_t min_age,
                                    bw_purge_run_t *runs) {
     unsigned count = 0;
     if (pool->dirty_slots == 0) return 0;
@@ -328,7 +386,7 @@ static unsigned bw_pool_purge_take(bw_node_pool_t *pool, uint64_t now, bool forc
         uint64_t ready = 0;
         for (uint64_t d = dirty; d; d &= d - 1) {
             unsigned slot = (unsigned)__builtin_ctzll(d);
-            if (force || now - first[slot].freed_at_ms >= BW_PURGE_DELAY_MS) ready |= 1ull << slot;
+            if (now - first[slot].freed_at_ms >= min_age) ready |= 1ull << slot;
         }
         while (ready && count < BW_PURGE_BATCH) {
             unsigned start = (unsigned)__builtin_ctzll(ready);
@@ -373,12 +431,12 @@ static void bw_pool_purge_give(bw_node_pool_t *pool, const bw_purge_run_t *runs,
 }
 
 /* Called without the pool lock. Returns the bytes decommitted. */
-static size_t bw_pool_purge(bw_node_pool_t *pool, uint64_t now, bool force) {
+static size_t bw_pool_purge(bw_node_pool_t *pool, uint64_t now, uint64_t min_age) {
     size_t purged = 0;
     for (;;) {
         bw_purge_run_t runs[BW_PURGE_BATCH];
         bw_lock(&pool->lock);
-        unsigned count = bw_pool_purge_take(pool, now, force, runs);
+        unsigned count = bw_pool_purge_take(pool, now, min_age, runs);
         bw_unlock(&pool->lock);
         if (count == 0) return purged;
         bool refused = false;
@@ -415,7 +473,7 @@ size_t bw_segments_purge(bool force) {
         bool due = force || now - pool->last_purge_ms >= BW_PURGE_DELAY_MS;
         if (due) pool->last_purge_ms = now;
         bw_unlock(&pool->lock);
-        if (due) purged += bw_pool_purge(pool, now, force);
+        if (due) purged += bw_pool_purge(pool, now, force ? 0 : BW_PURGE_DELAY_MS);
     }
     return purged;
 }

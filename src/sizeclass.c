@@ -125,10 +125,12 @@ unsigned bw_size_class_aligned(size_t size, size_t alignment) {
  * candidates stay a few times the blocks the class holds and the target
  * holds by the time 2^bits blocks are allocated, while a thread that keeps
  * a few dozen blocks of a class touches a few chunks, not a few dozen
- * slabs, however many it allocates and frees. */
+ * slabs, however many it allocates and frees. The medium classes (above
+ * 16 KiB) wait longer before they open their second way (below). */
 uint16_t bw_class_ways[BW_CLASS_COUNT] = {[0 ... BW_CLASS_COUNT - 1] = 1};
 uint16_t bw_class_way_base[BW_CLASS_COUNT];
 uint16_t bw_class_way_step[BW_CLASS_COUNT] = {[0 ... BW_CLASS_COUNT - 1] = 1};
+uint16_t bw_class_way_delay[BW_CLASS_COUNT];
 
 void bw_ways_init(void) {
     uint32_t next = 0;
@@ -155,6 +157,28 @@ void bw_ways_init(void) {
             uint32_t candidates = (small ? 2u : 3u) << bits;
             wanted = candidates / blocks + (candidates % blocks != 0);
             if (wanted > BW_WAYS_MAX) wanted = BW_WAYS_MAX;
+            if (size > BW_MEDIUM_WAYS_ABOVE) {
+                /* Medium classes open their extra ways late, at the same
+                 * pace, so that all are open once BW_WAYS_FULL_MEDIUM_NUM
+                 * sixteenths of 2^bits blocks are live (192 of 256 in
+                 * default: the first extra way opens at 96 or 97 live
+                 * blocks). Each of their ways is a span of 128 KiB to
+                 * 1 MiB that a few live blocks soon touch whole: opened at
+                 * the small classes' pace, a dozen live blocks of a class
+                 * kept about 12 ways, and bench/realloc 65536 400000
+                 * (buffers grown by realloc to 64 KiB, default) peaked at
+                 * 61-69 MiB; opened at 3 per way's worth (all open at 256
+                 * live), 43 MiB; with this delay 27.5 MiB, one way per
+                 * class. Below the delay a medium block's placement is
+                 * random among its way's blocks only (2.8-3.6 bits, the
+                 * K = 0 column of test_entropy); at K = 2^bits the 20, 32,
+                 * 64 and 128 KiB classes measured 8.85-9.29 bits with the
+                 * delay, 9.11-9.21 without; at pace 3 the first three
+                 * measured 8.62-9.10. */
+                uint32_t ramp = ((wanted - 1) * blocks + BW_WAYS_PER_LIVE - 1) / BW_WAYS_PER_LIVE;
+                uint32_t full_at = (BW_WAYS_FULL_MEDIUM_NUM << bits) / 16;
+                bw_class_way_delay[c] = (uint16_t)(full_at > ramp ? full_at - ramp : 0);
+            }
             if (next + wanted > BW_WAYS_TOTAL - (BW_CLASS_COUNT - 1 - c))
                 wanted = 1; /* out of slots: cannot happen with the shipped knobs */
         }

@@ -47,6 +47,13 @@
 #define BW_PURGE_DELAY_MS 250
 #endif
 
+/* Free slab slots still committed (per NUMA node's pool) above which the
+ * purge takes those free for an eighth of BW_PURGE_DELAY_MS (segment.c):
+ * 64 slots, 4 MiB. */
+#ifndef BW_PURGE_DIRTY_MAX
+#define BW_PURGE_DIRTY_MAX 64u
+#endif
+
 /* Large blocks are carved from regions of this much address space (large.c);
  * a block whose extent is above a quarter of it gets a region of its own,
  * which realloc moves with mremap instead of copying. */
@@ -62,6 +69,19 @@
  * often than that faults no page in again. */
 #ifndef BW_LARGE_DECAY_MS
 #define BW_LARGE_DECAY_MS 2000u
+#endif
+
+/* With a large quarantine (default, strict, fuzz), a freed large block's
+ * pages stay resident while it waits (mprotect, and the next block carved
+ * there clears them: no page fault) only while the freed extents that keep
+ * theirs hold at most this many bytes, or a BW_LARGE_KEPT_SHARE-th of the
+ * live large bytes if that is more; the others are guarded by markers,
+ * which give their pages back (large.c, bw_kept_room). */
+#ifndef BW_LARGE_KEPT_MIN
+#define BW_LARGE_KEPT_MIN ((size_t)4 << 20)
+#endif
+#ifndef BW_LARGE_KEPT_SHARE
+#define BW_LARGE_KEPT_SHARE 4u
 #endif
 
 /* Rounds of large malloc/free the tests run to cycle freed blocks through

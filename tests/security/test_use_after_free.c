@@ -8,7 +8,8 @@
  *  - reading a freed large block faults (SIGSEGV, no report) while it sits
  *    in the large quarantine (BW_LARGE_QUARANTINE > 0), at its first byte,
  *    in the middle and at its last byte, also after other large frees that
- *    do not push it out;
+ *    do not push it out, and when frees before it filled the budget of
+ *    freed pages kept resident (its pages discarded instead);
  *  - a freed small block is not the next block malloc hands out (the
  *    use-after-free exploit's reallocation): with a quarantine never, in the
  *    fast profile only when its slab's free list happened to run dry at that
@@ -78,26 +79,33 @@ static void test_usable_size_after_free_large(void **state) {
 
 struct read_after_free {
     char *block;
-    size_t offset;      /* byte read after the free */
-    size_t other_frees; /* large blocks freed in between */
+    size_t offset;       /* byte read after the free */
+    size_t other_frees;  /* large blocks freed in between */
+    size_t frees_before; /* large blocks freed just before it */
 };
 
 static void do_read_after_free(void *arg) {
     const struct read_after_free *op = arg;
+    for (size_t i = 0; i < op->frees_before; i++) free(malloc(MiB));
     free(op->block);
     for (size_t i = 0; i < op->other_frees; i++) free(malloc(MiB));
     sink = ((volatile char *)bw_launder(op->block))[op->offset];
 }
 
-static void expect_read_fault(size_t size, size_t offset, size_t other_frees) {
+static void expect_read_fault_after(size_t size, size_t offset, size_t other_frees,
+                                    size_t frees_before) {
     char *block = malloc(size);
     assert_non_null(block);
     memset(block, 0x5a, size);
-    struct read_after_free op = {block, offset, other_frees};
+    struct read_after_free op = {block, offset, other_frees, frees_before};
     /* The page of the byte read, no earlier one. */
     char *page = (char *)((uintptr_t)(block + offset) & ~(uintptr_t)(BW_TEST_PAGE - 1));
     bw_expect_fault_in(do_read_after_free, &op, page, page + BW_TEST_PAGE);
     free(block);
+}
+
+static void expect_read_fault(size_t size, size_t offset, size_t other_frees) {
+    expect_read_fault_after(size, offset, other_frees, 0);
 }
 
 static void test_read_after_free_large_faults(void **state) {
@@ -115,6 +123,17 @@ static void test_read_after_free_large_faults(void **state) {
 static void test_read_after_free_large_faults_after_other_frees(void **state) {
     BW_SKIP_UNLESS(BW_LARGE_QUARANTINE);
     expect_read_fault(MiB, 100, BW_LARGE_QUARANTINE > 1 ? BW_LARGE_QUARANTINE - 1 : 0);
+}
+
+/* Freed after 8 MiB of other large blocks, more than the freed extents may
+ * keep resident (BW_LARGE_KEPT_MIN, 4 MiB, with 1 MiB live): its pages are
+ * discarded by a fresh PROT_NONE mapping instead (large.c, bw_extent_seal),
+ * which must fault just the same. */
+static void test_read_after_free_large_faults_past_kept_budget(void **state) {
+    BW_SKIP_UNLESS(BW_LARGE_QUARANTINE);
+    expect_read_fault_after(MiB, 0, 0, 8);
+    expect_read_fault_after(MiB, MiB - 1, 0, 8);
+    expect_read_fault_after(200000, 4096, 0, 8);
 }
 
 /* free(p); q = malloc(same size): how often is q == p? 1,000 times for
@@ -157,6 +176,7 @@ int main(void) {
         cmocka_unit_test(test_usable_size_after_free_large),
         cmocka_unit_test(test_read_after_free_large_faults),
         cmocka_unit_test(test_read_after_free_large_faults_after_other_frees),
+        cmocka_unit_test(test_read_after_free_large_faults_past_kept_budget),
         cmocka_unit_test(test_freed_block_is_not_handed_out_next),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
