@@ -352,6 +352,7 @@ typedef struct bw_heap {
     _Atomic(bw_slab_t *) remote_slabs; /* slabs with remote frees to collect */
     struct bw_heap *next_free;         /* heap pool free list */
     uint32_t node;                     /* NUMA pool index of the CPU at the last refill */
+    uint32_t ways_node;                /* ... at the last bw_heap_follow_node */
     uint32_t live;                     /* 1 while a thread uses the heap */
     uint64_t slow_calls;               /* slow-path entries, to pace maintenance */
     bw_slab_t *ways[BW_WAYS_TOTAL];    /* slabs the fast path allocates from; never NULL */

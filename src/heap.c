@@ -563,7 +563,7 @@ bw_heap_t *bw_heap_get_or_create(void) {
     heap->quarantine_epoch = 0;
 #endif
     heap->node = 0;
-    bw_heap_node_now(heap);
+    heap->ways_node = bw_heap_node_now(heap);
     heap->live = 1;
     heap->slow_calls = 0;
     heap->sealed = NULL;
@@ -776,9 +776,12 @@ static bw_slab_t *bw_heap_refill(bw_heap_t *heap, unsigned size_class, unsigned 
  * of 64 B-128 KiB allocated after a move were still on the old node. One
  * getcpu (vDSO) per 16 slow calls. */
 static void bw_heap_follow_node(bw_heap_t *heap) {
-    unsigned before = heap->node;
+    /* Compared with the node of the last look here, not heap->node: a
+     * refill after the move updates that one but only its own way (the
+     * first version compared with it and missed moves half the time). */
     unsigned node = bw_heap_node_now(heap);
-    if (node == before) return;
+    if (node == heap->ways_node) return;
+    heap->ways_node = node;
     for (unsigned w = 0; w < BW_WAYS_TOTAL; w++) {
         bw_slab_t *slab = heap->ways[w];
         if (slab == &bw_sentinel_slab || bw_slab_on_node(slab, node)) continue;
