@@ -34,8 +34,11 @@
 #define BW_LARGE_RIGHT_ALIGN 1
 
 /* BULWARK_SEED=<decimal> fixes every random choice (free-list order,
- * quarantine exits, keys) so a crash reproduces; ignored in set-uid
- * processes (AT_SECURE). */
+ * quarantine exits, keys, canaries, region bases, large-region addresses)
+ * and replaces the clock of the time-driven choices by a count, so a crash
+ * reproduces with the same report line (random.c, DESIGN.md "Seeded
+ * runs"); it makes them all predictable, so it is for fuzzing only.
+ * Ignored in set-uid processes (AT_SECURE). */
 #define BW_SEED_FROM_ENV 1
 
 /* malloc(0) returns a unique pointer into never-accessible address space:

@@ -437,7 +437,9 @@ BW_INLINE unsigned bw_request_class(size_t size) {
 uint64_t bw_rng_refill(bw_rng_t *rng);
 void bw_rng_seed(bw_rng_t *rng, uint64_t stream);
 void bw_random_init(void);
+void bw_random_fork_prepare(void);
 void bw_random_fork_child(void);
+void bw_random_bytes(void *buf, size_t size);
 void bw_secrets_seal(void);
 BW_INLINE uint64_t bw_rng_next(bw_rng_t *rng) {
     if (bw_likely(rng->pos < BW_RNG_WORDS)) return rng->words[rng->pos++];
@@ -501,7 +503,6 @@ bw_map_t bw_os_space_commit(void *addr, size_t size, bool meta);
 bw_map_t bw_os_space_fault(void *addr, size_t size);
 void bw_os_space_uncommit(void *addr, size_t size);
 uint64_t bw_os_now_ms(void);
-void bw_os_random(void *buf, size_t size);
 void bw_os_protect_readonly(void *addr, size_t size);
 bool bw_os_has_guard_madvise(void);
 const char *bw_os_guard_method(void);
@@ -668,9 +669,17 @@ BW_INLINE uintptr_t bw_span_start_of(const bw_slab_t *slab, const void *block) {
 typedef struct {
     uint64_t link_mul1, link_mul2; /* odd: the free-list link tag (link.h) */
     uint64_t canary_mul;           /* odd: the exact-size canary tag (canary.h) */
-    uint8_t rest_of_page[4096 - 3 * sizeof(uint64_t)];
+    /* BULWARK_SEED (random.c), here so that a stray write cannot turn a
+     * process's randomness into a predictable one after start-up. */
+    uint64_t seed, seeded;
+    uint8_t rest_of_page[4096 - 5 * sizeof(uint64_t)];
 } __attribute__((aligned(4096))) bw_secrets_t;
 extern BW_HIDDEN bw_secrets_t bw_secrets;
+/* Every random choice follows BULWARK_SEED: a constant false in the
+ * profiles that do not read it. */
+BW_INLINE bool bw_random_seeded(void) {
+    return BW_SEED_FROM_ENV && bw_secrets.seeded;
+}
 extern BW_HIDDEN atomic_uint bw_rng_generation; /* bumped in every forked child */
 
 /* large.c */

@@ -34,6 +34,7 @@ static void bw_fork_prepare(void) {
     bw_segments_fork_prepare();
     bw_large_fork_prepare();
     bw_zero_fork_prepare();
+    bw_random_fork_prepare();
     BW_META_CLOSE();
 }
 

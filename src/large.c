@@ -119,7 +119,7 @@ static uint64_t bw_large_random(void) {
     bw_heap_t *heap = bw_heap_get_or_create();
     uint64_t r;
     if (heap) return bw_rng_next(&heap->rng);
-    bw_os_random(&r, sizeof r);
+    bw_random_bytes(&r, sizeof r);
     return r;
 }
 

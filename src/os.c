@@ -11,7 +11,6 @@
 #include <fcntl.h>
 #include <linux/futex.h>
 #include <sched.h>
-#include <sodium.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
@@ -57,7 +56,7 @@ void *bw_os_reserve(size_t size, size_t alignment, bool random_base) {
     if (random_base) {
         for (int attempt = 0; attempt < 8; attempt++) {
             uint64_t r;
-            bw_os_random(&r, sizeof r);
+            bw_random_bytes(&r, sizeof r);
             /* between 1 TiB and 64 TiB: far from the program, the stack and
              * the usual mmap area near 127 TiB. */
             uintptr_t hint = ((uintptr_t)1 << 40) + (uintptr_t)(r % ((uint64_t)63 << 40));
@@ -126,7 +125,7 @@ static void *bw_os_place(size_t size, size_t alignment) {
     if (free_entry == BW_PLACED_MAX) return NULL;
     for (int attempt = 0; attempt < 64; attempt++) {
         uint64_t r;
-        bw_os_random(&r, sizeof r);
+        bw_random_bytes(&r, sizeof r);
         /* the window of bw_os_reserve's random hints */
         uintptr_t start = ((uintptr_t)1 << 40) + (uintptr_t)(r % (((uint64_t)63 << 40) - size));
         start &= ~(uintptr_t)(alignment - 1);
@@ -398,8 +397,27 @@ void bw_os_guard_stats(size_t *by_madvise, size_t *by_mprotect) {
  * swap is reserved (MAP_NORESERVE): a large region is mostly untouched
  * address space, committed page by page as blocks are written. */
 void *bw_os_map(size_t size) {
-    void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
-                   -1, 0);
+    const int flags = MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE;
+    /* Seeded: at an address from the seed (the window of bw_os_reserve's
+     * hints), where the kernel's mmap base would differ from run to run
+     * (ASLR) and so would the address of every large block. Not in a lazy
+     * region's placement, which only looks free. */
+    for (int attempt = 0; bw_random_seeded() && attempt < 16; attempt++) {
+        uint64_t r;
+        bw_random_bytes(&r, sizeof r);
+        uintptr_t hint = ((uintptr_t)1 << 40) + (uintptr_t)(r % (((uint64_t)63 << 40) - size));
+        hint &= ~(uintptr_t)(BW_PAGE_SIZE - 1);
+        bool clear = true;
+        for (unsigned i = 0; i < BW_PLACED_MAX && clear; i++)
+            clear = bw_placed[i].end == 0 || hint + size <= bw_placed[i].start ||
+                    hint >= bw_placed[i].end;
+        if (!clear) continue;
+        void *p =
+            mmap((void *)hint, size, PROT_READ | PROT_WRITE, flags | MAP_FIXED_NOREPLACE, -1, 0);
+        if (p == (void *)hint) return p;
+        if (p != MAP_FAILED) munmap(p, size);
+    }
+    void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, flags, -1, 0);
     return p == MAP_FAILED ? NULL : p;
 }
 
@@ -456,15 +474,19 @@ void bw_os_bind_node(void *addr, size_t size, unsigned node) {
     errno = saved_errno;
 }
 
+/* The clock of the time-driven choices (the heaps' aging and purge, the
+ * large blocks' decay): with a seed it is a count of its own reads, one
+ * "millisecond" each, so that which blocks those choices release, and so
+ * where later blocks land, depends on the program's calls and not on how
+ * fast the machine ran them. It still advances: memory still goes back. */
+static atomic_uint_fast64_t bw_seeded_clock;
+
 uint64_t bw_os_now_ms(void) {
+    if (bw_random_seeded())
+        return atomic_fetch_add_explicit(&bw_seeded_clock, 1, memory_order_relaxed);
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC_COARSE, &ts); /* vDSO: no system call */
     return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
-/* Key material from libsodium (getrandom(2) underneath; never allocates). */
-void bw_os_random(void *buf, size_t size) {
-    randombytes_buf(buf, size);
 }
 
 /* Make whole pages of bulwark's own data read-only (secrets drawn once). A

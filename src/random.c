@@ -4,10 +4,20 @@
  * from libsodium's randombytes_buf and consumes it 8 bytes at a time from a
  * 256-byte buffer: a draw on the fast path is a load and an increment, the
  * cipher runs once every 32 draws, and no draw is a system call. The key is
- * replaced after fork (the child must not repeat its parent's choices). The
- * fuzz profile may take a fixed seed from BULWARK_SEED so a crash
- * reproduces; no other profile reads the environment, and none does in a
- * set-uid/set-gid process (AT_SECURE). Nothing here allocates. */
+ * replaced after fork (the child must not repeat its parent's choices).
+ * Every other random choice (region bases, large-region addresses, a
+ * canary drawn before a thread has a heap) takes bytes from
+ * bw_random_bytes. No other entropy source is read (os.c's clock is
+ * replaced by a count while seeded, see bw_os_now_ms).
+ *
+ * The fuzz profile may take a fixed seed from BULWARK_SEED so a crash
+ * reproduces byte for byte: then every key and every byte above comes from
+ * ChaCha20 keyed by the seed and the process's lineage (0 in the first
+ * process; a forked child's is derived from its parent's lineage and the
+ * number of forks the parent made, so a child is reproducible and siblings
+ * differ), never from the kernel. No other profile reads the environment,
+ * and none does in a set-uid/set-gid process (AT_SECURE). Nothing here
+ * allocates. */
 #include <sodium.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,8 +26,40 @@
 #include "bw_internal.h"
 
 atomic_uint bw_rng_generation = 1;
-static bool bw_fixed_seed_set;
-static uint64_t bw_fixed_seed;
+static uint64_t bw_lineage;                /* 0, or derived at each fork (seeded) */
+static uint64_t bw_forks_made;             /* by this process, counted in prepare */
+static atomic_uint_fast64_t bw_seed_block; /* next block of the process stream */
+
+/* Nonces of the seeded key: heaps use their stream number (below 2^16);
+ * these two sit far above. */
+#define BW_NONCE_SECRETS 0xffffffffffffffffull
+#define BW_NONCE_PROCESS 0xfffffffffffffffeull
+
+/* ChaCha20 keyed by seed || lineage, at `nonce`, from 64-byte block
+ * `block` on (crypto_stream_chacha20_xor_ic over zeros: the keystream). */
+static void bw_seeded_stream(void *out, size_t size, uint64_t nonce, uint64_t block) {
+    unsigned char key[crypto_stream_chacha20_KEYBYTES] = {0};
+    unsigned char n[crypto_stream_chacha20_NONCEBYTES];
+    memcpy(key, &bw_secrets.seed, sizeof bw_secrets.seed);
+    memcpy(key + 8, &bw_lineage, sizeof bw_lineage);
+    memcpy(n, &nonce, sizeof n);
+    memset(out, 0, size);
+    crypto_stream_chacha20_xor_ic(out, out, size, n, block, key);
+}
+
+/* Random bytes for choices outside the heaps' keystreams: the kernel's
+ * (getrandom(2) underneath libsodium; never allocates), or, with a seed,
+ * the process stream, whose blocks are taken in turn by an atomic counter
+ * (thread-safe; reproducible as far as the calls come in the same order). */
+void bw_random_bytes(void *buf, size_t size) {
+    if (!bw_random_seeded()) {
+        randombytes_buf(buf, size);
+        return;
+    }
+    uint64_t blocks = (size + 63) / 64;
+    uint64_t first = atomic_fetch_add_explicit(&bw_seed_block, blocks, memory_order_relaxed);
+    bw_seeded_stream(buf, size, BW_NONCE_PROCESS, first);
+}
 
 bw_secrets_t bw_secrets;
 _Static_assert(sizeof(bw_secrets_t) == 4096, "the secrets fill the page they seal");
@@ -27,15 +69,10 @@ _Static_assert(sizeof(bw_secrets_t) == 4096, "the secrets fill the page they sea
  * Forced odd, so a multiply by one is a bijection. */
 static void bw_secrets_draw(void) {
     uint64_t words[3];
-    if (bw_fixed_seed_set) {
-        unsigned char seed_key[crypto_stream_chacha20_KEYBYTES] = {0};
-        unsigned char nonce[crypto_stream_chacha20_NONCEBYTES];
-        memset(nonce, 0xff, sizeof nonce); /* heaps use nonces below 2^48 */
-        memcpy(seed_key, &bw_fixed_seed, sizeof bw_fixed_seed);
-        crypto_stream_chacha20((unsigned char *)words, sizeof words, nonce, seed_key);
-    } else {
+    if (bw_random_seeded())
+        bw_seeded_stream(words, sizeof words, BW_NONCE_SECRETS, 0);
+    else
         randombytes_buf(words, sizeof words);
-    }
     bw_secrets.link_mul1 = words[0] | 1;
     bw_secrets.link_mul2 = words[1] | 1;
     bw_secrets.canary_mul = words[2] | 1;
@@ -58,8 +95,12 @@ void bw_random_init(void) {
         uint64_t seed = 0;
         for (const char *c = text; *c >= '0' && *c <= '9'; c++)
             seed = seed * 10 + (uint64_t)(*c - '0');
-        bw_fixed_seed = seed;
-        bw_fixed_seed_set = true;
+        bw_secrets.seed = seed;
+        bw_secrets.seeded = 1;
+        /* Which node's memory a thread gets depends on the CPU it runs on:
+         * a seeded process acts as if it had one node, so the scheduler
+         * cannot change an address either. */
+        bw_topology.node_count = 1;
     }
 #endif
     bw_secrets_draw();
@@ -71,17 +112,12 @@ void bw_rng_seed(bw_rng_t *rng, uint64_t stream) {
     rng->nonce = 0;
     rng->pos = BW_RNG_WORDS;
     rng->spare_count = 0;
-    if (bw_fixed_seed_set) {
-        /* key = ChaCha20(seed as key, nonce = stream ^ generation) */
-        unsigned char seed_key[crypto_stream_chacha20_KEYBYTES] = {0};
-        unsigned char nonce[crypto_stream_chacha20_NONCEBYTES];
-        uint64_t n = stream ^ ((uint64_t)rng->generation << 48);
-        memcpy(seed_key, &bw_fixed_seed, sizeof bw_fixed_seed);
-        memcpy(nonce, &n, sizeof nonce);
-        crypto_stream_chacha20(rng->key, sizeof rng->key, nonce, seed_key);
-    } else {
+    /* Seeded: the heap's key is the keystream of seed || lineage at the
+     * heap's stream number; a child's new lineage gives every heap a new key. */
+    if (bw_random_seeded())
+        bw_seeded_stream(rng->key, sizeof rng->key, stream, 0);
+    else
         randombytes_buf(rng->key, sizeof rng->key);
-    }
 }
 
 uint64_t bw_rng_refill(bw_rng_t *rng) {
@@ -95,11 +131,32 @@ uint64_t bw_rng_refill(bw_rng_t *rng) {
     return rng->words[0];
 }
 
+/* In the parent, every lock held: one more fork. The child inherits the
+ * count with this fork in it, which tells it from its siblings. */
+void bw_random_fork_prepare(void) {
+    bw_forks_made++;
+}
+
+/* splitmix64's finalizer (Steele, Lea, Flood, "Fast splittable
+ * pseudorandom number generators", OOPSLA 2014; Vigna's constants): a
+ * bijective mix of 64 bits, so (lineage, fork number) pairs rarely meet. */
+static uint64_t bw_mix64(uint64_t z) {
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
 /* In the child after fork: every heap's key is stale; the calling thread's
  * buffered randomness (keystream words, spare 16-bit draws and the fast
  * path's way bytes) is discarded so that sibling children do not repeat the
- * same choices. */
+ * same choices. Seeded, the child's lineage follows from its parent's and
+ * the parent's fork count: reproducible, and different for each sibling. */
 void bw_random_fork_child(void) {
+    if (bw_random_seeded()) {
+        bw_lineage = bw_mix64(bw_lineage ^ bw_mix64(bw_forks_made));
+        bw_forks_made = 0;
+        atomic_store_explicit(&bw_seed_block, 0, memory_order_relaxed);
+    }
     atomic_fetch_add_explicit(&bw_rng_generation, 1, memory_order_relaxed);
     bw_heap_t *heap = bw_tls_heap;
     if (heap != &bw_empty_heap) {

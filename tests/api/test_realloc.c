@@ -13,7 +13,13 @@
  *    the contents;
  *  - a large buffer grown a few bytes at a time (the naive string builder)
  *    moves about once per 50% of growth, not once per page, and keeps its
- *    contents through every move.
+ *    contents through every move;
+ *  - after a realloc that kept the block in place (shrinking or growing),
+ *    free_sized accepts the new size and every size up to the usable size,
+ *    small and large, also for a block from aligned_alloc (issue 15: an
+ *    op-sequence fuzz found realloc(NULL, 25), realloc(p, 24) kept in place,
+ *    free_sized(p, 24) reported as a free size mismatch); a size below a
+ *    large block's new request is still one.
  * Runs statically linked and, as test_realloc.dyn, against libbulwark.so. */
 #include <errno.h>
 #include <malloc.h>
@@ -305,6 +311,103 @@ static void test_shrink_keeps_contents(void **state) {
     }
 }
 
+/* free_sized(q, size) for the new size, the usable size and one between,
+ * each on a fresh realloc(realloc(first(old), new)) chain; counts how often
+ * the chain stayed in place so the caller can tell the case was met. */
+static void free_sized_after_realloc(size_t old_size, size_t new_size, size_t alignment,
+                                     size_t *kept) {
+    for (int pick = 0; pick < 3; pick++) {
+        void *p = alignment ? aligned_alloc(alignment, old_size) : realloc(NULL, old_size);
+        BW_REQUIRE(p != NULL, "allocation of %zu bytes", old_size);
+        bw_fill(p, old_size, old_size);
+        void *q = realloc(p, new_size);
+        BW_REQUIRE(q != NULL, "realloc(%zu -> %zu)", old_size, new_size);
+        if (q == p) (*kept)++;
+        size_t usable = malloc_usable_size(q);
+        BW_REQUIRE(usable >= new_size, "realloc(%zu -> %zu): usable %zu", old_size, new_size,
+                   usable);
+        size_t size = pick == 0   ? new_size
+                      : pick == 1 ? usable
+                                  : new_size + (usable - new_size) / 2;
+        free_sized(q, size);
+    }
+}
+
+static void test_free_sized_after_realloc_in_place(void **state) {
+    /* The sequence the fuzzer found. */
+    void *p = realloc(NULL, 25);
+    assert_non_null(p);
+    void *q = realloc(p, 24);
+    assert_non_null(q);
+    free_sized(q, 24);
+
+    size_t kept_shrink = 0, kept_grow = 0;
+    for (size_t i = 0; i < size_count; i++) {
+        size_t old_size = sizes[i];
+        if (old_size < 2) continue;
+        /* Shrinks that stay within the block (more than half of it) and a
+         * few that do not; growth by a byte, a granule, an eighth. */
+        const size_t shrinks[] = {old_size - 1, old_size - old_size / 8, old_size / 2 + 1};
+        const size_t grows[] = {old_size + 1, old_size + 7, old_size + old_size / 8};
+        for (size_t s = 0; s < 3; s++) {
+            free_sized_after_realloc(old_size, shrinks[s], 0, &kept_shrink);
+            if (grows[s] <= LARGEST) free_sized_after_realloc(old_size, grows[s], 0, &kept_grow);
+        }
+    }
+    BW_REQUIRE(kept_shrink > 0 && kept_grow > 0, "in place: %zu shrinks, %zu growths", kept_shrink,
+               kept_grow);
+
+    /* aligned_alloc's block: free_aligned_sized with every size from the
+     * request to the usable size, and after an in-place realloc free_sized
+     * with the new size (a realloc result is freed as malloc's is). */
+    size_t kept_aligned = 0;
+    for (size_t alignment = 32; alignment <= 64 * KiB; alignment *= 8) {
+        const size_t requests[] = {1,        24, 100, alignment - 1, alignment + 1, 3 * alignment,
+                                   200 * KiB};
+        for (size_t r = 0; r < sizeof requests / sizeof requests[0]; r++) {
+            size_t request = requests[r];
+            void *a = aligned_alloc(alignment, request);
+            assert_non_null(a);
+            size_t usable = malloc_usable_size(a);
+            free_aligned_sized(a, alignment, request);
+            for (size_t size = request; size <= usable; size += (usable - request) / 5 + 1) {
+                a = aligned_alloc(alignment, request);
+                assert_non_null(a);
+                free_aligned_sized(a, alignment, size);
+            }
+            a = aligned_alloc(alignment, request);
+            assert_non_null(a);
+            free_aligned_sized(a, alignment, malloc_usable_size(a));
+            if (request > 1)
+                free_sized_after_realloc(request, request - request / 8, alignment, &kept_aligned);
+        }
+    }
+    BW_REQUIRE(kept_aligned > 0, "no aligned block was kept in place");
+}
+
+/* A large block shrunk by realloc (in place in fast and default; strict and
+ * fuzz move it to keep it against its guard) is named by its new request:
+ * one byte less is a size mismatch, as before the realloc. */
+typedef struct {
+    void *block;
+    size_t size;
+} sized_free_t;
+
+static void do_free_sized(void *arg) {
+    sized_free_t *op = arg;
+    free_sized(bw_launder(op->block), op->size);
+}
+
+static void test_free_sized_below_new_request_after_realloc(void **state) {
+    void *p = malloc(MiB);
+    assert_non_null(p);
+    void *q = realloc(p, MiB - 100);
+    assert_non_null(q);
+    sized_free_t op = {q, MiB - 101};
+    bw_expect_death_at(do_free_sized, &op, "free size mismatch", "free_sized", q);
+    free_sized(q, MiB - 100);
+}
+
 /* 16 KiB + 1 to 4 MiB in 64-byte steps: 65,000 reallocs. A block that had
  * to move gets half as much room again (large.c), so the growth moves
  * log(4 MiB / 16 KiB) / log(1.5) ~ 14 times; moving once per page would be
@@ -383,6 +486,8 @@ int main(void) {
         cmocka_unit_test(test_shrink_keeps_contents),
         cmocka_unit_test(test_realloc_of_calloc_and_memalign_blocks),
         cmocka_unit_test(test_large_growth_moves_rarely),
+        cmocka_unit_test(test_free_sized_after_realloc_in_place),
+        cmocka_unit_test(test_free_sized_below_new_request_after_realloc),
     };
     return cmocka_run_group_tests(tests, build_size_list, NULL);
 }
