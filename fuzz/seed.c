@@ -17,26 +17,17 @@
  * letter, address, size), then "end"; the parent compares the two outputs,
  * the two exit statuses and the two stderr texts (bulwark's report line).
  *
- * What the seed governs today, and therefore what is compared exactly: the
- * choices inside the arena (free-list order, placement entropy, quarantine
- * exits), i.e. every small block's offset from the arena base. The arena
- * base itself and the addresses of large mappings are still random, so
- * addresses are written relative: "a+<offset>" inside the arena,
- * "m+<offset in page>" outside, and so are the 0x numbers of stderr before
- * the comparison.
- * Time: bulwark's placement also depends on the clock, not only on the
- * seed: every BW_PURGE_DELAY_MS (250 ms) the slow path retires idle slabs
- * and ages the quarantine (heap.c bw_heap_age_ways), so two runs that cross
- * that boundary at different ops place later blocks differently. Each child
- * reports how long it ran; a difference after a child ran for
- * BW_SEED_SLOW_MS or more is inconclusive, not a failure (stderr says so),
- * unless BW_SEED_GOVERNS_TIME is 1. The child keeps runs short (1024 ops,
- * 16 MiB live) so nearly every input is judged.
- * TO EXTEND (branch fuzzseed makes the arena base and the large canary
- * secrets follow BULWARK_SEED): once that is merged, build with
- * -DBW_SEED_GOVERNS_ADDRESSES=1 (or change the default below) and the
- * harness compares raw addresses and raw report lines, byte for byte.
- * Anything else the seed comes to govern is checked by writing one more
+ * What the seed governs, and therefore what is compared exactly: every
+ * choice bulwark makes (README "BULWARK_SEED"): region bases, large-region
+ * addresses, keys, canaries, placement, quarantine exits, and its clock,
+ * which counts its own reads under a seed. So raw addresses and raw report
+ * lines are compared, byte for byte (BW_SEED_GOVERNS_ADDRESSES and
+ * BW_SEED_GOVERNS_TIME are 1). Built with either at 0 the harness falls
+ * back to the weaker comparisons it made before the seed governed them:
+ * addresses relative to the arena base ("a+<offset>", "m+<offset in
+ * page>" outside it), and a difference after a child ran for
+ * BW_SEED_SLOW_MS or more called inconclusive. Anything else the seed comes
+ * to govern is checked by writing one more
  * line in bw_seed_note (child side); the parent compares whole outputs. */
 #include <errno.h>
 #include <signal.h>
@@ -54,11 +45,11 @@
 #include "bw_internal.h"
 
 #ifndef BW_SEED_GOVERNS_ADDRESSES
-#define BW_SEED_GOVERNS_ADDRESSES 0
+#define BW_SEED_GOVERNS_ADDRESSES 1
 #endif
 
 #ifndef BW_SEED_GOVERNS_TIME
-#define BW_SEED_GOVERNS_TIME 0
+#define BW_SEED_GOVERNS_TIME 1
 #endif
 /* A child that ran this long may have crossed an aging boundary. */
 #define BW_SEED_SLOW_MS (BW_PURGE_DELAY_MS - 50)

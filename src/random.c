@@ -18,10 +18,12 @@
  * differ), never from the kernel. No other profile reads the environment,
  * and none does in a set-uid/set-gid process (AT_SECURE). Nothing here
  * allocates. */
+#include <fcntl.h>
 #include <sodium.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/auxv.h>
+#include <unistd.h>
 
 #include "bw_internal.h"
 
@@ -83,14 +85,39 @@ void bw_secrets_seal(void) {
     bw_os_protect_readonly(&bw_secrets, sizeof bw_secrets);
 }
 
-/* At initialisation: read BULWARK_SEED when the profile allows it. getenv
- * does not allocate. */
+#if BW_SEED_FROM_ENV
+/* BULWARK_SEED's value, or NULL. getenv does not allocate; but a malloc
+ * made before libc has set `environ` (clang's -fsanitize=fuzzer binaries:
+ * a runtime start-up function in .preinit_array allocates) finds no
+ * variable at all, so then the kernel's copy, /proc/self/environ, is read
+ * into a static buffer (raw syscalls, no allocation; the first 64 KiB). */
+extern char **environ;
+static const char *bw_seed_text(void) {
+    if (environ) return getenv("BULWARK_SEED");
+    static char buffer[65536];
+    static const char name[] = "BULWARK_SEED=";
+    int fd = open("/proc/self/environ", O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return NULL;
+    size_t length = 0;
+    ssize_t got;
+    while (length < sizeof buffer - 1 &&
+           (got = read(fd, buffer + length, sizeof buffer - 1 - length)) > 0)
+        length += (size_t)got;
+    close(fd);
+    buffer[length] = 0;
+    for (size_t at = 0; at < length; at += strlen(buffer + at) + 1)
+        if (strncmp(buffer + at, name, sizeof name - 1) == 0) return buffer + at + sizeof name - 1;
+    return NULL;
+}
+#endif
+
+/* At initialisation: read BULWARK_SEED when the profile allows it. */
 void bw_random_init(void) {
     /* Picks libsodium's SIMD ChaCha20 (4x faster than the portable code it
      * uses otherwise); allocates nothing, takes only libsodium's own lock. */
     if (sodium_init() < 0) bw_fatal_os("sodium_init", 0);
 #if BW_SEED_FROM_ENV
-    const char *text = getauxval(AT_SECURE) ? NULL : getenv("BULWARK_SEED");
+    const char *text = getauxval(AT_SECURE) ? NULL : bw_seed_text();
     if (text && *text) {
         uint64_t seed = 0;
         for (const char *c = text; *c >= '0' && *c <= '9'; c++)

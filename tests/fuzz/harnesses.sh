@@ -68,17 +68,11 @@ for h in ops threads seed; do
         echo "  for f in fuzz/corpus/$h/*; do $build/$h \$f || echo \$f; done" >&2
         exit 1
     fi
-    # libFuzzer runs every file of the corpus once with -runs=0. Not the
-    # seed corpus, yet: clang 14's libFuzzer runtime carries UBSan's
-    # standalone runtime, whose .preinit_array function allocates, so
-    # bulwark starts before libc has set environ, getenv("BULWARK_SEED")
-    # returns NULL and the seed is ignored (src/random.c,
-    # bw_random_init); the two children then differ. Set LF_SEED_REPLAY=1
-    # here once bulwark reads the seed at that point too.
-    if [ "$h" = seed ] && [ "${LF_SEED_REPLAY:-0}" != 1 ]; then
-        echo "replayed $n inputs on $h (AFL++ build; libFuzzer build: seed ignored in preinit)"
-        continue
-    fi
+    # libFuzzer runs every file of the corpus once with -runs=0. The seed
+    # corpus too: clang 14's libFuzzer runtime carries UBSan's standalone
+    # runtime, whose .preinit_array function allocates before libc has set
+    # environ; bulwark then reads BULWARK_SEED from /proc/self/environ
+    # (src/random.c, bw_seed_text), or the two children would differ.
     if ! "$lfbuild/$h" -runs=0 -artifact_prefix="$lfbuild/" fuzz/corpus/$h \
         >"$lfbuild/$h.replay.log" 2>&1; then
         tail -n 20 "$lfbuild/$h.replay.log"
