@@ -237,8 +237,19 @@ static uint64_t bw_aligned_runs(uint64_t free, unsigned slots) {
  * for another class (its fresh chunks are zeroed). A span of a class that
  * keeps releasing and taking back spans of one shape costs nothing. */
 static unsigned bw_run_cost(const bw_slab_t *first, unsigned slots, bool dirty,
-                            uint32_t block_size) {
+                            uint32_t block_size, uint64_t free_slots, unsigned slot) {
     unsigned cost = dirty ? 0 : 64;
+    /* A run cut out of a larger free aligned block breaks it up (buddy-style
+     * best fit): 3 per doubling that would have been free whole, more than
+     * a system call. Without it, single slots went to wherever their class
+     * was last formatted, scattered over every segment, and spans found no
+     * aligned run: test_thread_churn carved 13-17 segments instead of <= 8. */
+    for (unsigned width = slots * 2; width <= BW_SLABS_PER_SEGMENT; width *= 2) {
+        unsigned start = slot & ~(width - 1);
+        uint64_t mask = (width >= 64 ? ~0ull : (1ull << width) - 1) << start;
+        if ((free_slots & mask) != mask) break;
+        cost += 3;
+    }
     for (unsigned i = 0; i + 1 < slots; i++) cost += first[i].unguarded ? 0 : 2;
     cost += first[slots - 1].unguarded ? 2 : 0;
     return cost + (first->block_size == block_size && first->head_back == 0 ? 0 : 1);
@@ -265,7 +276,8 @@ static int bw_pool_find_run(bw_node_pool_t *pool, unsigned slots, uint32_t block
         for (uint64_t r = runs; r; r &= r - 1) {
             unsigned slot = (unsigned)__builtin_ctzll(r);
             unsigned cost = bw_run_cost(&bw_layout.slabs[first_slab + slot], slots,
-                                        (dirty_runs >> slot) & 1, block_size);
+                                        (dirty_runs >> slot) & 1, block_size, seg->free_slots,
+                                        slot);
             if (cost < best_cost) {
                 best_cost = cost;
                 best = (int)slot;
