@@ -161,10 +161,10 @@ OPS_BINS := $(patsubst tests/ops/%.c,$(BUILD)/tests/ops/%.bin,$(OPS_SRCS)) \
             $(patsubst tests/ops/%.c,$(BUILD)/tests/ops/%.static,$(OPS_SRCS))
 $(BUILD)/tests/ops/%.bin: tests/ops/%.c
 	@mkdir -p $(dir $@)
-	$(CC) -std=gnu11 -O1 -g -Wall -Wextra -Werror -D_GNU_SOURCE $< -o $@
+	$(CC) -std=gnu11 -O1 -g -Wall -Wextra -Werror -fno-builtin -D_GNU_SOURCE $< -o $@
 $(BUILD)/tests/ops/%.static: tests/ops/%.c $(AR_LIB)
 	@mkdir -p $(dir $@)
-	$(CC) -std=gnu11 -O1 -g -Wall -Wextra -Werror -D_GNU_SOURCE $< -o $@ $(AR_LIB) $(LIBS)
+	$(CC) -std=gnu11 -O1 -g -Wall -Wextra -Werror -fno-builtin -D_GNU_SOURCE $< -o $@ $(AR_LIB) $(LIBS)
 
 tests: all $(TEST_BINS) $(TEST_DYN) $(PROGRAM_BINS) $(SHIM_LIBS) $(SMALL_ARENA)/libbulwark.so \
        $(BUILD)/tests/stress/arena_exhaustion $(BUILD)/tests/stress/rlimit_as $(OPS_BINS) \
