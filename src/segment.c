@@ -236,8 +236,8 @@ static uint64_t bw_aligned_runs(uint64_t free, unsigned slots) {
  * installed (at its end), one system call each, then a run last formatted
  * for another class (its fresh chunks are zeroed). A span of a class that
  * keeps releasing and taking back spans of one shape costs nothing. */
-static unsigned bw_run_cost(const bw_slab_t *first, unsigned slots, bool dirty,
-                            uint32_t block_size, uint64_t free_slots, unsigned slot) {
+static unsigned bw_run_cost(const bw_slab_t *first, unsigned slots, bool dirty, uint32_t block_size,
+                            uint64_t free_slots, unsigned slot) {
     unsigned cost = dirty ? 0 : 64;
     /* A run cut out of a larger free aligned block breaks it up (buddy-style
      * best fit): 3 per doubling that would have been free whole, more than
@@ -275,9 +275,9 @@ static int bw_pool_find_run(bw_node_pool_t *pool, unsigned slots, uint32_t block
         size_t first_slab = (size_t)(seg - bw_layout.segments) * BW_SLABS_PER_SEGMENT;
         for (uint64_t r = runs; r; r &= r - 1) {
             unsigned slot = (unsigned)__builtin_ctzll(r);
-            unsigned cost = bw_run_cost(&bw_layout.slabs[first_slab + slot], slots,
-                                        (dirty_runs >> slot) & 1, block_size, seg->free_slots,
-                                        slot);
+            unsigned cost =
+                bw_run_cost(&bw_layout.slabs[first_slab + slot], slots, (dirty_runs >> slot) & 1,
+                            block_size, seg->free_slots, slot);
             if (cost < best_cost) {
                 best_cost = cost;
                 best = (int)slot;
