@@ -20,7 +20,7 @@
  * owner is ever visible. Measured on this project's 2-core KVM machine,
  * that costs about 0.2 ms per 2 MiB block against 1.3-1.7 ms for guard
  * markers (which discard the pages) and faulting the pages in again; blocks
- * above 16 MiB, and kept extents the decay reaches, are guarded by markers
+ * above 64 MiB (BW_LARGE_DEDICATED_MIN), and kept extents the decay reaches, are guarded by markers
  * instead, so their pages go back to the kernel.
  *
  * Live blocks are found in an open-addressing table keyed by the user
@@ -532,17 +532,17 @@ static uintptr_t bw_region_new(size_t ext_bytes, unsigned node, bool dedicated) 
     size_t size = BW_LARGE_REGION_SIZE;
     char *map = NULL;
     if (!dedicated && !bw_large_locked && ext_bytes <= BW_LARGE_DEDICATED_MIN) {
-        map = bw_os_map(size);
         /* A process that locks its future mappings (mlockall MCL_FUTURE)
-         * gets every region populated and locked whole: 64 MiB resident
-         * for one 200 KiB block (mlockall.sh's runs took 37 s, not 17).
-         * From then on each region holds just its block, as a mapping per
-         * block did before regions. */
-        if (map && bw_os_page_resident(map + size - BW_PAGE_SIZE)) {
-            bw_os_release(map, size);
+         * would get every region populated and locked whole: 256 MiB
+         * resident for one 200 KiB block (with 64 MiB regions mlockall.sh's
+         * runs took 37 s, not 17), or no region at all under a lower
+         * RLIMIT_MEMLOCK. A one-page probe tells, before the region is
+         * mapped; from then on each region holds just its block, as a
+         * mapping per block did before regions. */
+        if (bw_os_future_locked())
             bw_large_locked = true;
-            map = NULL;
-        }
+        else
+            map = bw_os_map(size);
     }
     if (!map) {
         size = ext_bytes + BW_PAGE_SIZE;

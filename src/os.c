@@ -421,12 +421,17 @@ void *bw_os_map(size_t size) {
     return p == MAP_FAILED ? NULL : p;
 }
 
-/* Whether the page at addr is resident. Right after bw_os_map it can only
- * be because the process locks its future mappings (mlockall MCL_FUTURE),
- * which populates and locks every new mapping whole. */
-bool bw_os_page_resident(void *addr) {
+/* Whether the process locks its future mappings (mlockall MCL_FUTURE),
+ * which populates and locks every new mapping whole: a fresh one-page
+ * mapping is then resident before anything touched it. Three system calls;
+ * large.c asks before it maps a region. */
+bool bw_os_future_locked(void) {
+    void *probe = bw_os_map(BW_PAGE_SIZE);
+    if (!probe) return false;
     unsigned char vec = 0;
-    return mincore(addr, BW_PAGE_SIZE, &vec) == 0 && (vec & 1);
+    bool resident = mincore(probe, BW_PAGE_SIZE, &vec) == 0 && (vec & 1);
+    bw_os_release(probe, BW_PAGE_SIZE);
+    return resident;
 }
 
 /* Move the pages of [from, from+size) to `to` (mremap MREMAP_FIXED: page
