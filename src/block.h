@@ -9,9 +9,6 @@
 #include "canary.h"
 #include "link.h"
 
-__attribute__((noreturn)) void bw_report_write_after_free(const void *block, const bw_slab_t *slab,
-                                                          const char *function);
-
 /* 16-byte lanes (SSE2, the x86-64 baseline; GCC vector extensions, so
  * other targets get the same code in general registers) for the zeroing
  * and the write-after-free check of small blocks. Blocks are 16-byte

@@ -533,6 +533,24 @@ void bw_write_str(int fd, const char *s);
 void bw_write_buf(int fd, const char *buf, size_t len);
 size_t bw_fmt_u64(char *out, uint64_t v);
 size_t bw_fmt_hex(char *out, uint64_t v);
+/* The corruption reports of small blocks (report.c), one per check: */
+/* A free-list link whose tag or shape is wrong (link.h, slab.c). */
+__attribute__((noreturn)) void bw_report_corrupt_link(const void *slot, const bw_slab_t *slab);
+/* A freed block written to while it was free (block.h, heap.c). */
+__attribute__((noreturn)) void bw_report_write_after_free(const void *block, const bw_slab_t *slab,
+                                                          const char *function);
+/* A damaged canary or slack (canary.h). */
+__attribute__((noreturn)) void bw_report_overflow(const void *block, const bw_slab_t *slab,
+                                                  const char *function);
+/* A pointer into the arena that is not a live block: a block freed before
+ * (freed_class, e.g. "double free") if its granule was handed out since the
+ * slab was formatted, anything else (never allocated, inside a block, not
+ * 16-byte aligned, in an unused slot) invalid_class. */
+__attribute__((noreturn)) void bw_report_not_live(const void *ptr, const bw_slab_t *slab,
+                                                  const char *freed_class,
+                                                  const char *invalid_class, const char *function);
+/* A free list led to a block that is not free (block.h, bw_slab_pop). */
+__attribute__((noreturn)) void bw_report_not_free(const void *block, const bw_slab_t *slab);
 
 /* segment.c */
 bool bw_segments_init(void);
@@ -573,16 +591,6 @@ void bw_slab_remote_free(bw_slab_t *slab, void *block, const char *function);
 void bw_slab_remote_push(bw_slab_t *slab, void *block);
 bool bw_slab_extend(bw_slab_t *slab, bw_heap_t *heap);
 unsigned bw_slab_chunk_count(uint32_t nblocks, uint32_t block_size);
-/* A pointer into the arena that is not a live block: a block freed before
- * (freed_class, e.g. "double free") if its granule was handed out since the
- * slab was formatted, anything else (never allocated, inside a block, not
- * 16-byte aligned, in an unused slot) invalid_class. */
-__attribute__((noreturn)) void bw_report_not_live(const void *ptr, const bw_slab_t *slab,
-                                                  const char *freed_class,
-                                                  const char *invalid_class, const char *function);
-/* A free list led to a block that is not free (block.h, bw_slab_pop). */
-__attribute__((noreturn)) void bw_report_not_free(const void *block, const bw_slab_t *slab);
-
 /* Block-state bitmaps (invariant 2), out of line and indexed by arena
  * offset, one bit per 16-byte granule (the smallest block) in each of four
  * words per 1 KiB of arena (32 bytes: a group never straddles a cache line):

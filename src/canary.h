@@ -28,9 +28,6 @@
 
 #include "bw_internal.h"
 
-__attribute__((noreturn)) void bw_report_overflow(const void *block, const bw_slab_t *slab,
-                                                  const char *function);
-
 #define BW_REQUEST_SHIFT 40
 
 BW_INLINE uint64_t *bw_canary_slot(const bw_slab_t *slab, void *block) {

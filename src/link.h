@@ -45,8 +45,6 @@
 _Static_assert(BW_SPAN_MAX_BYTES <= ((uint64_t)1 << 20),
                "a span's offsets are below the end marker and fit the link's offset field");
 
-__attribute__((noreturn)) void bw_report_corrupt_link(const void *slot, const bw_slab_t *slab);
-
 #if BW_ENCODE_LINKS
 /* The tag of a link at `slot` naming span offset `offset`, in the link's
  * 47 bits outside the offset field (the others zero). slot is below 2^47
