@@ -725,7 +725,7 @@ void bw_free_checked(void *ptr, size_t size, size_t alignment, const char *funct
 size_t bw_usable_size_checked(const void *ptr, const char *function);
 void *bw_alloc_aligned(size_t alignment, size_t size);
 
-/* zero.c — zero-byte allocations that fault on access */
+/* zero_size.c — zero-byte allocations that fault on access (malloc(0)) */
 bool bw_zero_init(void);
 bool bw_zero_owns(const void *ptr);
 void *bw_zero_alloc(void);

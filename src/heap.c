@@ -843,7 +843,7 @@ void *bw_malloc_slow(size_t size, bool zero) {
     if (size == 0) {
         void *faulting = bw_zero_alloc();
         if (bw_likely(faulting != NULL)) return faulting;
-        /* All 2^24 zero-size slots are live (zero.c): an ordinary block of
+        /* All 2^24 zero-size slots are live (zero_size.c): an ordinary block of
          * the smallest class, which free, free_sized(p, 0), realloc and
          * malloc_usable_size treat like any other, rather than ENOMEM. */
     }

@@ -1,4 +1,4 @@
-/* zero.c — zero-byte allocations (issue 3, BW_ZERO_SIZE_FAULTS).
+/* zero_size.c — zero-byte allocations (issue 3, BW_ZERO_SIZE_FAULTS).
  *
  * malloc(0) must return a unique pointer that can be freed (CONVENTIONS
  * trap 11); a hardened allocator also makes any access through it fault, as
