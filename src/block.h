@@ -110,7 +110,7 @@ BW_INLINE void bw_block_retire_checks(const bw_slab_t *slab, void *block, const 
  * block to hand out.
  *
  * The fence orders every later pop's bitmap load after this thread's frees
- * of the blocks now on the list (bw_internal.h, "a double free racing"):
+ * of the blocks now on the list (slab.h, "a double free racing"):
  * one per refill, never on the fast path. */
 BW_INLINE bool bw_slab_ready(bw_slab_t *slab, bw_heap_t *heap) {
     if (slab->free) return true;

@@ -135,7 +135,7 @@ static void bw_list_remove(bw_slab_t **head, bw_slab_t *slab) {
     slab->next = slab->prev = NULL;
 }
 
-/* The bin lists and their notify thresholds (bw_slab_list in bw_internal.h).
+/* The bin lists and their notify thresholds (bw_slab_list in slab.h).
  * The full list keeps its tail, so refill can look at the slabs that have
  * been full longest (and so had the most time to collect frees). */
 static void bw_bin_put_full(bw_bin_t *bin, bw_slab_t *slab) {
@@ -280,7 +280,7 @@ static void bw_heap_drain_remote(bw_heap_t *heap) {
  * write-after-free check at reuse cannot see (the link is written over it
  * here; the rest of the block is checked when it is handed out again), and
  * one of ours must not have been claimed by another thread's free meanwhile
- * (a racing double free, bw_internal.h). */
+ * (a racing double free, slab.h). */
 static uint32_t bw_quarantine_release(bw_heap_t *heap, void *block, const char *function) {
     uintptr_t offset = (uintptr_t)block - bw_layout.arena_base;
     bw_slab_t *slab = bw_slab_at(offset);

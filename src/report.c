@@ -109,7 +109,7 @@ void bw_fatal_os(const char *what, int err) {
 
 /* ---------------------------------------------------------------- corruption reports
  * What a check of a small block found, named from the block-state bitmaps
- * (bw_internal.h) and reported through bw_fatal. Called from the inline
+ * (slab.h) and reported through bw_fatal. Called from the inline
  * checks of link.h, canary.h, block.h and alloc.h, and from slab.c and
  * heap.c; cold, never on a path that did not already fail a check. */
 void bw_report_corrupt_link(const void *slot, const bw_slab_t *slab) {
@@ -135,7 +135,7 @@ void bw_report_not_live(const void *ptr, const bw_slab_t *slot, const char *free
 
 /* bw_slab_pop found its block not free. Freed by the owner and claimed by
  * another thread's free as well is the trace of a racing double free
- * (bw_internal.h); anything else means a link led to a block still live,
+ * (slab.h); anything else means a link led to a block still live,
  * in a quarantine or pending collection: the list was forged or crossed. */
 void bw_report_not_free(const void *block, const bw_slab_t *slab) {
     uintptr_t offset = (uintptr_t)block - bw_layout.arena_base;
@@ -148,7 +148,7 @@ void bw_report_not_free(const void *block, const bw_slab_t *slab) {
 }
 
 /* A damaged canary. If another thread's free claimed the block while this
- * free was under way (a racing double free, bw_internal.h), the damage is
+ * free was under way (a racing double free, slab.h), the damage is
  * the other free's wipe: PENDING set while the owner frees it, or PENDING
  * set and ALLOCATED already cleared by the owner while another thread
  * frees it. */

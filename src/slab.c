@@ -4,7 +4,7 @@
  * the only things kept in user memory are free-list links inside free
  * blocks.
  *
- * The block-state bitmaps (bw_bits_group in bw_internal.h) are interleaved
+ * The block-state bitmaps (bw_bits_group in slab.h) are interleaved
  * word by word so a check touches one cache line: "allocated" (written only
  * by the owner thread), "remote-pending" (set atomically by a thread that
  * frees a block it does not own, cleared by the owner when it collects the
@@ -223,7 +223,7 @@ size_t bw_slab_collect_remote(bw_slab_t *slab) {
  * OR of its PENDING bit: of two threads freeing it, one finds the bit set),
  * then check it is live, and only then touch it. Checking ALLOCATED after
  * the claim, not before, matters: a claim made between the check and the OR
- * could land on the block's next life (bw_internal.h, "a double free
+ * could land on the block's next life (slab.h, "a double free
  * racing"). */
 void bw_slab_remote_free(bw_slab_t *slab, void *block, const char *function) {
     uintptr_t offset = (uintptr_t)block - bw_layout.arena_base;
