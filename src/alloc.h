@@ -22,6 +22,7 @@
 #define BW_ALLOC_H
 
 #include "block.h"
+#include "quarantine.h"
 
 /* alloc.c — the checked free, usable size and aligned allocation */
 void bw_free_checked(void *ptr, size_t size, size_t alignment, const char *function);

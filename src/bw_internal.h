@@ -12,6 +12,7 @@
 #include "lock.h"
 #include "meta_key.h"
 #include "os.h"
+#include "quarantine.h"
 #include "random.h"
 #include "report.h"
 #include "segment.h"

@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "block.h"
+#include "quarantine.h"
 
 /* Until a thread allocates, its heap is this empty one: every way of every
  * bin is the sentinel slab, whose free list is empty, so the first malloc falls
@@ -29,7 +30,6 @@ __thread bw_heap_t *bw_tls_heap = &bw_empty_heap;
  * and are never unmapped, so a stale pointer to a dead heap still points at
  * a heap-shaped object; dead heaps are recycled LIFO. */
 #define BW_MAX_HEAPS         65536u
-#define BW_HEAP_STRIDE       ((sizeof(bw_heap_t) + 63) & ~(size_t)63)
 #define BW_HEAP_COMMIT_CHUNK (64u * 1024u)
 
 static bw_lock_t bw_heap_pool_lock;
@@ -188,7 +188,7 @@ static void bw_heap_retire(bw_heap_t *heap, bw_slab_t *slab) {
 /* After frees into a slab that is not a way: retire it when empty, move it
  * from full to avail once a refill's worth of it is free. Ways stay (the
  * aging scan retires idle ones). */
-static void bw_heap_settle(bw_heap_t *heap, bw_slab_t *slab) {
+void bw_heap_settle(bw_heap_t *heap, bw_slab_t *slab) {
     if (slab->list == BW_LIST_WAY || slab->list == BW_LIST_SEALED) return;
     bw_bin_t *bin = &heap->bins[slab->size_class];
     if (slab->used <= 0) {
@@ -267,111 +267,6 @@ static void bw_heap_drain_remote(bw_heap_t *heap) {
         slab = next;
     }
 }
-
-/* ---------------------------------------------------------------- quarantine
- * Freed small blocks wait in a per-heap ring (invariant 4). A block enters
- * already checked, wiped (all of it) and marked freed: QUARANTINED if this
- * heap owns it, PENDING if another heap does; either way a second free of it
- * is a double free and no free-list link can lead to it (bw_slab_pop). When
- * the ring is full a random victim leaves, so the order of reuse is
- * unpredictable.
- *
- * A leaving block must still be all zero in its first word, which the
- * write-after-free check at reuse cannot see (the link is written over it
- * here; the rest of the block is checked when it is handed out again), and
- * one of ours must not have been claimed by another thread's free meanwhile
- * (a racing double free, slab.h). */
-static uint32_t bw_quarantine_release(bw_heap_t *heap, void *block, const char *function) {
-    uintptr_t offset = (uintptr_t)block - bw_layout.arena_base;
-    bw_slab_t *slab = bw_slab_at(offset);
-    uint32_t size = slab->block_size; /* read before a settle may release the slot */
-    _Atomic(uint64_t) *bits = bw_bits_group(offset);
-    uint64_t bit = bw_bits_mask(offset);
-    bool ours = bw_bits_load(&bits[BW_BITS_QUARANTINED]) & bit;
-    /* Ours, yet claimed by another thread's free: the other copy of it may
-     * have been written (wiped, linked) already, so this comes first. */
-    if (bw_unlikely(ours && (bw_bits_load(&bits[BW_BITS_PENDING]) & bit)))
-        bw_fatal("double free", block, BW_INFO_CLASS, size, function);
-#if BW_ZERO_ON_FREE
-    if (bw_unlikely(*(uint64_t *)block != 0)) bw_report_write_after_free(block, slab, function);
-#endif
-    if (!ours) {
-        bw_slab_remote_push(slab, block); /* another heap's block (or was, when freed) */
-        return size;
-    }
-    bw_bits_clear(&bits[BW_BITS_QUARANTINED], bit);
-    bw_link_store(slab, block, slab->local_free);
-    slab->local_free = block;
-    if (bw_unlikely(--slab->used <= slab->notify_at)) bw_heap_settle(heap, slab);
-    return size;
-}
-
-#if BW_QUARANTINE_SLOTS
-void bw_quarantine_put(bw_heap_t *heap, void *block, bw_slab_t *slab, const char *function) {
-    size_t newest; /* where the block goes: never the victim of its own free */
-    heap->quarantine_bytes += slab->block_size;
-    if (heap->quarantine_count < BW_QUARANTINE_SLOTS) {
-        newest = heap->quarantine_count++;
-        heap->quarantine_age[newest] = heap->quarantine_epoch;
-        heap->quarantine[newest] = block;
-    } else {
-        newest = bw_rng_u16(&heap->rng) & (BW_QUARANTINE_SLOTS - 1);
-        void *victim = heap->quarantine[newest];
-        heap->quarantine[newest] = block;
-        heap->quarantine_age[newest] = heap->quarantine_epoch;
-        heap->quarantine_bytes -= bw_quarantine_release(heap, victim, function);
-    }
-    while (heap->quarantine_bytes > BW_QUARANTINE_BYTES && heap->quarantine_count > 1) {
-        /* A random entry other than the newest. 16 random bits suffice (a
-         * bias of count/65536 at most): a whole keystream word per free,
-         * when blocks above 512 bytes make the byte bound the one that
-         * holds, ran the cipher every 91 pairs of bench/pairs 1024. */
-        size_t i = (bw_rng_u16(&heap->rng) * (heap->quarantine_count - 1)) >> 16;
-        if (i >= newest) i++;
-        void *victim = heap->quarantine[i];
-        size_t last = --heap->quarantine_count;
-        heap->quarantine[i] = heap->quarantine[last];
-        heap->quarantine_age[i] = heap->quarantine_age[last];
-        if (newest == last) newest = i;
-        heap->quarantine_bytes -= bw_quarantine_release(heap, victim, function);
-    }
-}
-
-/* Time bound on top of the count and byte bounds: entries that were already
- * waiting at the previous aging scan (at least BW_PURGE_DELAY_MS ago) leave,
- * so an idle thread's quarantine does not pin slabs forever. */
-static void bw_quarantine_age(bw_heap_t *heap) {
-    uint8_t old = heap->quarantine_epoch;
-    size_t i = 0;
-    while (i < heap->quarantine_count) {
-        if (heap->quarantine_age[i] != old) {
-            void *victim = heap->quarantine[i];
-            heap->quarantine[i] = heap->quarantine[--heap->quarantine_count];
-            heap->quarantine_age[i] = heap->quarantine_age[heap->quarantine_count];
-            heap->quarantine_bytes -= bw_quarantine_release(heap, victim, "malloc");
-        } else {
-            i++;
-        }
-    }
-    heap->quarantine_epoch = (uint8_t)(old + 1);
-}
-
-void bw_quarantine_flush(bw_heap_t *heap, const char *function) {
-    while (heap->quarantine_count) {
-        void *victim = heap->quarantine[--heap->quarantine_count];
-        heap->quarantine_bytes -= bw_quarantine_release(heap, victim, function);
-    }
-}
-#else
-static void bw_quarantine_age(bw_heap_t *heap) {
-    (void)heap;
-}
-void bw_quarantine_flush(bw_heap_t *heap, const char *function) {
-    (void)heap;
-    (void)function;
-    (void)bw_quarantine_release;
-}
-#endif
 
 /* ---------------------------------------------------------------- abandonment */
 static void bw_abandoned_push(bw_slab_t *slab) {
@@ -909,25 +804,18 @@ void bw_heap_stats(size_t *heaps_live, size_t *abandoned) {
     *abandoned = __atomic_load_n(&bw_abandoned_count, __ATOMIC_RELAXED);
 }
 
-/* Blocks and bytes waiting in every heap's quarantine (0 without one).
- * Lock-free like bw_heap_stats: heaps are never unmapped, and the pool only
- * grows, so every heap below its high-water mark can be read (but for the
- * rare heaps past a chunk someone else's mapping held, left out); another
- * thread's counts may be a free or two out of date. */
-void bw_heap_quarantine_stats(size_t *blocks, size_t *bytes) {
-    *blocks = *bytes = 0;
-#if BW_QUARANTINE_SLOTS
+/* The pool as statistics may read it without a lock (bw_quarantine_stats):
+ * heaps are never unmapped, and the pool only grows, so every heap below its
+ * high-water mark can be read, but for the rare heaps past a chunk someone
+ * else's mapping held, left out. Returns the region (NULL before start-up)
+ * and in *bytes how much of it holds heaps, BW_HEAP_STRIDE apart. */
+const char *bw_heap_pool_readable(size_t *bytes) {
     char *region = __atomic_load_n(&bw_heap_region, __ATOMIC_RELAXED);
     size_t used = __atomic_load_n(&bw_heap_region_used, __ATOMIC_RELAXED);
     size_t skip = __atomic_load_n(&bw_heap_region_skip, __ATOMIC_RELAXED);
     if (skip && skip - BW_HEAP_COMMIT_CHUNK < used) used = skip - BW_HEAP_COMMIT_CHUNK;
-    if (!region) return;
-    for (size_t at = 0; at + BW_HEAP_STRIDE <= used; at += BW_HEAP_STRIDE) {
-        const bw_heap_t *heap = (const bw_heap_t *)(const void *)(region + at);
-        *blocks += __atomic_load_n(&heap->quarantine_count, __ATOMIC_RELAXED);
-        *bytes += __atomic_load_n(&heap->quarantine_bytes, __ATOMIC_RELAXED);
-    }
-#endif
+    *bytes = used;
+    return region;
 }
 
 void bw_heaps_fork_prepare(void) {

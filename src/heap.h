@@ -59,10 +59,14 @@ void bw_heaps_fork_prepare(void);
 void bw_heaps_fork_parent(void);
 void bw_heaps_fork_child(void);
 void bw_heap_stats(size_t *heaps_live, size_t *abandoned);
-void bw_heap_quarantine_stats(size_t *blocks, size_t *bytes);
 void bw_heap_thread_exit(void *arg);
-void bw_quarantine_put(bw_heap_t *heap, void *block, bw_slab_t *slab, const char *function);
-void bw_quarantine_flush(bw_heap_t *heap, const char *function);
 void *bw_malloc_class(unsigned size_class, size_t size);
+/* After frees into a slab that is not a way (the quarantine's releases
+ * too): retire it when empty, move it from full to avail once a refill's
+ * worth of it is free. */
+void bw_heap_settle(bw_heap_t *heap, bw_slab_t *slab);
+/* Heaps lie BW_HEAP_STRIDE apart in their pool (heap.c). */
+#define BW_HEAP_STRIDE ((sizeof(bw_heap_t) + 63) & ~(size_t)63)
+const char *bw_heap_pool_readable(size_t *bytes);
 
 #endif

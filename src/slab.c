@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "block.h"
+#include "quarantine.h"
 
 /* Lazy, randomized free lists (invariant 3). Formatting a slab links
  * nothing: its blocks are cut into at most 16 chunks — single blocks when
