@@ -14,6 +14,7 @@
 
 #include "block.h"
 #include "quarantine.h"
+#include "ways.h"
 
 /* Until a thread allocates, its heap is this empty one: every way of every
  * bin is the sentinel slab, whose free list is empty, so the first malloc falls
@@ -150,7 +151,7 @@ static void bw_bin_remove_full(bw_bin_t *bin, bw_slab_t *slab) {
     bw_list_remove(&bin->full, slab);
 }
 
-static void bw_bin_put_avail(bw_bin_t *bin, bw_slab_t *slab) {
+void bw_bin_put_avail(bw_bin_t *bin, bw_slab_t *slab) {
     slab->list = BW_LIST_AVAIL;
     slab->notify_at = 0;
     bw_list_push(&bin->avail, slab);
@@ -198,46 +199,6 @@ void bw_heap_settle(bw_heap_t *heap, bw_slab_t *slab) {
         bw_bin_put_avail(bin, slab);
     }
 }
-
-#if BW_RANDOM_WAYS
-/* How many ways the class should have open: one, and BW_WAYS_PER_LIVE more
- * for every way's worth of fresh blocks (bw_class_way_step) the heap holds
- * live beyond the class's bw_class_way_delay (0 but for the medium classes),
- * up to bw_class_ways (sizeclass.c explains the pace). Counting live blocks,
- * not blocks ever linked, matters under churn: a program that builds and
- * frees strings of every size links fresh chunks all the time (the
- * quarantine keeps its freed blocks out of reach), and a count of linked
- * blocks opened every class's ways to the maximum — 1,067 slabs, 62 MiB
- * resident for 64 live strings (bench/strings in default). */
-static uint32_t bw_bin_ways_wanted(const bw_bin_t *bin, unsigned size_class) {
-    uint32_t live = bin->live > 0 ? (uint32_t)bin->live : 0;
-    uint32_t delay = bw_class_way_delay[size_class];
-    live = live > delay ? live - delay : 0;
-    uint32_t wanted = 1 + BW_WAYS_PER_LIVE * live / bw_class_way_step[size_class];
-    return wanted < bw_class_ways[size_class] ? wanted : bw_class_ways[size_class];
-}
-
-/* The fast path checks `live` against this once per 8 mallocs: the
- * smallest live count for which bw_bin_ways_wanted exceeds way_count. */
-static void bw_bin_set_open_at(bw_bin_t *bin, unsigned size_class) {
-    uint32_t step = bw_class_way_step[size_class];
-    bin->open_at =
-        bin->way_count >= bw_class_ways[size_class]
-            ? INT32_MAX
-            : (int32_t)((bin->way_count * step + BW_WAYS_PER_LIVE - 1) / BW_WAYS_PER_LIVE +
-                        bw_class_way_delay[size_class]);
-}
-
-/* Open more ways if the class has grown: called from the slow path when
- * `live` reached open_at (the fast path checks once per 8 mallocs and
- * comes here). Ways close in the aging scan, bw_heap_age_ways. */
-static void bw_heap_fit_ways(bw_heap_t *heap, unsigned size_class) {
-    bw_bin_t *bin = &heap->bins[size_class];
-    uint32_t wanted = bw_bin_ways_wanted(bin, size_class);
-    if (wanted > bin->way_count) bin->way_count = wanted;
-    bw_bin_set_open_at(bin, size_class);
-}
-#endif
 
 /* Called by free() when the owner's free reached the slab's notify_at. */
 void bw_free_slow_local(bw_heap_t *heap, bw_slab_t *slab) {
@@ -496,27 +457,7 @@ static void bw_heap_age_ways(bw_heap_t *heap) {
     if (now - heap->last_age_ms < BW_PURGE_DELAY_MS) return;
     heap->last_age_ms = now;
     bw_quarantine_age(heap);
-#if BW_RANDOM_WAYS
-    /* Ways the class no longer needs close: their slabs join the bin's
-     * avail list, where refill finds them before a fresh slot, and are
-     * retired when empty. */
-    for (unsigned c = 1; c < BW_CLASS_COUNT; c++) {
-        bw_bin_t *bin = &heap->bins[c];
-        uint32_t wanted = bw_bin_ways_wanted(bin, c);
-        for (uint32_t w = wanted; w < bin->way_count; w++) {
-            bw_slab_t *slab = heap->ways[bin->way_base + w];
-            if (slab == &bw_sentinel_slab) continue;
-            heap->ways[bin->way_base + w] = &bw_sentinel_slab;
-            bw_slab_collect_remote(slab);
-            if (slab->used <= 0)
-                bw_slab_slot_release(slab);
-            else
-                bw_bin_put_avail(bin, slab);
-        }
-        if (wanted < bin->way_count) bin->way_count = wanted;
-        bw_bin_set_open_at(bin, c);
-    }
-#endif
+    bw_ways_close_unneeded(heap);
     for (bw_slab_t *slab = heap->sealed, *next; slab; slab = next) {
         next = slab->next;
         bw_slab_collect_remote(slab);
@@ -527,19 +468,7 @@ static void bw_heap_age_ways(bw_heap_t *heap) {
         else
             bw_heap_retire(heap, slab);
     }
-    for (unsigned w = 0; w < BW_WAYS_TOTAL; w++) {
-        bw_slab_t *slab = heap->ways[w];
-        if (slab == &bw_sentinel_slab) continue;
-        if (slab->used != 0 || atomic_load_explicit(&slab->remote, memory_order_relaxed)) {
-            slab->idle = 0;
-        } else if (!slab->idle) {
-            slab->idle = 1; /* empty now: retired if still empty at the next scan */
-        } else {
-            slab->idle = 0;
-            heap->ways[w] = &bw_sentinel_slab;
-            bw_slab_slot_release(slab);
-        }
-    }
+    bw_ways_retire_idle(heap);
     /* Slots other heaps (or this one, in a burst of frees) released stay
      * committed until a purge finds their delay expired; releases may have
      * stopped, so the scan runs it too. */

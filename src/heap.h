@@ -7,7 +7,7 @@
 #include "ways.h"
 
 /* ------------------------------------------------------------------ heaps */
-typedef struct {
+typedef struct bw_bin {
     bw_slab_t *avail;     /* other slabs that may have free blocks (list head) */
     bw_slab_t *full;      /* slabs that had no free block when last looked at, newest first */
     bw_slab_t *full_tail; /* ... and the oldest, which refill looks at first */
@@ -65,6 +65,8 @@ void *bw_malloc_class(unsigned size_class, size_t size);
  * too): retire it when empty, move it from full to avail once a refill's
  * worth of it is free. */
 void bw_heap_settle(bw_heap_t *heap, bw_slab_t *slab);
+/* A slab leaving its way with free blocks (ways.c closes ways). */
+void bw_bin_put_avail(bw_bin_t *bin, bw_slab_t *slab);
 /* Heaps lie BW_HEAP_STRIDE apart in their pool (heap.c). */
 #define BW_HEAP_STRIDE ((sizeof(bw_heap_t) + 63) & ~(size_t)63)
 const char *bw_heap_pool_readable(size_t *bytes);

@@ -6,7 +6,7 @@
 #include "config.h"
 
 /* Random ways: a bin keeps up to BW_WAYS_MAX open slabs and every malloc
- * picks one at random (sizeclass.c explains the counts). The ways of all
+ * picks one at random (ways.c explains the counts). The ways of all
  * classes share one flat array of BW_WAYS_TOTAL slots per heap. */
 #if BW_ENTROPY_BITS_SMALL || BW_ENTROPY_BITS_LARGE
 #define BW_RANDOM_WAYS 1
@@ -21,11 +21,11 @@ extern BW_HIDDEN uint16_t bw_class_ways[BW_CLASS_COUNT];
 extern BW_HIDDEN uint16_t bw_class_way_base[BW_CLASS_COUNT];
 extern BW_HIDDEN uint16_t bw_class_way_step[BW_CLASS_COUNT];
 extern BW_HIDDEN uint16_t bw_class_way_delay[BW_CLASS_COUNT];
-/* Ways a class opens per way's worth of live blocks (heap.c): enough that
+/* Ways a class opens per way's worth of live blocks (ways.c): enough that
  * the entropy targets hold once 2^target blocks are live (test_entropy).
  * With 4 the 256-byte class measured 9.95-10.15 bits against its 10-bit
  * target, with 8 it measures 10.1-10.3. The classes above
- * BW_MEDIUM_WAYS_ABOVE start later (bw_class_way_delay, sizeclass.c), and
+ * BW_MEDIUM_WAYS_ABOVE start later (bw_class_way_delay, ways.c), and
  * have all their ways open once BW_WAYS_FULL_MEDIUM_NUM / 16 of 2^target
  * blocks are live. */
 #define BW_WAYS_PER_LIVE 8u
@@ -36,5 +36,15 @@ extern BW_HIDDEN uint16_t bw_class_way_delay[BW_CLASS_COUNT];
 #define BW_WAYS_FULL_MEDIUM_NUM 12u
 #endif
 void bw_ways_init(void);
+
+struct bw_bin;
+struct bw_heap;
+/* The fast path checks a bin's `live` against its open_at once per 8
+ * mallocs; the slow path then opens more ways (bw_heap_fit_ways). */
+void bw_bin_set_open_at(struct bw_bin *bin, unsigned size_class);
+void bw_heap_fit_ways(struct bw_heap *heap, unsigned size_class);
+/* The aging scan's part (heap.c, bw_heap_age_ways). */
+void bw_ways_close_unneeded(struct bw_heap *heap);
+void bw_ways_retire_idle(struct bw_heap *heap);
 
 #endif
