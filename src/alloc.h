@@ -22,7 +22,9 @@
 #define BW_ALLOC_H
 
 #include "block.h"
+#include "heap.h"
 #include "quarantine.h"
+#include "sizeclass.h"
 
 /* alloc.c — the checked free, usable size and aligned allocation */
 void bw_free_checked(void *ptr, size_t size, size_t alignment, const char *function);

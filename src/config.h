@@ -104,13 +104,6 @@
  * every small block reserves. */
 #define BW_SLAB_USABLE  (BW_SLAB_SIZE - (BW_SLAB_GUARD ? BW_PAGE_SIZE : 0))
 #define BW_CANARY_BYTES (BW_CANARY ? 8u : 0u)
-/* A block handed out is proven zero over this many leading bytes: zeroed at
- * free and checked at reuse. calloc skips its memset below it. */
-#if BW_ZERO_ON_FREE && BW_WAF_CHECK_MAX
-#define BW_KNOWN_ZERO_BYTES BW_WAF_CHECK_MAX
-#else
-#define BW_KNOWN_ZERO_BYTES 0
-#endif
 
 _Static_assert(BW_SLABS_PER_SEGMENT <= 64, "segment slot bitmap is one word");
 _Static_assert(BW_SEGMENT_SHIFT > BW_SLAB_SHIFT, "a segment holds several slabs");

@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "block.h"
+#include "bw_internal.h"
 #include "quarantine.h"
 #include "ways.h"
 

@@ -36,7 +36,9 @@
 #ifndef BW_LINK_H
 #define BW_LINK_H
 
-#include "bw_internal.h"
+#include "random.h"
+#include "report.h"
+#include "slab.h"
 
 /* Offset bits 4..20 of the link word (the offset's low four are zero). */
 #define BW_LINK_OFFSET_MASK ((uint64_t)0x1ffff0)

@@ -30,7 +30,8 @@ static uint32_t bw_quarantine_release(bw_heap_t *heap, void *block, const char *
     if (bw_unlikely(ours && (bw_bits_load(&bits[BW_BITS_PENDING]) & bit)))
         bw_fatal("double free", block, BW_INFO_CLASS, size, function);
 #if BW_ZERO_ON_FREE
-    if (bw_unlikely(*(uint64_t *)block != 0)) bw_report_write_after_free(block, slab, function);
+    if (bw_unlikely(!bw_block_first_word_zero(block)))
+        bw_report_write_after_free(block, slab, function);
 #endif
     if (!ours) {
         bw_slab_remote_push(slab, block); /* another heap's block (or was, when freed) */

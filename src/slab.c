@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "block.h"
+#include "bw_internal.h"
 #include "quarantine.h"
 
 /* Lazy, randomized free lists (invariant 3). Formatting a slab links
