@@ -17,7 +17,12 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "bw_internal.h"
+#include "lock.h"
+#include "meta_key.h"
+#include "os.h"
+#include "random.h"
+#include "report.h"
+#include "segment.h"
 
 #ifndef MADV_GUARD_INSTALL
 #define MADV_GUARD_INSTALL 102 /* Linux 6.13 uapi/asm-generic/mman-common.h */

@@ -25,7 +25,10 @@
 #include <sys/auxv.h>
 #include <unistd.h>
 
-#include "bw_internal.h"
+#include "heap.h"
+#include "os.h"
+#include "random.h"
+#include "report.h"
 
 atomic_uint bw_rng_generation = 1;
 static uint64_t bw_lineage;                /* 0, or derived at each fork (seeded) */

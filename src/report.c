@@ -12,7 +12,9 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "bw_internal.h"
+#include "heap.h"
+#include "report.h"
+#include "slab.h"
 
 size_t bw_fmt_u64(char *out, uint64_t v) {
     char tmp[24];

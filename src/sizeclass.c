@@ -23,7 +23,7 @@
  * were generated from bw_class_size by taking, for each index, the smallest
  * class that holds the largest size mapping to it; test_sizeclass checks every
  * size from 0 to 131072 against a linear search. */
-#include "bw_internal.h"
+#include "sizeclass.h"
 
 const uint32_t bw_class_size[BW_CLASS_COUNT] = {
     0,     16,    32,    48,    64,    80,    96,    112,   128,    160,    192,   224,   256,
