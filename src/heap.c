@@ -7,7 +7,10 @@
  * ("avail") and a list of slabs that had none when last looked at ("full"). A thread freeing into
  * one of its own full slabs moves it back to avail; a thread freeing into another thread's slab
  * pushes the block on the slab's remote list and the slab on the owner's remote-slab stack, which
- * the owner drains in its slow path. */
+ * the owner drains in its slow path.
+ *
+ * How many ways a class has open, and the aging scan's closing of them, are
+ * in ways.c; the quarantine freed blocks wait in is quarantine.c. */
 #include <errno.h>
 #include <pthread.h>
 #include <string.h>
@@ -58,7 +61,6 @@ static bool bw_thread_key_ok;
 
 /* The region is reserved, or only placed in lazy space (os.c), where each
  * commit chunk is mapped when the pool first needs it. */
-bool bw_heaps_init(void);
 bool bw_heaps_init(void) {
     bw_heap_region = bw_os_space_reserve(BW_HEAP_REGION_SIZE, BW_PAGE_SIZE);
     if (!bw_heap_region) return false;
@@ -68,7 +70,6 @@ bool bw_heaps_init(void) {
 }
 
 /* Start-up failed after bw_heaps_init: no heap was made yet. */
-void bw_heaps_release(void);
 void bw_heaps_release(void) {
     if (bw_thread_key_ok) pthread_key_delete(bw_thread_key);
     bw_thread_key_ok = false;

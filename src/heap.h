@@ -49,6 +49,8 @@ extern BW_HIDDEN bw_heap_t bw_empty_heap;
 extern BW_HIDDEN bw_slab_t bw_sentinel_slab;
 
 /* heap.c */
+bool bw_heaps_init(void);    /* start-up: the heap pool's region */
+void bw_heaps_release(void); /* start-up failed after bw_heaps_init */
 void *bw_malloc_slow(size_t size, bool zero);
 void bw_free_slow_local(bw_heap_t *heap, bw_slab_t *slab);
 bw_heap_t *bw_heap_get_or_create(void);

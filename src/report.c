@@ -113,7 +113,7 @@ void bw_fatal_os(const char *what, int err) {
  * What a check of a small block found, named from the block-state bitmaps
  * (slab.h) and reported through bw_fatal. Called from the inline
  * checks of link.h, canary.h, block.h and alloc.h, and from slab.c and
- * heap.c; cold, never on a path that did not already fail a check. */
+ * quarantine.c; cold, never on a path that did not already fail a check. */
 void bw_report_corrupt_link(const void *slot, const bw_slab_t *slab) {
     bw_fatal("free-list corruption", slot, BW_INFO_CLASS, slab->block_size, "malloc");
 }

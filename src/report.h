@@ -25,7 +25,7 @@ size_t bw_fmt_hex(char *out, uint64_t v);
 /* The corruption reports of small blocks (report.c), one per check: */
 /* A free-list link whose tag or shape is wrong (link.h, slab.c). */
 __attribute__((noreturn)) void bw_report_corrupt_link(const void *slot, const struct bw_slab *slab);
-/* A freed block written to while it was free (block.h, heap.c). */
+/* A freed block written to while it was free (wipe.h via block.h, quarantine.c). */
 __attribute__((noreturn)) void
 bw_report_write_after_free(const void *block, const struct bw_slab *slab, const char *function);
 /* A damaged canary or slack (canary.h). */
