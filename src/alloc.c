@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "alloc.h"
+#include "bw_internal.h"
 
 /* The slab of a live small block at arena offset `offset`, or a fatal
  * report: freed_class for a block freed before, invalid_class for anything

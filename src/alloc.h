@@ -22,7 +22,14 @@
 #define BW_ALLOC_H
 
 #include "block.h"
+#include "heap.h"
+#include "quarantine.h"
+#include "sizeclass.h"
 
+/* alloc.c — the checked free, usable size and aligned allocation */
+void bw_free_checked(void *ptr, size_t size, size_t alignment, const char *function);
+size_t bw_usable_size_checked(const void *ptr, const char *function);
+void *bw_alloc_aligned(size_t alignment, size_t size);
 void bw_free_outside_arena(void *ptr, size_t size, size_t alignment, const char *function);
 void bw_free_not_owned(bw_slab_t *slot, void *ptr, const char *function);
 

@@ -9,6 +9,7 @@
 
 #include "alloc.h"
 #include "bulwark.h"
+#include "bw_internal.h"
 
 void *bw_realloc_impl(void *ptr, size_t size);
 

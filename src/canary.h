@@ -22,14 +22,18 @@
  * copy included; malloc_usable_size returns the request. The size sits in
  * the canary's high bytes so that an overflow reaching the canary (when the
  * slack is empty) changes the tag first. A pattern byte written over itself
- * goes unseen: one value in 255 for a single stray byte, never for a NUL. */
+ * goes unseen: one value in 255 for a single stray byte, never for a NUL.
+ *
+ * Every canary of a small block is written and checked here; the room a
+ * class reserves for it (BW_CANARY_BYTES) is in config.h, where the size
+ * classes see it, its report in report.c (bw_report_overflow), and large
+ * blocks keep canaries of their own (large.c). */
 #ifndef BW_CANARY_H
 #define BW_CANARY_H
 
-#include "bw_internal.h"
-
-__attribute__((noreturn)) void bw_report_overflow(const void *block, const bw_slab_t *slab,
-                                                  const char *function);
+#include "random.h"
+#include "report.h"
+#include "slab.h"
 
 #define BW_REQUEST_SHIFT 40
 

@@ -7,12 +7,18 @@
  * ("avail") and a list of slabs that had none when last looked at ("full"). A thread freeing into
  * one of its own full slabs moves it back to avail; a thread freeing into another thread's slab
  * pushes the block on the slab's remote list and the slab on the owner's remote-slab stack, which
- * the owner drains in its slow path. */
+ * the owner drains in its slow path.
+ *
+ * How many ways a class has open, and the aging scan's closing of them, are
+ * in ways.c; the quarantine freed blocks wait in is quarantine.c. */
 #include <errno.h>
 #include <pthread.h>
 #include <string.h>
 
 #include "block.h"
+#include "bw_internal.h"
+#include "quarantine.h"
+#include "ways.h"
 
 /* Until a thread allocates, its heap is this empty one: every way of every
  * bin is the sentinel slab, whose free list is empty, so the first malloc falls
@@ -29,7 +35,6 @@ __thread bw_heap_t *bw_tls_heap = &bw_empty_heap;
  * and are never unmapped, so a stale pointer to a dead heap still points at
  * a heap-shaped object; dead heaps are recycled LIFO. */
 #define BW_MAX_HEAPS         65536u
-#define BW_HEAP_STRIDE       ((sizeof(bw_heap_t) + 63) & ~(size_t)63)
 #define BW_HEAP_COMMIT_CHUNK (64u * 1024u)
 
 static bw_lock_t bw_heap_pool_lock;
@@ -56,7 +61,6 @@ static bool bw_thread_key_ok;
 
 /* The region is reserved, or only placed in lazy space (os.c), where each
  * commit chunk is mapped when the pool first needs it. */
-bool bw_heaps_init(void);
 bool bw_heaps_init(void) {
     bw_heap_region = bw_os_space_reserve(BW_HEAP_REGION_SIZE, BW_PAGE_SIZE);
     if (!bw_heap_region) return false;
@@ -66,7 +70,6 @@ bool bw_heaps_init(void) {
 }
 
 /* Start-up failed after bw_heaps_init: no heap was made yet. */
-void bw_heaps_release(void);
 void bw_heaps_release(void) {
     if (bw_thread_key_ok) pthread_key_delete(bw_thread_key);
     bw_thread_key_ok = false;
@@ -135,7 +138,7 @@ static void bw_list_remove(bw_slab_t **head, bw_slab_t *slab) {
     slab->next = slab->prev = NULL;
 }
 
-/* The bin lists and their notify thresholds (bw_slab_list in bw_internal.h).
+/* The bin lists and their notify thresholds (bw_slab_list in slab.h).
  * The full list keeps its tail, so refill can look at the slabs that have
  * been full longest (and so had the most time to collect frees). */
 static void bw_bin_put_full(bw_bin_t *bin, bw_slab_t *slab) {
@@ -150,7 +153,7 @@ static void bw_bin_remove_full(bw_bin_t *bin, bw_slab_t *slab) {
     bw_list_remove(&bin->full, slab);
 }
 
-static void bw_bin_put_avail(bw_bin_t *bin, bw_slab_t *slab) {
+void bw_bin_put_avail(bw_bin_t *bin, bw_slab_t *slab) {
     slab->list = BW_LIST_AVAIL;
     slab->notify_at = 0;
     bw_list_push(&bin->avail, slab);
@@ -188,7 +191,7 @@ static void bw_heap_retire(bw_heap_t *heap, bw_slab_t *slab) {
 /* After frees into a slab that is not a way: retire it when empty, move it
  * from full to avail once a refill's worth of it is free. Ways stay (the
  * aging scan retires idle ones). */
-static void bw_heap_settle(bw_heap_t *heap, bw_slab_t *slab) {
+void bw_heap_settle(bw_heap_t *heap, bw_slab_t *slab) {
     if (slab->list == BW_LIST_WAY || slab->list == BW_LIST_SEALED) return;
     bw_bin_t *bin = &heap->bins[slab->size_class];
     if (slab->used <= 0) {
@@ -198,46 +201,6 @@ static void bw_heap_settle(bw_heap_t *heap, bw_slab_t *slab) {
         bw_bin_put_avail(bin, slab);
     }
 }
-
-#if BW_RANDOM_WAYS
-/* How many ways the class should have open: one, and BW_WAYS_PER_LIVE more
- * for every way's worth of fresh blocks (bw_class_way_step) the heap holds
- * live beyond the class's bw_class_way_delay (0 but for the medium classes),
- * up to bw_class_ways (sizeclass.c explains the pace). Counting live blocks,
- * not blocks ever linked, matters under churn: a program that builds and
- * frees strings of every size links fresh chunks all the time (the
- * quarantine keeps its freed blocks out of reach), and a count of linked
- * blocks opened every class's ways to the maximum — 1,067 slabs, 62 MiB
- * resident for 64 live strings (bench/strings in default). */
-static uint32_t bw_bin_ways_wanted(const bw_bin_t *bin, unsigned size_class) {
-    uint32_t live = bin->live > 0 ? (uint32_t)bin->live : 0;
-    uint32_t delay = bw_class_way_delay[size_class];
-    live = live > delay ? live - delay : 0;
-    uint32_t wanted = 1 + BW_WAYS_PER_LIVE * live / bw_class_way_step[size_class];
-    return wanted < bw_class_ways[size_class] ? wanted : bw_class_ways[size_class];
-}
-
-/* The fast path checks `live` against this once per 8 mallocs: the
- * smallest live count for which bw_bin_ways_wanted exceeds way_count. */
-static void bw_bin_set_open_at(bw_bin_t *bin, unsigned size_class) {
-    uint32_t step = bw_class_way_step[size_class];
-    bin->open_at =
-        bin->way_count >= bw_class_ways[size_class]
-            ? INT32_MAX
-            : (int32_t)((bin->way_count * step + BW_WAYS_PER_LIVE - 1) / BW_WAYS_PER_LIVE +
-                        bw_class_way_delay[size_class]);
-}
-
-/* Open more ways if the class has grown: called from the slow path when
- * `live` reached open_at (the fast path checks once per 8 mallocs and
- * comes here). Ways close in the aging scan, bw_heap_age_ways. */
-static void bw_heap_fit_ways(bw_heap_t *heap, unsigned size_class) {
-    bw_bin_t *bin = &heap->bins[size_class];
-    uint32_t wanted = bw_bin_ways_wanted(bin, size_class);
-    if (wanted > bin->way_count) bin->way_count = wanted;
-    bw_bin_set_open_at(bin, size_class);
-}
-#endif
 
 /* Called by free() when the owner's free reached the slab's notify_at. */
 void bw_free_slow_local(bw_heap_t *heap, bw_slab_t *slab) {
@@ -267,111 +230,6 @@ static void bw_heap_drain_remote(bw_heap_t *heap) {
         slab = next;
     }
 }
-
-/* ---------------------------------------------------------------- quarantine
- * Freed small blocks wait in a per-heap ring (invariant 4). A block enters
- * already checked, wiped (all of it) and marked freed: QUARANTINED if this
- * heap owns it, PENDING if another heap does; either way a second free of it
- * is a double free and no free-list link can lead to it (bw_slab_pop). When
- * the ring is full a random victim leaves, so the order of reuse is
- * unpredictable.
- *
- * A leaving block must still be all zero in its first word, which the
- * write-after-free check at reuse cannot see (the link is written over it
- * here; the rest of the block is checked when it is handed out again), and
- * one of ours must not have been claimed by another thread's free meanwhile
- * (a racing double free, bw_internal.h). */
-static uint32_t bw_quarantine_release(bw_heap_t *heap, void *block, const char *function) {
-    uintptr_t offset = (uintptr_t)block - bw_layout.arena_base;
-    bw_slab_t *slab = bw_slab_at(offset);
-    uint32_t size = slab->block_size; /* read before a settle may release the slot */
-    _Atomic(uint64_t) *bits = bw_bits_group(offset);
-    uint64_t bit = bw_bits_mask(offset);
-    bool ours = bw_bits_load(&bits[BW_BITS_QUARANTINED]) & bit;
-    /* Ours, yet claimed by another thread's free: the other copy of it may
-     * have been written (wiped, linked) already, so this comes first. */
-    if (bw_unlikely(ours && (bw_bits_load(&bits[BW_BITS_PENDING]) & bit)))
-        bw_fatal("double free", block, BW_INFO_CLASS, size, function);
-#if BW_ZERO_ON_FREE
-    if (bw_unlikely(*(uint64_t *)block != 0)) bw_report_write_after_free(block, slab, function);
-#endif
-    if (!ours) {
-        bw_slab_remote_push(slab, block); /* another heap's block (or was, when freed) */
-        return size;
-    }
-    bw_bits_clear(&bits[BW_BITS_QUARANTINED], bit);
-    bw_link_store(slab, block, slab->local_free);
-    slab->local_free = block;
-    if (bw_unlikely(--slab->used <= slab->notify_at)) bw_heap_settle(heap, slab);
-    return size;
-}
-
-#if BW_QUARANTINE_SLOTS
-void bw_quarantine_put(bw_heap_t *heap, void *block, bw_slab_t *slab, const char *function) {
-    size_t newest; /* where the block goes: never the victim of its own free */
-    heap->quarantine_bytes += slab->block_size;
-    if (heap->quarantine_count < BW_QUARANTINE_SLOTS) {
-        newest = heap->quarantine_count++;
-        heap->quarantine_age[newest] = heap->quarantine_epoch;
-        heap->quarantine[newest] = block;
-    } else {
-        newest = bw_rng_u16(&heap->rng) & (BW_QUARANTINE_SLOTS - 1);
-        void *victim = heap->quarantine[newest];
-        heap->quarantine[newest] = block;
-        heap->quarantine_age[newest] = heap->quarantine_epoch;
-        heap->quarantine_bytes -= bw_quarantine_release(heap, victim, function);
-    }
-    while (heap->quarantine_bytes > BW_QUARANTINE_BYTES && heap->quarantine_count > 1) {
-        /* A random entry other than the newest. 16 random bits suffice (a
-         * bias of count/65536 at most): a whole keystream word per free,
-         * when blocks above 512 bytes make the byte bound the one that
-         * holds, ran the cipher every 91 pairs of bench/pairs 1024. */
-        size_t i = (bw_rng_u16(&heap->rng) * (heap->quarantine_count - 1)) >> 16;
-        if (i >= newest) i++;
-        void *victim = heap->quarantine[i];
-        size_t last = --heap->quarantine_count;
-        heap->quarantine[i] = heap->quarantine[last];
-        heap->quarantine_age[i] = heap->quarantine_age[last];
-        if (newest == last) newest = i;
-        heap->quarantine_bytes -= bw_quarantine_release(heap, victim, function);
-    }
-}
-
-/* Time bound on top of the count and byte bounds: entries that were already
- * waiting at the previous aging scan (at least BW_PURGE_DELAY_MS ago) leave,
- * so an idle thread's quarantine does not pin slabs forever. */
-static void bw_quarantine_age(bw_heap_t *heap) {
-    uint8_t old = heap->quarantine_epoch;
-    size_t i = 0;
-    while (i < heap->quarantine_count) {
-        if (heap->quarantine_age[i] != old) {
-            void *victim = heap->quarantine[i];
-            heap->quarantine[i] = heap->quarantine[--heap->quarantine_count];
-            heap->quarantine_age[i] = heap->quarantine_age[heap->quarantine_count];
-            heap->quarantine_bytes -= bw_quarantine_release(heap, victim, "malloc");
-        } else {
-            i++;
-        }
-    }
-    heap->quarantine_epoch = (uint8_t)(old + 1);
-}
-
-void bw_quarantine_flush(bw_heap_t *heap, const char *function) {
-    while (heap->quarantine_count) {
-        void *victim = heap->quarantine[--heap->quarantine_count];
-        heap->quarantine_bytes -= bw_quarantine_release(heap, victim, function);
-    }
-}
-#else
-static void bw_quarantine_age(bw_heap_t *heap) {
-    (void)heap;
-}
-void bw_quarantine_flush(bw_heap_t *heap, const char *function) {
-    (void)heap;
-    (void)function;
-    (void)bw_quarantine_release;
-}
-#endif
 
 /* ---------------------------------------------------------------- abandonment */
 static void bw_abandoned_push(bw_slab_t *slab) {
@@ -601,27 +459,7 @@ static void bw_heap_age_ways(bw_heap_t *heap) {
     if (now - heap->last_age_ms < BW_PURGE_DELAY_MS) return;
     heap->last_age_ms = now;
     bw_quarantine_age(heap);
-#if BW_RANDOM_WAYS
-    /* Ways the class no longer needs close: their slabs join the bin's
-     * avail list, where refill finds them before a fresh slot, and are
-     * retired when empty. */
-    for (unsigned c = 1; c < BW_CLASS_COUNT; c++) {
-        bw_bin_t *bin = &heap->bins[c];
-        uint32_t wanted = bw_bin_ways_wanted(bin, c);
-        for (uint32_t w = wanted; w < bin->way_count; w++) {
-            bw_slab_t *slab = heap->ways[bin->way_base + w];
-            if (slab == &bw_sentinel_slab) continue;
-            heap->ways[bin->way_base + w] = &bw_sentinel_slab;
-            bw_slab_collect_remote(slab);
-            if (slab->used <= 0)
-                bw_slab_slot_release(slab);
-            else
-                bw_bin_put_avail(bin, slab);
-        }
-        if (wanted < bin->way_count) bin->way_count = wanted;
-        bw_bin_set_open_at(bin, c);
-    }
-#endif
+    bw_ways_close_unneeded(heap);
     for (bw_slab_t *slab = heap->sealed, *next; slab; slab = next) {
         next = slab->next;
         bw_slab_collect_remote(slab);
@@ -632,19 +470,7 @@ static void bw_heap_age_ways(bw_heap_t *heap) {
         else
             bw_heap_retire(heap, slab);
     }
-    for (unsigned w = 0; w < BW_WAYS_TOTAL; w++) {
-        bw_slab_t *slab = heap->ways[w];
-        if (slab == &bw_sentinel_slab) continue;
-        if (slab->used != 0 || atomic_load_explicit(&slab->remote, memory_order_relaxed)) {
-            slab->idle = 0;
-        } else if (!slab->idle) {
-            slab->idle = 1; /* empty now: retired if still empty at the next scan */
-        } else {
-            slab->idle = 0;
-            heap->ways[w] = &bw_sentinel_slab;
-            bw_slab_slot_release(slab);
-        }
-    }
+    bw_ways_retire_idle(heap);
     /* Slots other heaps (or this one, in a burst of frees) released stay
      * committed until a purge finds their delay expired; releases may have
      * stopped, so the scan runs it too. */
@@ -843,7 +669,7 @@ void *bw_malloc_slow(size_t size, bool zero) {
     if (size == 0) {
         void *faulting = bw_zero_alloc();
         if (bw_likely(faulting != NULL)) return faulting;
-        /* All 2^24 zero-size slots are live (zero.c): an ordinary block of
+        /* All 2^24 zero-size slots are live (zero_size.c): an ordinary block of
          * the smallest class, which free, free_sized(p, 0), realloc and
          * malloc_usable_size treat like any other, rather than ENOMEM. */
     }
@@ -909,25 +735,18 @@ void bw_heap_stats(size_t *heaps_live, size_t *abandoned) {
     *abandoned = __atomic_load_n(&bw_abandoned_count, __ATOMIC_RELAXED);
 }
 
-/* Blocks and bytes waiting in every heap's quarantine (0 without one).
- * Lock-free like bw_heap_stats: heaps are never unmapped, and the pool only
- * grows, so every heap below its high-water mark can be read (but for the
- * rare heaps past a chunk someone else's mapping held, left out); another
- * thread's counts may be a free or two out of date. */
-void bw_heap_quarantine_stats(size_t *blocks, size_t *bytes) {
-    *blocks = *bytes = 0;
-#if BW_QUARANTINE_SLOTS
+/* The pool as statistics may read it without a lock (bw_quarantine_stats):
+ * heaps are never unmapped, and the pool only grows, so every heap below its
+ * high-water mark can be read, but for the rare heaps past a chunk someone
+ * else's mapping held, left out. Returns the region (NULL before start-up)
+ * and in *bytes how much of it holds heaps, BW_HEAP_STRIDE apart. */
+const char *bw_heap_pool_readable(size_t *bytes) {
     char *region = __atomic_load_n(&bw_heap_region, __ATOMIC_RELAXED);
     size_t used = __atomic_load_n(&bw_heap_region_used, __ATOMIC_RELAXED);
     size_t skip = __atomic_load_n(&bw_heap_region_skip, __ATOMIC_RELAXED);
     if (skip && skip - BW_HEAP_COMMIT_CHUNK < used) used = skip - BW_HEAP_COMMIT_CHUNK;
-    if (!region) return;
-    for (size_t at = 0; at + BW_HEAP_STRIDE <= used; at += BW_HEAP_STRIDE) {
-        const bw_heap_t *heap = (const bw_heap_t *)(const void *)(region + at);
-        *blocks += __atomic_load_n(&heap->quarantine_count, __ATOMIC_RELAXED);
-        *bytes += __atomic_load_n(&heap->quarantine_bytes, __ATOMIC_RELAXED);
-    }
-#endif
+    *bytes = used;
+    return region;
 }
 
 void bw_heaps_fork_prepare(void) {

@@ -14,9 +14,6 @@ atomic_int bw_init_state;
 static bw_lock_t bw_init_lock;
 static atomic_int bw_atfork_registered;
 
-bool bw_heaps_init(void);
-void bw_heaps_release(void);
-
 /* The fork handlers write metadata (locks, the child's new keys): each is
  * an entry point of its own (BW_META_OPEN).
  *

@@ -38,7 +38,12 @@
 #include <string.h>
 #include <sys/mman.h>
 
-#include "bw_internal.h"
+#include "heap.h"
+#include "large.h"
+#include "lock.h"
+#include "os.h"
+#include "report.h"
+#include "sizeclass.h"
 
 typedef struct {
     uintptr_t user;     /* 0 = empty slot */

@@ -36,7 +36,9 @@
 #ifndef BW_LINK_H
 #define BW_LINK_H
 
-#include "bw_internal.h"
+#include "random.h"
+#include "report.h"
+#include "slab.h"
 
 /* Offset bits 4..20 of the link word (the offset's low four are zero). */
 #define BW_LINK_OFFSET_MASK ((uint64_t)0x1ffff0)
@@ -44,8 +46,6 @@
 #define BW_LINK_TAG_SHIFT   43 /* puts the offset's bits 4..20 at 47..63, above any slot */
 _Static_assert(BW_SPAN_MAX_BYTES <= ((uint64_t)1 << 20),
                "a span's offsets are below the end marker and fit the link's offset field");
-
-__attribute__((noreturn)) void bw_report_corrupt_link(const void *slot, const bw_slab_t *slab);
 
 #if BW_ENCODE_LINKS
 /* The tag of a link at `slot` naming span offset `offset`, in the link's

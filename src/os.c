@@ -17,7 +17,12 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "bw_internal.h"
+#include "lock.h"
+#include "meta_key.h"
+#include "os.h"
+#include "random.h"
+#include "report.h"
+#include "segment.h"
 
 #ifndef MADV_GUARD_INSTALL
 #define MADV_GUARD_INSTALL 102 /* Linux 6.13 uapi/asm-generic/mman-common.h */
@@ -80,7 +85,7 @@ void *bw_os_reserve(size_t size, size_t alignment, bool random_base) {
 /* ------------------------------------------------------------ lazy space
  * bulwark's regions (arena, metadata, heaps, zero-size blocks) are laid out
  * at random bases and address arithmetic finds everything in them
- * (bw_internal.h). Normally each region is one PROT_NONE reservation made
+ * (config.h, segment.h). Normally each region is one PROT_NONE reservation made
  * at start-up and committed piecewise with mprotect: nobody else can map
  * inside it, and every gap between committed pieces is a guard.
  *
@@ -217,7 +222,7 @@ bool bw_os_commit(void *addr, size_t size) {
     bw_fatal_os("mprotect", errno);
 }
 
-/* Metadata protection key (BW_PKEY_METADATA; bw_internal.h explains the
+/* Metadata protection key (BW_PKEY_METADATA; meta_key.h explains the
  * scheme). Allocated write-enabled for the calling thread, which is in the
  * middle of initialisation; the entry point's BW_META_CLOSE disables writes.
  * No PKU (pkey_alloc fails with ENOSPC, EINVAL or ENOSYS): silently none. */
@@ -626,7 +631,7 @@ void bw_os_report_no_space(const char *what) {
     bw_write_str(STDERR_FILENO, line);
 }
 
-/* Contended lock (bw_lock_t in bw_internal.h). Locks guard slow paths
+/* Contended lock (bw_lock_t in lock.h). Locks guard slow paths
  * that hold them for a microsecond or so: the segment pools' carving and
  * purging make their system calls outside the pool lock, and the few
  * critical sections that do make one are rare (the arena's commits once per

@@ -7,6 +7,7 @@
 
 #include "alloc.h"
 #include "bulwark.h"
+#include "bw_internal.h"
 
 #define BW_EXPORT __attribute__((visibility("default")))
 

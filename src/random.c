@@ -25,7 +25,10 @@
 #include <sys/auxv.h>
 #include <unistd.h>
 
-#include "bw_internal.h"
+#include "heap.h"
+#include "os.h"
+#include "random.h"
+#include "report.h"
 
 atomic_uint bw_rng_generation = 1;
 static uint64_t bw_lineage;                /* 0, or derived at each fork (seeded) */
@@ -66,7 +69,7 @@ void bw_random_bytes(void *buf, size_t size) {
 bw_secrets_t bw_secrets;
 _Static_assert(sizeof(bw_secrets_t) == 4096, "the secrets fill the page they seal");
 
-/* The process-wide multipliers (bw_internal.h, bw_secrets_t): from
+/* The process-wide multipliers (random.h, bw_secrets_t): from
  * randombytes_buf, or from BULWARK_SEED so that a crash replays exactly.
  * Forced odd, so a multiply by one is a bijection. */
 static void bw_secrets_draw(void) {

@@ -18,7 +18,13 @@
  * returns it with MADV_DONTNEED. */
 #include <string.h>
 
-#include "bw_internal.h"
+#include "lock.h"
+#include "os.h"
+#include "random.h"
+#include "report.h"
+#include "segment.h"
+#include "sizeclass.h"
+#include "slab.h"
 
 bw_layout_t bw_layout;
 

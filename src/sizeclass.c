@@ -23,7 +23,7 @@
  * were generated from bw_class_size by taking, for each index, the smallest
  * class that holds the largest size mapping to it; test_sizeclass checks every
  * size from 0 to 131072 against a linear search. */
-#include "bw_internal.h"
+#include "sizeclass.h"
 
 const uint32_t bw_class_size[BW_CLASS_COUNT] = {
     0,     16,    32,    48,    64,    80,    96,    112,   128,    160,    192,   224,   256,
@@ -95,96 +95,4 @@ unsigned bw_size_class_aligned(size_t size, size_t alignment) {
         if ((bw_class_size[c] & (alignment - 1)) == 0) return c;
     }
     return 0;
-}
-
-/* Random ways (Guarder's entropy target, BW_ENTROPY_BITS_*): a bin keeps
- * enough open slabs that a malloc chooses among at least 2 (3 above 256
- * bytes) times 2^bits blocks that are equally likely next, so the target
- * still holds when 2^bits of them are live. Guarder (USENIX Security 2018)
- * sets 10 bits for small objects; the issue asks 10 bits up to 256 bytes and
- * 8 above. What one way offers is its current chunk (slab.c: the blocks of
- * a 2^BW_FRESH_CHUNK_SHIFT-byte piece are linked together, in random order),
- * or its whole slab when the slab holds at most 16 blocks (each block is
- * its own chunk, so the next one is uniform over the slab). Capped at
- * BW_WAYS_MAX. The classes above 8 KiB span 2, 4, 8 or 16 slots
- * (bw_class_span_slots) so that a slab holds at least 7 of them: with 3
- * blocks per guarded slot the 16 KiB class measured 8.0 bits however many
- * ways were open, with 7 per span it measures 9.2, and the 32, 64 and
- * 128 KiB classes (7 per span of 4, 8, 16 slots) 9.1-9.2 (test_entropy,
- * default). Those up to 110 ways of a medium class are spans of up to 1 MiB,
- * but a way touches only the blocks it hands out (one fresh block linked at
- * a time). The memory cost: a class
- * in use keeps up to that many slabs open per thread, each touched only as
- * far as its chunks were reached (the aging scan in heap.c retires the ones
- * that go idle).
- *
- * A heap does not open all of them at once: a class starts with one way and
- * opens eight more for every chunk's worth of blocks it holds live
- * (bw_class_way_step = what one way offers; heap.c, bw_heap_fit_ways), and
- * closes them again when the live count falls (the aging scan), so the
- * candidates stay a few times the blocks the class holds and the target
- * holds by the time 2^bits blocks are allocated, while a thread that keeps
- * a few dozen blocks of a class touches a few chunks, not a few dozen
- * slabs, however many it allocates and frees. The medium classes (above
- * 16 KiB) wait longer before they open their second way (below). */
-uint16_t bw_class_ways[BW_CLASS_COUNT] = {[0 ... BW_CLASS_COUNT - 1] = 1};
-uint16_t bw_class_way_base[BW_CLASS_COUNT];
-uint16_t bw_class_way_step[BW_CLASS_COUNT] = {[0 ... BW_CLASS_COUNT - 1] = 1};
-uint16_t bw_class_way_delay[BW_CLASS_COUNT];
-
-void bw_ways_init(void) {
-    uint32_t next = 0;
-    for (unsigned c = 0; c < BW_CLASS_COUNT; c++) {
-        uint32_t wanted = 1;
-#if BW_RANDOM_WAYS
-        if (c > 0) {
-            uint32_t size = bw_class_size[c];
-            uint32_t blocks = bw_class_span_usable(c) / size;
-            if (blocks > 16) {
-                uint32_t per_chunk = ((uint32_t)1 << BW_FRESH_CHUNK_SHIFT) / size;
-                if (per_chunk < blocks) blocks = per_chunk ? per_chunk : 1;
-            }
-            /* Classes of 16 blocks or fewer per slab (4 KiB and up) once
-             * opened ways four times faster than this (eight per quarter
-             * slab live): 25 ways of the 8 KiB class for three live blocks,
-             * and bench/strings (default) peaked at 18.2 MiB on 192 slabs;
-             * at this pace 8.9 MiB on 70, and those classes still measure
-             * 9.1-9.4 bits at K = 2^target (test_entropy), as they reach
-             * their most ways long before 2^target blocks are live. */
-            bw_class_way_step[c] = (uint16_t)blocks;
-            bool small = size <= 256;
-            unsigned bits = small ? BW_ENTROPY_BITS_SMALL : BW_ENTROPY_BITS_LARGE;
-            uint32_t candidates = (small ? 2u : 3u) << bits;
-            wanted = candidates / blocks + (candidates % blocks != 0);
-            if (wanted > BW_WAYS_MAX) wanted = BW_WAYS_MAX;
-            if (size > BW_MEDIUM_WAYS_ABOVE) {
-                /* Medium classes open their extra ways late, at the same
-                 * pace, so that all are open once BW_WAYS_FULL_MEDIUM_NUM
-                 * sixteenths of 2^bits blocks are live (192 of 256 in
-                 * default: the first extra way opens at 96 or 97 live
-                 * blocks). Each of their ways is a span of 128 KiB to
-                 * 1 MiB that a few live blocks soon touch whole: opened at
-                 * the small classes' pace, a dozen live blocks of a class
-                 * kept about 12 ways, and bench/realloc 65536 400000
-                 * (buffers grown by realloc to 64 KiB, default) peaked at
-                 * 61-69 MiB; opened at 3 per way's worth (all open at 256
-                 * live), 43 MiB; with this delay 27.5 MiB, one way per
-                 * class. Below the delay a medium block's placement is
-                 * random among its way's blocks only (2.8-3.6 bits, the
-                 * K = 0 column of test_entropy); at K = 2^bits the 20, 32,
-                 * 64 and 128 KiB classes measured 8.85-9.29 bits with the
-                 * delay, 9.11-9.21 without; at pace 3 the first three
-                 * measured 8.62-9.10. */
-                uint32_t ramp = ((wanted - 1) * blocks + BW_WAYS_PER_LIVE - 1) / BW_WAYS_PER_LIVE;
-                uint32_t full_at = (BW_WAYS_FULL_MEDIUM_NUM << bits) / 16;
-                bw_class_way_delay[c] = (uint16_t)(full_at > ramp ? full_at - ramp : 0);
-            }
-            if (next + wanted > BW_WAYS_TOTAL - (BW_CLASS_COUNT - 1 - c))
-                wanted = 1; /* out of slots: cannot happen with the shipped knobs */
-        }
-#endif
-        bw_class_ways[c] = (uint16_t)wanted;
-        bw_class_way_base[c] = (uint16_t)next;
-        next += wanted;
-    }
 }

@@ -4,7 +4,7 @@
  * the only things kept in user memory are free-list links inside free
  * blocks.
  *
- * The block-state bitmaps (bw_bits_group in bw_internal.h) are interleaved
+ * The block-state bitmaps (bw_bits_group in slab.h) are interleaved
  * word by word so a check touches one cache line: "allocated" (written only
  * by the owner thread), "remote-pending" (set atomically by a thread that
  * frees a block it does not own, cleared by the owner when it collects the
@@ -14,6 +14,8 @@
 #include <string.h>
 
 #include "block.h"
+#include "bw_internal.h"
+#include "quarantine.h"
 
 /* Lazy, randomized free lists (invariant 3). Formatting a slab links
  * nothing: its blocks are cut into at most 16 chunks — single blocks when
@@ -185,58 +187,6 @@ void bw_slab_format(bw_slab_t *slab, unsigned size_class, bw_heap_t *owner) {
     atomic_store_explicit(&slab->owner, owner, memory_order_release);
 }
 
-void bw_report_corrupt_link(const void *slot, const bw_slab_t *slab) {
-    bw_fatal("free-list corruption", slot, BW_INFO_CLASS, slab->block_size, "malloc");
-}
-
-void bw_report_write_after_free(const void *block, const bw_slab_t *slab, const char *function) {
-    bw_fatal("write after free", block, BW_INFO_CLASS, slab->block_size, function);
-}
-
-void bw_report_not_live(const void *ptr, const bw_slab_t *slot, const char *freed_class,
-                        const char *invalid_class, const char *function) {
-    const bw_slab_t *slab = slot - slot->head_back;
-    uintptr_t offset = (uintptr_t)ptr - bw_layout.arena_base;
-    const _Atomic(uint64_t) *bits = bw_bits_group(offset);
-    bool handed_out =
-        (offset & 15) == 0 && (bw_bits_load(&bits[BW_BITS_HANDED_OUT]) & bw_bits_mask(offset));
-    if (slab->block_size == 0) /* a slot that never served a class */
-        bw_fatal(invalid_class, ptr, BW_INFO_NONE, 0, function);
-    bw_fatal(handed_out ? freed_class : invalid_class, ptr, BW_INFO_CLASS, slab->block_size,
-             function);
-}
-
-/* bw_slab_pop found its block not free. Freed by the owner and claimed by
- * another thread's free as well is the trace of a racing double free
- * (bw_internal.h); anything else means a link led to a block still live,
- * in a quarantine or pending collection: the list was forged or crossed. */
-void bw_report_not_free(const void *block, const bw_slab_t *slab) {
-    uintptr_t offset = (uintptr_t)block - bw_layout.arena_base;
-    const _Atomic(uint64_t) *bits = bw_bits_group(offset);
-    uint64_t bit = bw_bits_mask(offset);
-    bool raced = !(bw_bits_load(&bits[BW_BITS_ALLOCATED]) & bit) &&
-                 (bw_bits_load(&bits[BW_BITS_PENDING]) & bit);
-    bw_fatal(raced ? "double free" : "free-list corruption", block, BW_INFO_CLASS, slab->block_size,
-             "malloc");
-}
-
-/* A damaged canary. If another thread's free claimed the block while this
- * free was under way (a racing double free, bw_internal.h), the damage is
- * the other free's wipe: PENDING set while the owner frees it, or PENDING
- * set and ALLOCATED already cleared by the owner while another thread
- * frees it. */
-void bw_report_overflow(const void *block, const bw_slab_t *slab, const char *function) {
-    uintptr_t offset = (uintptr_t)block - bw_layout.arena_base;
-    const _Atomic(uint64_t) *bits = bw_bits_group(offset);
-    uint64_t bit = bw_bits_mask(offset);
-    bool owner = atomic_load_explicit(&slab->owner, memory_order_relaxed) == bw_tls_heap;
-    bool claimed = bw_bits_load(&bits[BW_BITS_PENDING]) & bit;
-    bool allocated = bw_bits_load(&bits[BW_BITS_ALLOCATED]) & bit;
-    bool raced = claimed && (owner || !allocated);
-    bw_fatal(raced ? "double free" : "heap overflow", block, BW_INFO_CLASS, slab->block_size,
-             function);
-}
-
 /* Owner side: move every block other threads freed onto the local free
  * list (they wait behind `free` like the owner's own frees). Returns the
  * number collected. Every block on the remote list must carry a claim
@@ -275,7 +225,7 @@ size_t bw_slab_collect_remote(bw_slab_t *slab) {
  * OR of its PENDING bit: of two threads freeing it, one finds the bit set),
  * then check it is live, and only then touch it. Checking ALLOCATED after
  * the claim, not before, matters: a claim made between the check and the OR
- * could land on the block's next life (bw_internal.h, "a double free
+ * could land on the block's next life (slab.h, "a double free
  * racing"). */
 void bw_slab_remote_free(bw_slab_t *slab, void *block, const char *function) {
     uintptr_t offset = (uintptr_t)block - bw_layout.arena_base;

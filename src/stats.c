@@ -60,7 +60,7 @@ static void bw_collect(bw_detail_t *d) {
     bw_large_stats(&out->large_in_use_bytes, &out->large_cached_bytes, &out->large_count);
     bw_large_cache_stats(&out->large_free_extents, &out->large_quarantined, &out->large_regions);
     bw_heap_stats(&out->heaps_live, &out->slabs_abandoned);
-    bw_heap_quarantine_stats(&out->quarantine_blocks, &out->quarantine_bytes);
+    bw_quarantine_stats(&out->quarantine_blocks, &out->quarantine_bytes);
 }
 
 /* An entry point: metadata may be unreadable (BW_PKEY_METADATA) in a

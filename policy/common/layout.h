@@ -33,7 +33,7 @@
  * chunk (the fast profile's 16 KiB) touches fewer pages of a slab a thread
  * barely uses; it also makes the next block's position more predictable
  * from the last one's, which profiles with random ways would have to make up
- * with more ways (sizeclass.c sizes them per chunk) and more RSS: measured
+ * with more ways (ways.c sizes them per chunk) and more RSS: measured
  * on bench/server, default with 16 KiB chunks held 33 MiB, with whole slabs
  * 24 MiB. */
 #ifndef BW_FRESH_CHUNK_SHIFT

@@ -4,7 +4,7 @@
  * read-modify-write, so both frees can pass their immediate checks; the
  * block is then left in a state no valid sequence produces (freed by its
  * owner, claimed by the other thread) and the first place that meets it
- * reports "double free" (bw_internal.h explains the protocol). Before this
+ * reports "double free" (src/slab.h explains the protocol). Before this
  * was so, such a double free went through (the block then sat on two lists
  * at once) or surfaced later as something else: 8 to 24 of 5,000 of these
  * trials in fast, with this harness.

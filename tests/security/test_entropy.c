@@ -108,7 +108,7 @@ static unsigned target_bits(size_t class_size) {
 /* Every class up to 16 KiB, and above it one class of each span shape that
  * holds the fewest blocks (7: 32 KiB in 4 slots, 64 KiB in 8, 128 KiB in
  * 16; their ways are sized by the same rule as the 9 to 12 blocks of the
- * others, sizeclass.c) and 20 KiB (12 blocks in 4 slots). A trial of a
+ * others, ways.c) and 20 KiB (12 blocks in 4 slots). A trial of a
  * class of B bytes zeroes 257 B-byte blocks at free: the twelve classes
  * above 16 KiB all measured took 55 s of the test's 65 s (default), these
  * four about a third of that. */

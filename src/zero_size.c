@@ -1,4 +1,4 @@
-/* zero.c — zero-byte allocations (issue 3, BW_ZERO_SIZE_FAULTS).
+/* zero_size.c — zero-byte allocations (issue 3, BW_ZERO_SIZE_FAULTS).
  *
  * malloc(0) must return a unique pointer that can be freed (CONVENTIONS
  * trap 11); a hardened allocator also makes any access through it fault, as
@@ -28,7 +28,11 @@
  * class instead (heap.c): it does not fault on access, but it is a block
  * like any other to free, free_sized (size 0), realloc and
  * malloc_usable_size (8 bytes under a canary, 16 without). */
-#include "bw_internal.h"
+#include "zero_size.h"
+#include "heap.h"
+#include "lock.h"
+#include "os.h"
+#include "report.h"
 
 #if BW_ZERO_SIZE_FAULTS
 #define BW_ZERO_SLOTS_SHIFT 24

@@ -1,4 +1,4 @@
-/* test_zero.c — the zero-size region (zero.c, BW_ZERO_SIZE_FAULTS) when it
+/* test_zero_size.c — the zero-size region (zero_size.c, BW_ZERO_SIZE_FAULTS) when it
  * is full:
  *  - fill_then_fall_back: bw_zero_alloc hands out distinct 16-byte-spaced
  *    slots, far more than the 2^20 the region used to be limited to, until

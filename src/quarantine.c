@@ -1,0 +1,129 @@
+/* quarantine.c — freed small blocks wait before reuse (DESIGN.md invariant
+ * 4, BW_QUARANTINE_SLOTS, BW_QUARANTINE_BYTES): a per-heap ring that free
+ * puts blocks into (bw_quarantine_put, from alloc.h's bw_free_local and
+ * slab.c's remote free) and the slow path ages (bw_quarantine_age) and
+ * empties (bw_quarantine_flush).
+ *
+ * A block enters already checked, wiped (all of it) and marked freed:
+ * QUARANTINED if this heap owns it, PENDING if another heap does; either way
+ * a second free of it is a double free and no free-list link can lead to it
+ * (bw_slab_pop). When the ring is full a random victim leaves, so the order
+ * of reuse is unpredictable.
+ *
+ * A leaving block must still be all zero in its first word, which the
+ * write-after-free check at reuse cannot see (the link is written over it
+ * here; the rest of the block is checked when it is handed out again), and
+ * one of ours must not have been claimed by another thread's free meanwhile
+ * (a racing double free, slab.h). */
+#include "quarantine.h"
+#include "block.h"
+
+static uint32_t bw_quarantine_release(bw_heap_t *heap, void *block, const char *function) {
+    uintptr_t offset = (uintptr_t)block - bw_layout.arena_base;
+    bw_slab_t *slab = bw_slab_at(offset);
+    uint32_t size = slab->block_size; /* read before a settle may release the slot */
+    _Atomic(uint64_t) *bits = bw_bits_group(offset);
+    uint64_t bit = bw_bits_mask(offset);
+    bool ours = bw_bits_load(&bits[BW_BITS_QUARANTINED]) & bit;
+    /* Ours, yet claimed by another thread's free: the other copy of it may
+     * have been written (wiped, linked) already, so this comes first. */
+    if (bw_unlikely(ours && (bw_bits_load(&bits[BW_BITS_PENDING]) & bit)))
+        bw_fatal("double free", block, BW_INFO_CLASS, size, function);
+#if BW_ZERO_ON_FREE
+    if (bw_unlikely(!bw_block_first_word_zero(block)))
+        bw_report_write_after_free(block, slab, function);
+#endif
+    if (!ours) {
+        bw_slab_remote_push(slab, block); /* another heap's block (or was, when freed) */
+        return size;
+    }
+    bw_bits_clear(&bits[BW_BITS_QUARANTINED], bit);
+    bw_link_store(slab, block, slab->local_free);
+    slab->local_free = block;
+    if (bw_unlikely(--slab->used <= slab->notify_at)) bw_heap_settle(heap, slab);
+    return size;
+}
+
+#if BW_QUARANTINE_SLOTS
+void bw_quarantine_put(bw_heap_t *heap, void *block, bw_slab_t *slab, const char *function) {
+    size_t newest; /* where the block goes: never the victim of its own free */
+    heap->quarantine_bytes += slab->block_size;
+    if (heap->quarantine_count < BW_QUARANTINE_SLOTS) {
+        newest = heap->quarantine_count++;
+        heap->quarantine_age[newest] = heap->quarantine_epoch;
+        heap->quarantine[newest] = block;
+    } else {
+        newest = bw_rng_u16(&heap->rng) & (BW_QUARANTINE_SLOTS - 1);
+        void *victim = heap->quarantine[newest];
+        heap->quarantine[newest] = block;
+        heap->quarantine_age[newest] = heap->quarantine_epoch;
+        heap->quarantine_bytes -= bw_quarantine_release(heap, victim, function);
+    }
+    while (heap->quarantine_bytes > BW_QUARANTINE_BYTES && heap->quarantine_count > 1) {
+        /* A random entry other than the newest. 16 random bits suffice (a
+         * bias of count/65536 at most): a whole keystream word per free,
+         * when blocks above 512 bytes make the byte bound the one that
+         * holds, ran the cipher every 91 pairs of bench/pairs 1024. */
+        size_t i = (bw_rng_u16(&heap->rng) * (heap->quarantine_count - 1)) >> 16;
+        if (i >= newest) i++;
+        void *victim = heap->quarantine[i];
+        size_t last = --heap->quarantine_count;
+        heap->quarantine[i] = heap->quarantine[last];
+        heap->quarantine_age[i] = heap->quarantine_age[last];
+        if (newest == last) newest = i;
+        heap->quarantine_bytes -= bw_quarantine_release(heap, victim, function);
+    }
+}
+
+/* Time bound on top of the count and byte bounds: entries that were already
+ * waiting at the previous aging scan (at least BW_PURGE_DELAY_MS ago) leave,
+ * so an idle thread's quarantine does not pin slabs forever. */
+void bw_quarantine_age(bw_heap_t *heap) {
+    uint8_t old = heap->quarantine_epoch;
+    size_t i = 0;
+    while (i < heap->quarantine_count) {
+        if (heap->quarantine_age[i] != old) {
+            void *victim = heap->quarantine[i];
+            heap->quarantine[i] = heap->quarantine[--heap->quarantine_count];
+            heap->quarantine_age[i] = heap->quarantine_age[heap->quarantine_count];
+            heap->quarantine_bytes -= bw_quarantine_release(heap, victim, "malloc");
+        } else {
+            i++;
+        }
+    }
+    heap->quarantine_epoch = (uint8_t)(old + 1);
+}
+
+void bw_quarantine_flush(bw_heap_t *heap, const char *function) {
+    while (heap->quarantine_count) {
+        void *victim = heap->quarantine[--heap->quarantine_count];
+        heap->quarantine_bytes -= bw_quarantine_release(heap, victim, function);
+    }
+}
+#else
+void bw_quarantine_age(bw_heap_t *heap) {
+    (void)heap;
+}
+void bw_quarantine_flush(bw_heap_t *heap, const char *function) {
+    (void)heap;
+    (void)function;
+    (void)bw_quarantine_release;
+}
+#endif
+
+/* Blocks and bytes waiting in every heap's quarantine (0 without one).
+ * Lock-free like bw_heap_stats (bw_heap_pool_readable); another thread's
+ * counts may be a free or two out of date. */
+void bw_quarantine_stats(size_t *blocks, size_t *bytes) {
+    *blocks = *bytes = 0;
+#if BW_QUARANTINE_SLOTS
+    size_t used;
+    const char *region = bw_heap_pool_readable(&used);
+    if (!region) return;
+    for (size_t at = 0; at + BW_HEAP_STRIDE <= used; at += BW_HEAP_STRIDE) {
+        const bw_heap_t *heap = (const bw_heap_t *)(const void *)(region + at);
+        *blocks += __atomic_load_n(&heap->quarantine_count, __ATOMIC_RELAXED);
+        *bytes += __atomic_load_n(&heap->quarantine_bytes, __ATOMIC_RELAXED);
+    }
+#endif
+}
