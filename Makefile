@@ -88,7 +88,8 @@ $(BUILD)/bulwark: tools/bulwark.in | $(BUILD)/obj
 # listed in tests/preload.list. tests/programs/*.sh run real programs;
 # tests/daemons/*.sh real daemons (redis, nginx, PostgreSQL, sshd);
 # tests/stress/*.sh run stress tests again under conditions of their own
-# (mlockall, through a preloaded tests/*/shim_*.c).
+# (mlockall, through a preloaded tests/*/shim_*.c); tests/security/*.sh the
+# fuzz profile's page mode under a preload, as a fuzzer loads it.
 TEST_SRCS := $(wildcard tests/unit/test_*.c tests/api/test_*.c tests/stress/test_*.c tests/security/test_*.c)
 TEST_BINS := $(patsubst tests/%.c,$(BUILD)/tests/%,$(TEST_SRCS))
 TEST_DYN  := $(patsubst tests/%.c,$(BUILD)/tests/%.dyn,$(wildcard tests/api/test_*.c tests/stress/test_*.c))
@@ -194,7 +195,7 @@ check:
 endif
 
 check-one: tests
-	@BULWARK_BUILD=$(BUILD) BULWARK_PROFILE=$(PROFILE) sh tests/run.sh $(TEST_BINS) $(TEST_DYN) $(wildcard tests/stress/*.sh tests/programs/*.sh tests/ops/*.sh tests/daemons/*.sh tests/perf/*.sh tests/vm/*.sh tests/fuzz/*.sh)
+	@BULWARK_BUILD=$(BUILD) BULWARK_PROFILE=$(PROFILE) sh tests/run.sh $(TEST_BINS) $(TEST_DYN) $(wildcard tests/stress/*.sh tests/security/*.sh tests/programs/*.sh tests/ops/*.sh tests/daemons/*.sh tests/perf/*.sh tests/vm/*.sh tests/fuzz/*.sh)
 
 # ---------------------------------------------------------------- run
 run: all $(BUILD)/tests/programs/demo.c.bin

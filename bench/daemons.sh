@@ -28,6 +28,9 @@ cd "$(dirname "$0")/.."
 
 REPS=${REPS:-3}
 DAEMONS=${DAEMONS:-redis nginx postgres sshd}
+# The fuzz profile's page mode is for fuzzing harnesses (fuzz/bench).
+BULWARK_FUZZ_PAGES=0
+export BULWARK_FUZZ_PAGES
 PROFILES=${PROFILES:-fast default strict fuzz}
 OUT=${OUT:-$(mktemp "${TMPDIR:-/tmp}/bulwark-daemons.XXXXXX")}
 # FROM=FILE: no run, the table of the raw lines of an earlier run.

@@ -19,6 +19,12 @@
 #                      developer's build/ untouched)
 set -u
 
+# The fuzz profile's row measures its slab layers: its page mode (a block's
+# own pages, one or two system calls per malloc and free, as libdislocator)
+# is for fuzzing harnesses and measured in fuzz/bench (fuzz/RESULTS.md).
+BULWARK_FUZZ_PAGES=0
+export BULWARK_FUZZ_PAGES
+
 cd "$(dirname "$0")/.." || exit 1
 ROOT=$(pwd)
 

@@ -16,6 +16,11 @@
 #include <string.h>
 #include <unistd.h>
 
+/* The fuzz profile's page mode would serve every block from the large
+ * layer; the harnesses fuzz the slab layers (BULWARK_FUZZ_PAGES=1 in the
+ * environment still turns it on). */
+int bulwark_fuzz_pages = 0;
+
 uint8_t bw_fz_u8(bw_fz_input_t *in) {
     return in->pos < in->size ? in->data[in->pos++] : 0;
 }

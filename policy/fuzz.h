@@ -33,6 +33,17 @@
 #define BW_LARGE_QUARANTINE  64
 #define BW_LARGE_RIGHT_ALIGN 1
 
+/* Page mode, as libdislocator (AFL++) places blocks: every block that is
+ * not zero bytes gets pages of its own, ends at its trailing guard page
+ * (the bytes between the request and the 16-byte boundary are checked at
+ * free), and is inaccessible once freed while the large quarantine holds
+ * it, so that an overflow, a read past the end and a use after free fault
+ * at the access, in the first execution that commits them. On unless
+ * BULWARK_FUZZ_PAGES=0 (or a statically linked program defines
+ * `int bulwark_fuzz_pages = 0;`, as bulwark's own harnesses do): then the
+ * slab layers serve small blocks as in the other profiles. */
+#define BW_PAGE_MODE 1
+
 /* BULWARK_SEED=<decimal> fixes every random choice (free-list order,
  * quarantine exits, keys, canaries, region bases, large-region addresses)
  * and replaces the clock of the time-driven choices by a count, so a crash

@@ -174,8 +174,9 @@ void *bw_alloc_aligned(size_t alignment, size_t size) {
         errno = ENOMEM;
         return NULL;
     }
-    unsigned size_class =
-        bw_request_is_small(size) ? bw_size_class_aligned(size + BW_CANARY_BYTES, alignment) : 0;
+    unsigned size_class = bw_request_is_small(size) && !(bw_page_mode() && size != 0)
+                              ? bw_size_class_aligned(size + BW_CANARY_BYTES, alignment)
+                              : 0;
     if (size_class) {
         void *block = bw_malloc_class(size_class, size);
         if (!block) errno = ENOMEM;

@@ -23,6 +23,7 @@
 
 #include "block.h"
 #include "heap.h"
+#include "large.h"
 #include "quarantine.h"
 #include "sizeclass.h"
 
@@ -34,6 +35,10 @@ void bw_free_outside_arena(void *ptr, size_t size, size_t alignment, const char 
 void bw_free_not_owned(bw_slab_t *slot, void *ptr, const char *function);
 
 BW_INLINE void *bw_alloc_inline(size_t size) {
+#if BW_PAGE_MODE
+    /* The fuzz profile: every block on pages of its own (bw_page_mode). */
+    if (bw_page_mode() && size != 0) return bw_large_alloc(size, 0, false);
+#endif
     /* Every small class is served here. With BW_ZERO_SIZE_FAULTS, size 0
      * wraps around and takes the slow path at no cost to the others. */
     unsigned size_class;

@@ -38,6 +38,7 @@ static void *bw_calloc_body(size_t count, size_t size) {
     if (__builtin_mul_overflow(count, size, &total) || total > PTRDIFF_MAX) return bw_enomem();
     if (!bw_request_is_small(total))
         return bw_malloc_slow(total, true); /* large: bulwark knows when it is zero */
+    if (bw_page_mode() && total != 0) return bw_large_alloc(total, 0, true);
     void *block = bw_alloc_inline(total);
     /* Zero-on-free plus the reuse check already proved the first
      * BW_WAF_CHECK_MAX bytes zero. */

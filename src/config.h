@@ -74,6 +74,9 @@
 #ifndef BW_SEED_FROM_ENV
 #define BW_SEED_FROM_ENV 0
 #endif
+#ifndef BW_PAGE_MODE
+#define BW_PAGE_MODE 0
+#endif
 #ifndef BW_ZERO_SIZE_FAULTS
 #define BW_ZERO_SIZE_FAULTS 0
 #endif

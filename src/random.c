@@ -88,17 +88,20 @@ void bw_secrets_seal(void) {
     bw_os_protect_readonly(&bw_secrets, sizeof bw_secrets);
 }
 
-#if BW_SEED_FROM_ENV
-/* BULWARK_SEED's value, or NULL. getenv does not allocate; but a malloc
- * made before libc has set `environ` (clang's -fsanitize=fuzzer binaries:
- * a runtime start-up function in .preinit_array allocates) finds no
- * variable at all, so then the kernel's copy, /proc/self/environ, is read
- * into a static buffer (raw syscalls, no allocation; the first 64 KiB). */
+#if BW_SEED_FROM_ENV || BW_PAGE_MODE
+/* The value of environment variable `name` ("NAME="), or NULL; none in a
+ * set-user-ID or set-group-ID program (AT_SECURE). getenv does not
+ * allocate; but a malloc made before libc has set `environ` (clang's
+ * -fsanitize=fuzzer binaries: a runtime start-up function in
+ * .preinit_array allocates) finds no variable at all, so then the kernel's
+ * copy, /proc/self/environ, is read into a static buffer (raw syscalls, no
+ * allocation; the first 64 KiB). The value lasts until the next call. */
 extern char **environ;
-static const char *bw_seed_text(void) {
-    if (environ) return getenv("BULWARK_SEED");
+static const char *bw_env_text(const char *name) {
+    if (getauxval(AT_SECURE)) return NULL;
+    size_t name_length = strlen(name);
+    if (environ) return getenv(name);
     static char buffer[65536];
-    static const char name[] = "BULWARK_SEED=";
     int fd = open("/proc/self/environ", O_RDONLY | O_CLOEXEC);
     if (fd < 0) return NULL;
     size_t length = 0;
@@ -109,8 +112,23 @@ static const char *bw_seed_text(void) {
     close(fd);
     buffer[length] = 0;
     for (size_t at = 0; at < length; at += strlen(buffer + at) + 1)
-        if (strncmp(buffer + at, name, sizeof name - 1) == 0) return buffer + at + sizeof name - 1;
+        if (strncmp(buffer + at, name, name_length) == 0 && buffer[at + name_length] == '=')
+            return buffer + at + name_length + 1;
     return NULL;
+}
+#endif
+
+#if BW_PAGE_MODE
+/* A program linked with libbulwark.a may set page mode's default by
+ * defining this (0: off); BULWARK_FUZZ_PAGES overrides it. bulwark's own
+ * harnesses (fuzz/) turn it off to fuzz the slab layers. */
+extern int bulwark_fuzz_pages __attribute__((weak));
+
+static bool bw_page_mode_wanted(void) {
+    bool wanted = &bulwark_fuzz_pages ? bulwark_fuzz_pages != 0 : true;
+    const char *text = bw_env_text("BULWARK_FUZZ_PAGES");
+    if (text && *text) wanted = *text != '0';
+    return wanted;
 }
 #endif
 
@@ -120,7 +138,7 @@ void bw_random_init(void) {
      * uses otherwise); allocates nothing, takes only libsodium's own lock. */
     if (sodium_init() < 0) bw_fatal_os("sodium_init", 0);
 #if BW_SEED_FROM_ENV
-    const char *text = getauxval(AT_SECURE) ? NULL : bw_seed_text();
+    const char *text = bw_env_text("BULWARK_SEED");
     if (text && *text) {
         uint64_t seed = 0;
         for (const char *c = text; *c >= '0' && *c <= '9'; c++)
@@ -132,6 +150,9 @@ void bw_random_init(void) {
          * cannot change an address either. */
         bw_topology.node_count = 1;
     }
+#endif
+#if BW_PAGE_MODE
+    bw_secrets.page_mode = bw_page_mode_wanted();
 #endif
     bw_secrets_draw();
 }

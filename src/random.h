@@ -60,13 +60,26 @@ typedef struct {
     /* BULWARK_SEED (random.c), here so that a stray write cannot turn a
      * process's randomness into a predictable one after start-up. */
     uint64_t seed, seeded;
-    uint8_t rest_of_page[4096 - 5 * sizeof(uint64_t)];
+    /* BW_PAGE_MODE: every block on pages of its own (bw_page_mode). */
+    uint64_t page_mode;
+    uint8_t rest_of_page[4096 - 6 * sizeof(uint64_t)];
 } __attribute__((aligned(4096))) bw_secrets_t;
 extern BW_HIDDEN bw_secrets_t bw_secrets;
 /* Every random choice follows BULWARK_SEED: a constant false in the
  * profiles that do not read it. */
 BW_INLINE bool bw_random_seeded(void) {
     return BW_SEED_FROM_ENV && bw_secrets.seeded;
+}
+/* Page mode (BW_PAGE_MODE, the fuzz profile; on unless BULWARK_FUZZ_PAGES=0
+ * or the program defines bulwark_fuzz_pages = 0): every block that is not
+ * zero bytes is a large block (large.c), on pages of its own, ending at its
+ * trailing guard page (a read or write past the 16-byte-rounded request
+ * faults, the bytes up to it are checked at free), and inaccessible once
+ * freed while it waits in the large quarantine (a use after free faults).
+ * libdislocator's design (AFL++), with guard markers instead of a mapping
+ * per block. */
+BW_INLINE bool bw_page_mode(void) {
+    return BW_PAGE_MODE && bw_secrets.page_mode;
 }
 extern BW_HIDDEN atomic_uint bw_rng_generation; /* bumped in every forked child */
 

@@ -166,6 +166,7 @@ void bw_print_stats(int fd) {
     bw_put(&o, bw_pkey_text(s->metadata_pkey));
     bw_put(&o, s->reserved_space ? "\n  address space:         reserved\n"
                                  : "\n  address space:         lazy (finite RLIMIT_AS)\n");
+    bw_put(&o, bw_page_mode() ? "  page mode:             on\n" : "  page mode:             off\n");
     bw_line(&o, "  of small, medium bytes: ", s->medium_in_use_bytes);
     bw_line(&o, "  of slab, medium bytes: ", s->medium_committed_bytes);
     bw_line(&o, "  quarantine blocks:     ", s->quarantine_blocks);
@@ -220,7 +221,8 @@ void bw_print_stats_json(int fd) {
     bw_put(&o, "\",");
     bw_field(&o, "numa_nodes", s->numa_nodes);
     bw_put(&o,
-           s->reserved_space ? ",\"address_space\":\"reserved\"}" : ",\"address_space\":\"lazy\"}");
+           s->reserved_space ? ",\"address_space\":\"reserved\"" : ",\"address_space\":\"lazy\"");
+    bw_put(&o, bw_page_mode() ? ",\"page_mode\":true}" : ",\"page_mode\":false}");
     bw_put(&o, ",\"small\":{");
     bw_field(&o, "in_use_bytes", s->small_in_use_bytes - s->medium_in_use_bytes);
     bw_put(&o, ",");

@@ -38,6 +38,13 @@ uint64_t bw_test_now_ms(void) {
     return (uint64_t)now.tv_sec * 1000u + (uint64_t)now.tv_nsec / 1000000u;
 }
 
+/* The fuzz profile's page mode (every block on pages of its own) is off in
+ * the test binaries that link libbulwark.a: they test the slab layers, as
+ * in every other profile. test_page_mode.c's strong definition turns it on
+ * there; tests/run.sh sets BULWARK_FUZZ_PAGES=0 for the preloaded tests and
+ * the scripts, which cannot see this symbol. */
+__attribute__((weak)) int bulwark_fuzz_pages = 0;
+
 static int64_t monotonic_ms(void) {
     return (int64_t)bw_test_now_ms();
 }
