@@ -101,6 +101,7 @@ static BW_NOINLINE bool bw_init_slow(void) {
         }
         if (ok) {
             bw_secrets_seal();
+            if (bw_page_mode()) bw_large_warm();
             state = 2;
         } else {
             bw_os_meta_key_release();
