@@ -326,8 +326,24 @@ static uint64_t bw_decay_last_ms;
 /* Freed extents, guarded whole, oldest first (invariant 4): not reused and
  * not coalesced until they leave. */
 #if BW_LARGE_QUARANTINE
-static bw_extent_t bw_fifo[BW_LARGE_QUARANTINE];
+/* Page mode (fuzz) parks 16 times as many: every block is a large one
+ * there, and a use after free faults only while its block is parked; its
+ * extents are guarded by markers and keep no pages, so a longer FIFO costs
+ * address space only (3 pages per small block). */
+#define BW_FIFO_SLOTS (BW_PAGE_MODE ? 16 * BW_LARGE_QUARANTINE : BW_LARGE_QUARANTINE)
+static bw_extent_t bw_fifo[BW_FIFO_SLOTS];
+
+/* How many extents the FIFO holds now (also for the statistics). */
+size_t bw_large_quarantine_slots(void) {
+    return bw_page_mode() ? BW_FIFO_SLOTS : BW_LARGE_QUARANTINE;
+}
 static size_t bw_fifo_head, bw_fifo_count;
+#else
+size_t bw_large_quarantine_slots(void) {
+    return 0;
+}
+#endif
+#if BW_LARGE_QUARANTINE
 
 /* Whether a freed extent of `size` bytes may keep its pages through the
  * quarantine and until it is reused or decays (bw_extent_seal): only while
@@ -341,7 +357,7 @@ static size_t bw_fifo_head, bw_fifo_count;
 static bool bw_kept_room(size_t size) {
     size_t kept = size;
     for (size_t k = 0; k < bw_fifo_count; k++) {
-        const bw_extent_t *q = &bw_fifo[(bw_fifo_head + k) % BW_LARGE_QUARANTINE];
+        const bw_extent_t *q = &bw_fifo[(bw_fifo_head + k) % BW_FIFO_SLOTS];
         if (q->dirty) kept += q->size;
     }
     for (size_t i = 0; i < bw_free_count; i++)
@@ -608,7 +624,7 @@ static size_t bw_large_decay(uint64_t now, bool all) {
     /* Quarantined bodies kept resident: their pages go too (they stay
      * inaccessible and read as zeros once carved again). */
     for (size_t k = 0; k < bw_fifo_count; k++) {
-        bw_extent_t *q = &bw_fifo[(bw_fifo_head + k) % BW_LARGE_QUARANTINE];
+        bw_extent_t *q = &bw_fifo[(bw_fifo_head + k) % BW_FIFO_SLOTS];
         if (q->dirty && (all || now - q->freed_at_ms >= BW_LARGE_DECAY_MS) &&
             bw_os_decommit((void *)q->base, q->size)) {
             q->dirty = false;
@@ -994,13 +1010,13 @@ static void bw_extent_release(bw_extent_t x) {
     x.freed_at_ms = bw_os_now_ms();
 #if BW_LARGE_QUARANTINE
     bw_counter_set(&bw_free_bytes, bw_free_bytes + x.size);
-    if (bw_fifo_count < BW_LARGE_QUARANTINE) {
-        bw_fifo[(bw_fifo_head + bw_fifo_count++) % BW_LARGE_QUARANTINE] = x;
+    if (bw_fifo_count < bw_large_quarantine_slots()) {
+        bw_fifo[(bw_fifo_head + bw_fifo_count++) % BW_FIFO_SLOTS] = x;
         return;
     }
     bw_extent_t oldest = bw_fifo[bw_fifo_head];
-    bw_fifo[bw_fifo_head] = x;
-    bw_fifo_head = (bw_fifo_head + 1) % BW_LARGE_QUARANTINE;
+    bw_fifo_head = (bw_fifo_head + 1) % BW_FIFO_SLOTS;
+    bw_fifo[(bw_fifo_head + bw_fifo_count - 1) % BW_FIFO_SLOTS] = x;
     bw_counter_set(&bw_free_bytes, bw_free_bytes - oldest.size);
     bw_free_put(oldest, true);
 #else
@@ -1053,7 +1069,7 @@ bool bw_large_free(void *ptr, size_t size, size_t alignment, const char *functio
                      .dirty = true,
                      .lead_marker = entry.lead_marker};
 #if BW_LARGE_QUARANTINE
-    bool keep = bw_kept_room(x.size);
+    bool keep = !bw_page_mode() && bw_kept_room(x.size); /* page mode keeps none */
     bw_unlock(&bw_large_lock);
     bw_extent_seal(&x, keep);
     bw_lock(&bw_large_lock);

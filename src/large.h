@@ -8,6 +8,7 @@
 void *bw_large_alloc(size_t size, size_t alignment, bool zero);
 void *bw_large_alloc_for_growth(size_t size);
 void bw_large_warm(void);
+size_t bw_large_quarantine_slots(void);
 bool bw_large_free(void *ptr, size_t size, size_t alignment, const char *function);
 size_t bw_large_usable_size(const void *ptr, const char *function);
 void *bw_large_realloc(void *ptr, size_t size);

@@ -263,7 +263,7 @@ void bw_print_stats_json(int fd) {
     bw_put(&o, ",");
     bw_field(&o, "quarantined", s->large_quarantined);
     bw_put(&o, ",");
-    bw_field(&o, "quarantine_slots", BW_LARGE_QUARANTINE);
+    bw_field(&o, "quarantine_slots", bw_large_quarantine_slots());
     bw_put(&o, ",");
     bw_field(&o, "regions", s->large_regions);
     bw_put(&o, "},\"guards\":{\"method\":\"");

@@ -8,8 +8,8 @@
  *  - writing any byte between the request and that boundary (the bytes the
  *    guard page cannot see, 1 to 15 of them) is reported at free as a heap
  *    overflow, for every such offset and a NUL too;
- *  - reading or writing a freed block faults, also after 60 other blocks
- *    were freed after it;
+ *  - reading or writing a freed block faults, also after 1,000 other
+ *    blocks were freed after it (page mode parks 1,024);
  *  - double and invalid frees are reported;
  *  - calloc, realloc (growing and shrinking, contents kept), the aligned
  *    allocations and free_sized work as in every other mode;
@@ -193,7 +193,7 @@ static void test_use_after_free_faults(void **state) {
         for (int write = 0; write <= 1; write++) {
             struct after_free u = {sizes[i], 0, write};
             bw_expect_signal(do_use_after_free, &u, SIGSEGV);
-            u.others = 60; /* the large quarantine holds 64 in fuzz */
+            u.others = 1000; /* page mode parks 1,024 freed blocks in fuzz */
             bw_expect_signal(do_use_after_free, &u, SIGSEGV);
         }
     }
