@@ -45,8 +45,12 @@
 
 /* Bounds. Growth is measured between the 5,000-thread and the 20,000-thread
  * samples: by 5,000 everything is warmed up, so a per-thread leak of even one
- * slab would show as 15,000 slabs (~940 MiB) of growth. */
-#define CHURN_SEGMENT_GROWTH_SLACK 2u
+ * slab would show as 15,000 slabs (~940 MiB) of growth. Segments may grow by
+ * a few without any slab more: slabs of up to 16 slots (the medium classes'
+ * spans) come and go, and those in use spread over more segments (one fuzz
+ * run went from 3 segments at 5,000 threads to 6 at 20,000 with 65 and then
+ * 63 slabs); the slab, RSS and final-segment bounds catch a leak. */
+#define CHURN_SEGMENT_GROWTH_SLACK 4u
 #define CHURN_SLAB_GROWTH_SLACK    64u
 #define CHURN_LARGE_GROWTH_SLACK   (4u << 20)
 #define CHURN_RSS_GROWTH_SLACK     (16u << 20)
