@@ -82,6 +82,10 @@ typedef struct {
 typedef struct {
     uintptr_t base;
     size_t size; /* its extents and its trailing guard page */
+    /* Pages below are mapped read-write, a free one under a guard marker;
+     * from here on the region is PROT_NONE and has no page table entries
+     * (bw_region_open_to). base + size when opened whole. */
+    uintptr_t open_end;
 } bw_region_t;
 
 /* Regions in page mode (the fuzz profile, where every block is carved
@@ -232,9 +236,17 @@ static size_t bw_page_round(size_t size) {
     return (size + BW_PAGE_SIZE - 1) & ~(size_t)(BW_PAGE_SIZE - 1);
 }
 
-/* Fibonacci hashing of the page number (Knuth, TAOCP vol. 3, 6.4). */
+/* Fibonacci hashing (Knuth, TAOCP vol. 3, 6.4) of the 256 KiB group the
+ * block starts in, plus its page within the group: blocks side by side get
+ * slots side by side. Page mode (the fuzz profile) carves runs of 3-page
+ * extents, and a forked child's first touch of a table page costs two page
+ * faults (the zero page, then a copy): hashing each page on its own spread
+ * 17 blocks over 11 table pages, 22 of the 89 faults of a child that makes
+ * them. Blocks of the other profiles are 32 pages or more, so a group
+ * holds at most two and the groups still spread evenly. */
 static size_t bw_table_slot(uintptr_t user, size_t capacity) {
-    return (size_t)(((user >> 12) * 0x9E3779B97F4A7C15ull) >> 32) & (capacity - 1);
+    size_t group = (size_t)(((user >> 18) * 0x9E3779B97F4A7C15ull) >> 32);
+    return (group + ((user >> 12) & 63)) & (capacity - 1);
 }
 
 /* Metadata (the table, the extent and region arrays) in a mapping of its
@@ -542,6 +554,46 @@ static size_t bw_region_of_whole(const bw_extent_t *x) {
                                                                                : bw_region_count;
 }
 
+/* The region holding address addr (which lies in one). */
+static bw_region_t *bw_region_containing(uintptr_t addr) {
+    size_t low = 0, high = bw_region_count;
+    while (high - low > 1) {
+        size_t mid = low + (high - low) / 2;
+        if (bw_regions[mid].base <= addr)
+            low = mid;
+        else
+            high = mid;
+    }
+    return &bw_regions[low];
+}
+
+/* Before the pages below `end` of the region holding addr are carved: open
+ * what is still PROT_NONE there, in steps of a 256th of a region (at least
+ * 64 KiB, 1 MiB for 256 MiB regions), into the state every free page of
+ * the profiles with a large quarantine is in: read-write under a guard
+ * marker (installed first, so that no page is ever accessible unguarded).
+ * Two system calls per step; the page table entries follow what carving
+ * reached, as the pages of any allocator's heap do. Without guard markers
+ * (an old kernel, locked memory, seccomp) the guards are PROT_NONE, which
+ * the unopened pages already are: the region counts as open. Lock held. */
+static bool bw_region_open_to(uintptr_t addr, uintptr_t end) {
+    bw_region_t *g = bw_region_containing(addr);
+    if (end <= g->open_end) return true;
+    uintptr_t region_end = g->base + g->size;
+    size_t step = bw_large_region_size() / 256;
+    if (step < ((size_t)64 << 10)) step = (size_t)64 << 10;
+    uintptr_t to = g->open_end + (end - g->open_end + step - 1) / step * step;
+    if (to > region_end) to = region_end;
+    if (bw_os_has_guard_madvise()) {
+        if (!bw_os_guard((void *)g->open_end, to - g->open_end)) return false;
+        /* The markers were refused meanwhile: the guard is PROT_NONE. */
+        if (bw_os_has_guard_madvise() && !bw_os_commit((void *)g->open_end, to - g->open_end))
+            return false;
+    }
+    g->open_end = bw_os_has_guard_madvise() ? to : region_end;
+    return true;
+}
+
 static void bw_region_release(size_t r) {
     bw_os_release((void *)bw_regions[r].base, bw_regions[r].size);
     memmove(&bw_regions[r], &bw_regions[r + 1], (bw_region_count - r - 1) * sizeof *bw_regions);
@@ -575,17 +627,25 @@ static uintptr_t bw_region_new(size_t ext_bytes, unsigned node, bool dedicated) 
         if (bw_os_future_locked())
             bw_large_locked = true;
         else
-            map = bw_os_map(size);
+            map = BW_LARGE_QUARANTINE ? bw_os_map_none(size) : bw_os_map(size);
     }
+    /* With a large quarantine every free page is inaccessible. A whole
+     * region under guard markers was 65,536 page table entries that every
+     * fork copied: fork() of a default process that had made one large
+     * block took 3.4-3.8 ms, not 0.1 ms (test_large_fork). PROT_NONE
+     * instead, opened as carving reaches it (bw_region_open_to). A region
+     * of one block is opened whole at once, as before. */
+    bool lazy = map != NULL && BW_LARGE_QUARANTINE;
     if (!map) {
         size = ext_bytes + BW_PAGE_SIZE;
         map = bw_os_map(size);
     }
     if (!map) return 0;
     bw_os_bind_node(map, size, node);
-    bool guarded = BW_LARGE_QUARANTINE ? bw_os_guard(map, size)
-                                       : bw_os_guard(map, BW_PAGE_SIZE) &&
-                                             bw_os_guard(map + size - BW_PAGE_SIZE, BW_PAGE_SIZE);
+    bool guarded =
+        lazy || (BW_LARGE_QUARANTINE ? bw_os_guard(map, size)
+                                     : bw_os_guard(map, BW_PAGE_SIZE) &&
+                                           bw_os_guard(map + size - BW_PAGE_SIZE, BW_PAGE_SIZE));
     if (!guarded) {
         bw_os_release(map, size);
         return 0;
@@ -593,7 +653,7 @@ static uintptr_t bw_region_new(size_t ext_bytes, unsigned node, bool dedicated) 
     size_t r = bw_region_count;
     while (r > 0 && bw_regions[r - 1].base > (uintptr_t)map) r--;
     memmove(&bw_regions[r + 1], &bw_regions[r], (bw_region_count - r) * sizeof *bw_regions);
-    bw_regions[r] = (bw_region_t){(uintptr_t)map, size};
+    bw_regions[r] = (bw_region_t){(uintptr_t)map, size, (uintptr_t)map + (lazy ? 0 : size)};
     bw_region_count++;
     bw_extent_t whole = {.base = (uintptr_t)map,
                          .size = size - BW_PAGE_SIZE,
@@ -698,6 +758,7 @@ static uintptr_t bw_fit(size_t i, size_t body, size_t alignment) {
  * cut and merged extents kept being cut and merged again. Lock held. */
 static bool bw_carve_from(size_t i, size_t body, size_t alignment, bw_carved_t *out) {
     uintptr_t start = bw_fit(i, body, alignment);
+    if (BW_LARGE_QUARANTINE && !bw_region_open_to(bw_free[i].base, start + body)) return false;
     bw_extent_t x = bw_free_remove_at(i);
     uintptr_t lead = start - BW_PAGE_SIZE, end = x.base + x.size, block_end = start + body;
     if (lead > x.base) {
@@ -1127,6 +1188,7 @@ static bool bw_large_grow_in_place(bw_large_entry_t *e, size_t size) {
                      : rest >= 2 * BW_PAGE_SIZE && rest > (new_end - e->ext_base) / 4;
     if (!split) new_end = x_end;
 #if BW_LARGE_QUARANTINE
+    if (!bw_region_open_to(end, new_end)) return false;
     /* A kept extent: its leading page may be a guard marker, its body is
      * inaccessible by mprotect. */
     bw_unguard_t back = bw_os_unguard(

@@ -398,10 +398,11 @@ void bw_os_guard_stats(size_t *by_madvise, size_t *by_mprotect) {
     *by_mprotect = atomic_load_explicit(&bw_guard_pages_mprotect, memory_order_relaxed);
 }
 
-/* A fresh read-write anonymous mapping (large regions, metadata). No
- * swap is reserved (MAP_NORESERVE): a large region is mostly untouched
- * address space, committed page by page as blocks are written. */
-void *bw_os_map(size_t size) {
+/* A fresh anonymous mapping (large regions, metadata), read-write or
+ * inaccessible. No swap is reserved (MAP_NORESERVE): a large region is
+ * mostly untouched address space, committed page by page as blocks are
+ * written. */
+static void *bw_os_map_prot(size_t size, int prot) {
     const int flags = MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE;
     /* Seeded: at an address from the seed (the window of bw_os_reserve's
      * hints), where the kernel's mmap base would differ from run to run
@@ -417,13 +418,24 @@ void *bw_os_map(size_t size) {
             clear = bw_placed[i].end == 0 || hint + size <= bw_placed[i].start ||
                     hint >= bw_placed[i].end;
         if (!clear) continue;
-        void *p =
-            mmap((void *)hint, size, PROT_READ | PROT_WRITE, flags | MAP_FIXED_NOREPLACE, -1, 0);
+        void *p = mmap((void *)hint, size, prot, flags | MAP_FIXED_NOREPLACE, -1, 0);
         if (p == (void *)hint) return p;
         if (p != MAP_FAILED) munmap(p, size);
     }
-    void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, flags, -1, 0);
+    void *p = mmap(NULL, size, prot, flags, -1, 0);
     return p == MAP_FAILED ? NULL : p;
+}
+
+void *bw_os_map(size_t size) {
+    return bw_os_map_prot(size, PROT_READ | PROT_WRITE);
+}
+
+/* Address space only: PROT_NONE, no page table entry until a part is
+ * opened (bw_os_commit). A large region of the hardened profiles starts so
+ * (large.c's bw_region_open_to): guard markers over all of it would be
+ * page table entries that every fork copies. */
+void *bw_os_map_none(size_t size) {
+    return bw_os_map_prot(size, PROT_NONE);
 }
 
 /* Whether the process locks its future mappings (mlockall MCL_FUTURE),

@@ -24,6 +24,7 @@ typedef enum {
 } bw_unguard_t;
 bw_unguard_t bw_os_unguard(void *addr, size_t size);
 void *bw_os_map(size_t size);
+void *bw_os_map_none(size_t size);
 bool bw_os_future_locked(void);
 bool bw_os_move_pages(void *from, size_t size, void *to, bool remap_source);
 void bw_os_bind_node(void *addr, size_t size, unsigned node);
