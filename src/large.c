@@ -251,13 +251,16 @@ static size_t bw_table_slot(uintptr_t user, size_t capacity) {
 
 /* Metadata (the table, the extent and region arrays) in a mapping of its
  * own with guard pages: it never borders user pages without a guard in
- * between, and is behind the metadata protection key where there is one. */
+ * between, and is behind the metadata protection key where there is one.
+ * The key goes on the guard pages too, before their markers: one VMA per
+ * mapping, not three (every VMA costs each fork a copy; with mprotect
+ * guards it is three again). */
 static void *bw_meta_map(size_t bytes) {
     bytes = bw_page_round(bytes);
     char *map = bw_os_map(bytes + 2 * BW_PAGE_SIZE);
     if (!map) return NULL;
-    if (!bw_os_guard(map, BW_PAGE_SIZE) || !bw_os_guard(map + BW_PAGE_SIZE + bytes, BW_PAGE_SIZE) ||
-        !bw_os_protect_meta(map + BW_PAGE_SIZE, bytes)) {
+    if (!bw_os_protect_meta(map, bytes + 2 * BW_PAGE_SIZE) || !bw_os_guard(map, BW_PAGE_SIZE) ||
+        !bw_os_guard(map + BW_PAGE_SIZE + bytes, BW_PAGE_SIZE)) {
         bw_os_release(map, bytes + 2 * BW_PAGE_SIZE);
         return NULL;
     }
@@ -635,7 +638,7 @@ static uintptr_t bw_region_new(size_t ext_bytes, unsigned node, bool dedicated) 
      * block took 3.4-3.8 ms, not 0.1 ms (test_large_fork). PROT_NONE
      * instead, opened as carving reaches it (bw_region_open_to). A region
      * of one block is opened whole at once, as before. */
-    bool lazy = map != NULL && BW_LARGE_QUARANTINE;
+    bool lazy = map != NULL && BW_LARGE_QUARANTINE > 0;
     if (!map) {
         size = ext_bytes + BW_PAGE_SIZE;
         map = bw_os_map(size);
