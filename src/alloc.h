@@ -1,8 +1,11 @@
 /* alloc.h — the fast paths of malloc and free, in one place.
  *
  * malloc(n <= 128 KiB - canary room), bin hit: class table lookup (one
- * table up to 1 KiB, a second above), TLS heap load, (hardened profiles: a
- * random byte picks one of the class's open slabs), free-list pop: the
+ * table up to 1 KiB, a second above), TLS heap load, (with a quarantine: a
+ * block its eviction put on the class's ready stack, if any, checked and
+ * armed as below but with no link and no slab count; quarantine.h),
+ * (hardened profiles: a random byte picks one of the class's open slabs),
+ * free-list pop: the
  * block's bitmap state must say free, its link is decoded and its tag and
  * shape validated, the link wiped, then the write-after-free check and the
  * canary (and exact-size slack) when on, used++, two bitmap bits set
@@ -49,6 +52,15 @@ BW_INLINE void *bw_alloc_inline(size_t size) {
     else
         return bw_malloc_slow(size, false);
     bw_heap_t *heap = bw_tls_heap;
+#if BW_QUARANTINE_SLOTS
+    /* A block the quarantine let go, kept for this class (quarantine.h);
+     * every BW_READY_RUN of them, the slow path's periodic work first. */
+    if (heap->ready_count[size_class]) {
+        if (bw_unlikely(heap->ready_left == 0)) return bw_malloc_slow(size, false);
+        heap->ready_left--;
+        return bw_ready_pop(heap, size_class, size);
+    }
+#endif
 #if BW_RANDOM_WAYS
     /* A random byte picks the way. The bytes come from the heap's keystream
      * buffer; when it is empty (or this is the empty heap, which has none)

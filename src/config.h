@@ -65,6 +65,22 @@
 #define BW_QUARANTINE_SLOTS 0
 #define BW_QUARANTINE_BYTES 0
 #endif
+/* A block the quarantine lets go waits in a small per-class stack of its
+ * heap for the class's next malloc (quarantine.c), up to BW_READY_SLOTS
+ * blocks of at most BW_READY_MAX_BLOCK bytes per class; others go back to
+ * their slab's free list. */
+#ifndef BW_READY_SLOTS
+#define BW_READY_SLOTS 8
+#endif
+#ifndef BW_READY_MAX_BLOCK
+#define BW_READY_MAX_BLOCK 1024u
+#endif
+/* Mallocs the ready stacks serve between two slow paths, which do the
+ * periodic work (aging, purging, following the NUMA node): a malloc/free
+ * loop would otherwise be served from them forever. */
+#ifndef BW_READY_RUN
+#define BW_READY_RUN 128u
+#endif
 #ifndef BW_LARGE_QUARANTINE
 #define BW_LARGE_QUARANTINE 0
 #endif

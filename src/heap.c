@@ -622,6 +622,9 @@ static void bw_heap_follow_node(bw_heap_t *heap) {
 static void *bw_heap_alloc_class(bw_heap_t *heap, unsigned size_class, size_t size) {
     bw_bin_t *bin = &heap->bins[size_class];
     unsigned way = bin->way_base;
+#if BW_QUARANTINE_SLOTS
+    heap->ready_left = BW_READY_RUN;
+#endif
     if ((++heap->slow_calls & 15) == 0) {
         if (bw_topology.node_count > 1) bw_heap_follow_node(heap);
         bw_heap_age_ways(heap); /* reads the (vDSO) clock once per 16 slow calls */
@@ -770,6 +773,9 @@ void bw_heaps_fork_parent(void) {
  * only, never user memory: the pages the child shares with its parent stay
  * shared (no copy-on-write fault at fork). */
 static void bw_heap_fork_seal(bw_heap_t *heap) {
+    /* Blocks waiting for their class's next malloc: every sibling would
+     * take the same ones in the same order. */
+    bw_quarantine_flush_ready(heap, "fork");
     for (unsigned w = 0; w < BW_WAYS_TOTAL; w++) {
         bw_slab_t *slab = heap->ways[w];
         if (slab == &bw_sentinel_slab) continue;

@@ -23,7 +23,8 @@ typedef struct bw_bin {
 struct bw_heap {
     uint64_t way_random; /* random bytes for the fast path's way choice */
     uint32_t way_draws;  /* bytes left in way_random; 0 in the empty heap */
-    uint32_t pad_heap;
+    uint32_t ready_left; /* mallocs the ready stacks may serve before the slow path runs
+                            again (its periodic work): BW_READY_RUN at each slow path */
     bw_bin_t bins[BW_CLASS_COUNT];
     bw_rng_t rng;
 #if BW_QUARANTINE_SLOTS
@@ -32,6 +33,11 @@ struct bw_heap {
     uint8_t quarantine_epoch; /* bumped by each aging scan */
     void *quarantine[BW_QUARANTINE_SLOTS];
     uint8_t quarantine_age[BW_QUARANTINE_SLOTS]; /* epoch when each entry came in */
+    /* Blocks that left the quarantine, kept for their class's next malloc
+     * (quarantine.c, bw_ready_pop): still marked QUARANTINED, on no free
+     * list, counted in their slab's `used`. */
+    uint8_t ready_count[BW_CLASS_COUNT];
+    void *ready[BW_CLASS_COUNT][BW_READY_SLOTS];
 #endif
     bw_slab_t *sealed;                 /* slabs inherited across fork (BW_LIST_SEALED) */
     _Atomic(bw_slab_t *) remote_slabs; /* slabs with remote frees to collect */
