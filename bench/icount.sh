@@ -9,6 +9,11 @@
 # Environment: BENCH_BUILDROOT=D as for bench/run.sh (default: build).
 set -u
 
+# The fuzz profile's row counts its slab layers, as in bench/run.sh: its page
+# mode (every block on pages of its own) is measured in fuzz/bench.
+BULWARK_FUZZ_PAGES=0
+export BULWARK_FUZZ_PAGES
+
 cd "$(dirname "$0")/.." || exit 1
 ROOT=$(pwd)
 buildroot=${BENCH_BUILDROOT:-build}
