@@ -7,7 +7,10 @@ CXX     ?= g++
 PREFIX  ?= /usr/local
 DESTDIR ?=
 
-POLICY := policy/$(PROFILE).h
+# POLICY_FILE: a policy header outside policy/ for a one-off build under
+# its own PROFILE name (bench/ablation.sh builds default with one mechanism
+# off at a time this way); `make check` only runs the profiles in policy/.
+POLICY := $(or $(POLICY_FILE),policy/$(PROFILE).h)
 ifeq ($(wildcard $(POLICY)),)
 $(error unknown PROFILE '$(PROFILE)': no $(POLICY); choose one of: $(basename $(notdir $(wildcard policy/*.h))))
 endif
@@ -42,7 +45,7 @@ HDRS := $(wildcard src/*.h) include/bulwark.h $(POLICY) $(wildcard policy/common
 SO := $(BUILD)/libbulwark.so
 AR_LIB := $(BUILD)/libbulwark.a
 
-.PHONY: all check check-one run install format lint bench bench-icount clean deps tests \
+.PHONY: all check check-one run install format lint bench bench-icount bench-ablation clean deps tests \
         fuzz fuzz-afl fuzz-libfuzzer fuzz-run
 
 all: deps $(SO) $(AR_LIB) $(BUILD)/bulwark
@@ -212,6 +215,11 @@ bench:
 
 bench-icount:
 	sh bench/icount.sh
+
+# Default with one hardening mechanism off at a time, side by side
+# (bench/ABLATION.md).
+bench-ablation:
+	sh bench/ablation.sh
 
 # ---------------------------------------------------------------- fuzzing
 # fuzz/*.c are harnesses of bulwark itself (fuzz/README.md). `make fuzz`

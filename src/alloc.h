@@ -112,8 +112,8 @@ BW_INLINE void bw_free_local(bw_heap_t *heap, bw_slab_t *slab, void *ptr, uintpt
      * above 256 bytes) keeps fewer values alive across it. */
     bw_block_wipe(slab, ptr);
 #if BW_QUARANTINE_SLOTS
-    bw_bits_set(&bits[BW_BITS_QUARANTINED], bit); /* not free until it leaves */
-    bw_quarantine_put(heap, ptr, slab, function); /* reused later, in random order */
+    bw_bits_set(&bits[BW_BITS_QUARANTINED], bit);       /* not free until it leaves */
+    bw_quarantine_put(heap, ptr, slab, true, function); /* reused later, in random order */
 #else
     bw_link_store(slab, ptr, slab->local_free);
     slab->local_free = ptr;

@@ -73,7 +73,7 @@
 #define BW_READY_SLOTS 8
 #endif
 #ifndef BW_READY_MAX_BLOCK
-#define BW_READY_MAX_BLOCK 1024u
+#define BW_READY_MAX_BLOCK 2048u
 #endif
 /* Mallocs the ready stacks serve between two slow paths, which do the
  * periodic work (aging, purging, following the NUMA node): a malloc/free

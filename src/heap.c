@@ -608,6 +608,7 @@ static void bw_heap_follow_node(bw_heap_t *heap) {
     unsigned node = bw_heap_node_now(heap);
     if (node == heap->ways_node) return;
     heap->ways_node = node;
+    bw_quarantine_unready(heap, "malloc");
     for (unsigned w = 0; w < BW_WAYS_TOTAL; w++) {
         bw_slab_t *slab = heap->ways[w];
         if (slab == &bw_sentinel_slab || bw_slab_on_node(slab, node)) continue;
@@ -775,7 +776,7 @@ void bw_heaps_fork_parent(void) {
 static void bw_heap_fork_seal(bw_heap_t *heap) {
     /* Blocks waiting for their class's next malloc: every sibling would
      * take the same ones in the same order. */
-    bw_quarantine_flush_ready(heap, "fork");
+    bw_quarantine_unready(heap, "fork");
     for (unsigned w = 0; w < BW_WAYS_TOTAL; w++) {
         bw_slab_t *slab = heap->ways[w];
         if (slab == &bw_sentinel_slab) continue;

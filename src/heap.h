@@ -30,9 +30,8 @@ struct bw_heap {
 #if BW_QUARANTINE_SLOTS
     size_t quarantine_count;
     size_t quarantine_bytes;
-    uint8_t quarantine_epoch; /* bumped by each aging scan */
-    void *quarantine[BW_QUARANTINE_SLOTS];
-    uint8_t quarantine_age[BW_QUARANTINE_SLOTS]; /* epoch when each entry came in */
+    uint8_t quarantine_epoch;                 /* bumped by each aging scan */
+    uint64_t quarantine[BW_QUARANTINE_SLOTS]; /* entries: block, class, epoch (quarantine.h) */
     /* Blocks that left the quarantine, kept for their class's next malloc
      * (quarantine.c, bw_ready_pop): still marked QUARANTINED, on no free
      * list, counted in their slab's `used`. */

@@ -45,24 +45,24 @@ static uint32_t bw_quarantine_release(bw_heap_t *heap, void *block, const char *
 }
 
 #if BW_QUARANTINE_SLOTS
-/* A block the quarantine evicts: onto its class's ready stack, where the
- * next malloc of the class takes it without a free-list link written and
- * decoded and without the slab's counts and lists touched (about 100 of the
- * 330 instructions of a default malloc/free pair went there); back to its
- * slab when the stack is full, the block is large, another heap owns it,
- * or its slab is sealed (inherited across fork: never allocated from). */
-static uint32_t bw_quarantine_leave(bw_heap_t *heap, void *block, const char *function) {
-    uintptr_t offset = (uintptr_t)block - bw_layout.arena_base;
-    bw_slab_t *slab = bw_slab_at(offset);
-    uint32_t size = slab->block_size;
-    unsigned size_class = slab->size_class;
-    bool ours = bw_bits_load(&bw_bits_group(offset)[BW_BITS_QUARANTINED]) & bw_bits_mask(offset);
-    if (ours && size <= BW_READY_MAX_BLOCK && heap->ready_count[size_class] < BW_READY_SLOTS &&
-        slab->list != BW_LIST_SEALED) {
-        heap->ready[size_class][heap->ready_count[size_class]++] = block;
-        return size;
+/* An entry leaving outside the fast case of bw_quarantine_put: onto its
+ * class's ready stack, where the next malloc of the class takes it without
+ * a free-list link written and decoded and without the slab's counts and
+ * lists touched (about 100 of the 330 instructions of a default
+ * malloc/free pair went there), when its entry allows (quarantine.h) and
+ * there is room; else back to its slab. */
+static void bw_quarantine_leave(bw_heap_t *heap, uint64_t entry, const char *function) {
+    unsigned size_class = bw_quarantine_class(entry);
+    heap->quarantine_bytes -= bw_class_size[size_class];
+    if ((entry & BW_QUARANTINE_READY) && heap->ready_count[size_class] < BW_READY_SLOTS) {
+        heap->ready[size_class][heap->ready_count[size_class]++] = bw_quarantine_block(entry);
+        return;
     }
-    return bw_quarantine_release(heap, block, function);
+    bw_quarantine_release_entry(heap, entry, function);
+}
+
+void bw_quarantine_release_entry(bw_heap_t *heap, uint64_t entry, const char *function) {
+    (void)bw_quarantine_release(heap, bw_quarantine_block(entry), function);
 }
 
 void bw_quarantine_flush_ready(bw_heap_t *heap, const char *function) {
@@ -73,33 +73,38 @@ void bw_quarantine_flush_ready(bw_heap_t *heap, const char *function) {
         }
 }
 
-void bw_quarantine_put(bw_heap_t *heap, void *block, bw_slab_t *slab, const char *function) {
-    size_t newest; /* where the block goes: never the victim of its own free */
-    heap->quarantine_bytes += slab->block_size;
-    if (heap->quarantine_count < BW_QUARANTINE_SLOTS) {
-        newest = heap->quarantine_count++;
-        heap->quarantine_age[newest] = heap->quarantine_epoch;
-        heap->quarantine[newest] = block;
-    } else {
-        newest = bw_rng_u16(&heap->rng) & (BW_QUARANTINE_SLOTS - 1);
-        void *victim = heap->quarantine[newest];
-        heap->quarantine[newest] = block;
-        heap->quarantine_age[newest] = heap->quarantine_epoch;
-        heap->quarantine_bytes -= bw_quarantine_leave(heap, victim, function);
-    }
+void bw_quarantine_unready(bw_heap_t *heap, const char *function) {
+    bw_quarantine_flush_ready(heap, function);
+    /* Written only where set: a page of the ring the parent left with no
+     * such entry stays shared (no copy-on-write fault). */
+    for (size_t i = 0; i < heap->quarantine_count; i++)
+        if (heap->quarantine[i] & BW_QUARANTINE_READY) heap->quarantine[i] &= ~BW_QUARANTINE_READY;
+}
+
+/* The entry (its bytes already counted) fills the next free slot of a
+ * ring not yet full; then the byte bound. */
+void bw_quarantine_put_slow(bw_heap_t *heap, uint64_t entry, const char *function) {
+    size_t newest = heap->quarantine_count++;
+    heap->quarantine[newest] = entry;
+    if (heap->quarantine_bytes > BW_QUARANTINE_BYTES)
+        bw_quarantine_over_bytes(heap, newest, function);
+}
+
+/* Over the byte bound: random entries other than the newest (at `newest`,
+ * never the victim of its own free) leave until the ring is under it. */
+void bw_quarantine_over_bytes(bw_heap_t *heap, size_t newest, const char *function) {
     while (heap->quarantine_bytes > BW_QUARANTINE_BYTES && heap->quarantine_count > 1) {
-        /* A random entry other than the newest. 16 random bits suffice (a
-         * bias of count/65536 at most): a whole keystream word per free,
-         * when blocks above 512 bytes make the byte bound the one that
-         * holds, ran the cipher every 91 pairs of bench/pairs 1024. */
+        /* 16 random bits suffice (a bias of count/65536 at most): a whole
+         * keystream word per free, when blocks above 512 bytes make the
+         * byte bound the one that holds, ran the cipher every 91 pairs of
+         * bench/pairs 1024. */
         size_t i = (bw_rng_u16(&heap->rng) * (heap->quarantine_count - 1)) >> 16;
         if (i >= newest) i++;
-        void *victim = heap->quarantine[i];
+        uint64_t victim = heap->quarantine[i];
         size_t last = --heap->quarantine_count;
         heap->quarantine[i] = heap->quarantine[last];
-        heap->quarantine_age[i] = heap->quarantine_age[last];
         if (newest == last) newest = i;
-        heap->quarantine_bytes -= bw_quarantine_leave(heap, victim, function);
+        bw_quarantine_leave(heap, victim, function);
     }
 }
 
@@ -110,11 +115,11 @@ void bw_quarantine_age(bw_heap_t *heap) {
     uint8_t old = heap->quarantine_epoch;
     size_t i = 0;
     while (i < heap->quarantine_count) {
-        if (heap->quarantine_age[i] != old) {
-            void *victim = heap->quarantine[i];
+        uint64_t entry = heap->quarantine[i];
+        if (bw_quarantine_epoch(entry) != old) {
             heap->quarantine[i] = heap->quarantine[--heap->quarantine_count];
-            heap->quarantine_age[i] = heap->quarantine_age[heap->quarantine_count];
-            heap->quarantine_bytes -= bw_quarantine_release(heap, victim, "malloc");
+            heap->quarantine_bytes -=
+                bw_quarantine_release(heap, bw_quarantine_block(entry), "malloc");
         } else {
             i++;
         }
@@ -126,8 +131,8 @@ void bw_quarantine_age(bw_heap_t *heap) {
 void bw_quarantine_flush(bw_heap_t *heap, const char *function) {
     bw_quarantine_flush_ready(heap, function);
     while (heap->quarantine_count) {
-        void *victim = heap->quarantine[--heap->quarantine_count];
-        heap->quarantine_bytes -= bw_quarantine_release(heap, victim, function);
+        uint64_t entry = heap->quarantine[--heap->quarantine_count];
+        heap->quarantine_bytes -= bw_quarantine_release(heap, bw_quarantine_block(entry), function);
     }
 }
 #else
@@ -140,6 +145,10 @@ void bw_quarantine_flush(bw_heap_t *heap, const char *function) {
     (void)bw_quarantine_release;
 }
 void bw_quarantine_flush_ready(bw_heap_t *heap, const char *function) {
+    (void)heap;
+    (void)function;
+}
+void bw_quarantine_unready(bw_heap_t *heap, const char *function) {
     (void)heap;
     (void)function;
 }

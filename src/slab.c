@@ -243,7 +243,7 @@ void bw_slab_remote_free(bw_slab_t *slab, void *block, const char *function) {
      * marking it freed until the owner collects it. */
     bw_heap_t *heap = bw_tls_heap;
     if (heap != &bw_empty_heap) {
-        bw_quarantine_put(heap, block, slab, function);
+        bw_quarantine_put(heap, block, slab, false, function);
         return;
     }
 #endif

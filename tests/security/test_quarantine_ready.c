@@ -11,7 +11,11 @@
  *  - ready_remote_double_free: another thread frees it: "double free";
  *  - ready_not_shared_by_fork: a forked child never hands out a block its
  *    parent's ready stack held (siblings would all take the same ones in
- *    the same order). */
+ *    the same order);
+ *  - quarantine_not_shared_by_fork: nor one of the blocks the parent left
+ *    waiting in its quarantine, when the child's own frees push them out
+ *    (their entries said "to the ready stack" when the parent freed them;
+ *    in the child their slabs are sealed, only freed into). */
 #include <malloc.h>
 #include <pthread.h>
 #include <stdbool.h>
@@ -143,6 +147,34 @@ static void ready_not_shared_by_fork(void **state) {
 #endif
 }
 
+static void quarantine_not_shared_by_fork(void **state) {
+    (void)state;
+    BW_SKIP_UNLESS(BW_QUARANTINE_SLOTS);
+#if BW_QUARANTINE_SLOTS
+    (void)block_in_ready(); /* the parent's quarantine is full of its blocks */
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        static void *mine[POOL];
+        int sealed = 0;
+        for (unsigned i = 0; i < POOL; i++) mine[i] = malloc(REQUEST);
+        for (unsigned round = 0; round < 4; round++)
+            for (unsigned i = 0; i < POOL; i++) {
+                free(mine[i]); /* evicts a random entry, the parent's at first */
+                mine[i] = malloc(REQUEST);
+                bw_slab_t *slab = bw_slab_at((uintptr_t)mine[i] - bw_layout.arena_base);
+                sealed += slab->list == BW_LIST_SEALED;
+            }
+        _exit(sealed > 255 ? 255 : sealed);
+    }
+    int status;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status));
+    print_message("the child handed out %d blocks of slabs sealed at fork\n", WEXITSTATUS(status));
+    assert_int_equal(WEXITSTATUS(status), 0);
+#endif
+}
+
 int main(void) {
     if (!bw_is_bulwark_loaded()) {
         fprintf(stderr, "test_quarantine_ready: malloc is not bulwark's\n");
@@ -153,6 +185,7 @@ int main(void) {
         cmocka_unit_test(ready_write_after_free),
         cmocka_unit_test(ready_remote_double_free),
         cmocka_unit_test(ready_not_shared_by_fork),
+        cmocka_unit_test(quarantine_not_shared_by_fork),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

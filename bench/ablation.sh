@@ -1,0 +1,157 @@
+#!/bin/sh
+# bench/ablation.sh — what each hardening mechanism of the default profile
+# costs: default is rebuilt with one mechanism off at a time (a policy
+# header that includes policy/default.h and overrides its knobs, built with
+# `make POLICY_FILE=...` under its own PROFILE name in build/), and every
+# variant runs the small-object workloads of bench/run.sh side by side with
+# default itself, fast and mimalloc, interleaved, the order rotating each
+# repetition. Writes bench/ABLATION.md (and build/bench/ablation/times.txt).
+#
+# Times are CPU seconds (user + system, GNU time) of the QUICK sizes of
+# run.sh's workload table; the table gives each variant's median relative
+# to default's median on the same workload, and the geometric mean. The
+# instructions per malloc(32)+free pair come from callgrind
+# (bench/icount_pair.c), as tests/perf/icount.sh counts them.
+#
+#   sh bench/ablation.sh            # 5 repetitions (ABLATION_REPS=N)
+set -eu
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+cd "$ROOT"
+reps=${ABLATION_REPS:-5}
+out_dir=build/bench/ablation
+mkdir -p "$out_dir"
+say() { echo "ablation: $*" >&2; }
+
+# name|what is off|knob overrides (name value, ...)
+variants='
+no-quarantine|the quarantine (and its ready stacks)|BW_QUARANTINE_SLOTS 0,BW_QUARANTINE_BYTES 0
+no-waf-check|the write-after-free check at reuse|BW_WAF_CHECK_MAX 0
+no-zero-on-free|zero-on-free (and so the write-after-free check)|BW_ZERO_ON_FREE 0,BW_WAF_CHECK_MAX 0
+no-canary|the canary at the end of each block|BW_CANARY 0
+no-ways|random placement among open slabs (entropy targets)|BW_ENTROPY_BITS_SMALL 0,BW_ENTROPY_BITS_LARGE 0
+no-slab-guard|the guard page at the end of each slab|BW_SLAB_GUARD 0
+no-link-encoding|random free-list order and encoded links|BW_RANDOM_FREELIST 0,BW_ENCODE_LINKS 0
+'
+small_workloads="pairs-64 pairs-1024 workingset churn server server-1t prodcons falseshare strings threadchurn"
+
+libs="default=$ROOT/build/default/libbulwark.so fast=$ROOT/build/fast/libbulwark.so"
+make --no-print-directory -j"$(nproc)" PROFILE=default >/dev/null
+make --no-print-directory -j"$(nproc)" PROFILE=fast >/dev/null
+printf '%s\n' "$variants" | while IFS='|' read -r name what knobs; do
+    [ -n "$name" ] || continue
+    header="$ROOT/$out_dir/$name.h"
+    {
+        echo "/* default with $what off (bench/ablation.sh) */"
+        echo "#include \"$ROOT/policy/default.h\""
+        echo "$knobs" | tr ',' '\n' | while read -r knob value; do
+            echo "#undef $knob"
+            echo "#define $knob $value"
+        done
+    } >"$header"
+    say "building $name"
+    make --no-print-directory -j"$(nproc)" PROFILE="ablate-$name" POLICY_FILE="$header" >/dev/null
+done
+for name in $(printf '%s\n' "$variants" | cut -d'|' -f1); do
+    libs="$libs $name=$ROOT/build/ablate-$name/libbulwark.so"
+done
+mimalloc=/usr/lib/x86_64-linux-gnu/libmimalloc.so.2
+[ -f "$mimalloc" ] && libs="$libs mimalloc=$mimalloc"
+
+# The workloads, built as run.sh builds them.
+mkdir -p build/bench
+for workload in $small_workloads; do
+    program=$(sed -n "s/^$workload|\([a-z]*\) .*/\1/p" bench/run.sh)
+    gcc -std=gnu11 -O2 -Wall -Wextra -pthread -o "build/bench/$program" "bench/$program.c"
+done
+
+times="$out_dir/times.txt"
+: >"$times"
+# shellcheck disable=SC2086 # a list of name=path words
+set -- $libs
+count=$#
+rep=1
+while [ "$rep" -le "$reps" ]; do
+    for workload in $small_workloads; do
+        argv=$(sed -n "s/^$workload|[^|]*|\(.*\)$/\1/p" bench/run.sh)
+        # rotate the starting allocator each repetition
+        shift_by=$(((rep - 1) % count))
+        # shellcheck disable=SC2086
+        set -- $libs
+        i=0
+        while [ "$i" -lt "$shift_by" ]; do
+            first=$1
+            shift
+            set -- "$@" "$first"
+            i=$((i + 1))
+        done
+        for lib in "$@"; do
+            name=${lib%%=*}
+            # shellcheck disable=SC2086
+            t=$({ /usr/bin/time -f '%U %S' env LD_PRELOAD="${lib#*=}" build/bench/$argv >/dev/null; } 2>&1 | tail -n 1)
+            echo "$workload $name $t" >>"$times"
+        done
+    done
+    say "repetition $rep of $reps done"
+    rep=$((rep + 1))
+done
+
+# Instructions per malloc(32)+free pair, each variant.
+icount="$out_dir/icount.txt"
+: >"$icount"
+if command -v valgrind >/dev/null 2>&1; then
+    gcc -std=gnu11 -O2 -o "$out_dir/icount_pair" bench/icount_pair.c
+    for lib in $libs; do
+        name=${lib%%=*}
+        LD_PRELOAD="${lib#*=}" valgrind --tool=callgrind --dump-after=bw_icount_loop \
+            --callgrind-out-file="$out_dir/$name.cg" "$out_dir/icount_pair" 32 >/dev/null 2>&1 || continue
+        n=$(callgrind_annotate --inclusive=yes "$out_dir/$name.cg.2" 2>/dev/null |
+            awk '$1 ~ /^[0-9,]+$/ && /bw_icount_loop/ { gsub(",", "", $1); print $1 / 100000; exit }')
+        echo "$name $n" >>"$icount"
+    done
+fi
+
+python3 - "$times" "$icount" "$variants" "$(git rev-parse --short HEAD)" "$reps" >bench/ABLATION.md <<'EOF'
+import math, statistics, sys, collections, datetime, os
+times, icount_file, variants, commit, reps = sys.argv[1:6]
+cpu = collections.defaultdict(list)
+order = []
+for line in open(times):
+    workload, name, user, system = line.split()
+    cpu[(workload, name)].append(float(user) + float(system))
+    if name not in order:
+        order.append(name)
+workloads = []
+for (w, _) in cpu:
+    if w not in workloads:
+        workloads.append(w)
+what = {"default": "nothing (the baseline)", "fast": "the fast profile (for reference)",
+        "mimalloc": "mimalloc 2.0.9 (for reference)"}
+for v in variants.strip().splitlines():
+    name, off, _ = v.split("|")
+    what[name] = off
+icount = dict(l.split() for l in open(icount_file)) if os.path.getsize(icount_file) else {}
+names = ["default"] + [n for n in order if n not in ("default", "fast", "mimalloc")] + \
+        [n for n in ("fast", "mimalloc") if n in order]
+med = {k: statistics.median(v) for k, v in cpu.items()}
+print("# Ablation: what each mechanism of the default profile costs\n")
+print(f"Written by `sh bench/ablation.sh` on {datetime.datetime.utcnow():%Y-%m-%d %H:%M} UTC, "
+      f"bulwark at commit {commit}; machine as in [RESULTS.md](RESULTS.md).\n")
+print("Each variant is default rebuilt with one mechanism off (a policy header that includes "
+      "policy/default.h and overrides its knobs, `make POLICY_FILE=`). Every variant, default "
+      "itself, fast and mimalloc run the small-object workloads of bench/run.sh at their "
+      f"QUICK sizes, interleaved, the starting allocator rotating each repetition, {reps} "
+      "repetitions. Figures are the median CPU time (user + system) relative to default's "
+      "median on the same workload: 0.80 means the mechanism costs default 20% of its time "
+      "there. The geometric mean is over the workloads. Instructions per malloc(32)+free pair "
+      "are callgrind's (bench/icount_pair.c, as tests/perf/icount.sh counts them).\n")
+print("| variant: off | " + " | ".join(workloads) + " | geomean | instructions/pair |")
+print("|---|" + "---:|" * (len(workloads) + 2))
+for n in names:
+    ratios = [med[(w, n)] / med[(w, "default")] for w in workloads]
+    geo = math.exp(sum(math.log(r) for r in ratios) / len(ratios))
+    print(f"| {n}: {what.get(n, '')} | " + " | ".join(f"{r:.2f}" for r in ratios) +
+          f" | {geo:.2f} | {icount.get(n, '-')} |")
+print("\nMedian CPU seconds of default per workload: " +
+      ", ".join(f"{w} {med[(w, 'default')]:.2f}" for w in workloads) + ".")
+EOF
+say "wrote bench/ABLATION.md"
