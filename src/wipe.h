@@ -65,7 +65,8 @@ BW_INLINE void bw_block_wipe(const bw_slab_t *slab, void *block) {
     if (size <= 256) {
         /* The first and last lanes first: that is all of a 16- or 32-byte
          * block, the commonest, with no loop compare between the stores. */
-        bw_u64x2 *lane = (bw_u64x2 *)block, *last = (bw_u64x2 *)((char *)block + size) - 1;
+        bw_u64x2 *lane = (bw_u64x2 *)block;
+        bw_u64x2 *last = (bw_u64x2 *)(void *)((char *)block + size) - 1;
         lane[0] = (bw_u64x2){0, 0};
         *last = (bw_u64x2){0, 0};
         for (lane++; lane < last; lane++) {
