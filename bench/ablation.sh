@@ -105,7 +105,7 @@ if command -v valgrind >/dev/null 2>&1; then
         LD_PRELOAD="${lib#*=}" valgrind --tool=callgrind --dump-after=bw_icount_loop \
             --callgrind-out-file="$out_dir/$name.cg" "$out_dir/icount_pair" 32 >/dev/null 2>&1 || continue
         n=$(callgrind_annotate --inclusive=yes "$out_dir/$name.cg.2" 2>/dev/null |
-            awk '$1 ~ /^[0-9,]+$/ && /bw_icount_loop/ { gsub(",", "", $1); print $1 / 100000; exit }')
+            awk '$1 ~ /^[0-9,]+$/ && /bw_icount_loop/ { gsub(",", "", $1); printf "%.1f\n", $1 / 100000; exit }')
         echo "$name $n" >>"$icount"
     done
 fi
