@@ -45,22 +45,8 @@ static uint32_t bw_quarantine_release(bw_heap_t *heap, void *block, const char *
 }
 
 #if BW_QUARANTINE_SLOTS
-/* An entry leaving outside the fast case of bw_quarantine_put: onto its
- * class's ready stack, where the next malloc of the class takes it without
- * a free-list link written and decoded and without the slab's counts and
- * lists touched (about 100 of the 330 instructions of a default
- * malloc/free pair went there), when its entry allows (quarantine.h) and
- * there is room; else back to its slab. */
-static void bw_quarantine_leave(bw_heap_t *heap, uint64_t entry, const char *function) {
-    unsigned size_class = bw_quarantine_class(entry);
-    heap->quarantine_bytes -= bw_class_size[size_class];
-    if ((entry & BW_QUARANTINE_READY) && heap->ready_count[size_class] < BW_READY_SLOTS) {
-        heap->ready[size_class][heap->ready_count[size_class]++] = bw_quarantine_block(entry);
-        return;
-    }
-    bw_quarantine_release_entry(heap, entry, function);
-}
-
+/* An entry that leaves for its slab, not a ready stack (bw_quarantine_leave,
+ * quarantine.h). */
 void bw_quarantine_release_entry(bw_heap_t *heap, uint64_t entry, const char *function) {
     (void)bw_quarantine_release(heap, bw_quarantine_block(entry), function);
 }

@@ -48,6 +48,19 @@ void bw_quarantine_put_slow(bw_heap_t *heap, uint64_t entry, const char *functio
 void bw_quarantine_over_bytes(bw_heap_t *heap, size_t newest, const char *function);
 void bw_quarantine_release_entry(bw_heap_t *heap, uint64_t entry, const char *function);
 
+/* An entry leaving the ring: onto its class's ready stack, where the next
+ * malloc of the class takes it without a free-list link written and
+ * decoded and without the slab's counts and lists touched, when its entry
+ * allows and there is room; else back to its slab (quarantine.c). */
+BW_INLINE void bw_quarantine_leave(bw_heap_t *heap, uint64_t entry, const char *function) {
+    unsigned size_class = bw_quarantine_class(entry);
+    heap->quarantine_bytes -= bw_class_size[size_class];
+    if ((entry & BW_QUARANTINE_READY) && heap->ready_count[size_class] < BW_READY_SLOTS)
+        heap->ready[size_class][heap->ready_count[size_class]++] = bw_quarantine_block(entry);
+    else
+        bw_quarantine_release_entry(heap, entry, function);
+}
+
 /* A block the caller checked, wiped and marked freed (QUARANTINED if the
  * heap owns it, `ours`; PENDING if another heap does) enters the heap's
  * quarantine. Once the ring is full, each entry takes the place of a
@@ -71,12 +84,7 @@ BW_INLINE void bw_quarantine_put(bw_heap_t *heap, void *block, bw_slab_t *slab, 
     size_t slot = bw_rng_u16(&heap->rng) & (BW_QUARANTINE_SLOTS - 1);
     uint64_t victim = heap->quarantine[slot];
     heap->quarantine[slot] = entry;
-    unsigned victim_class = bw_quarantine_class(victim);
-    heap->quarantine_bytes -= bw_class_size[victim_class];
-    if ((victim & BW_QUARANTINE_READY) && heap->ready_count[victim_class] < BW_READY_SLOTS)
-        heap->ready[victim_class][heap->ready_count[victim_class]++] = bw_quarantine_block(victim);
-    else
-        bw_quarantine_release_entry(heap, victim, function);
+    bw_quarantine_leave(heap, victim, function);
     if (bw_unlikely(heap->quarantine_bytes > BW_QUARANTINE_BYTES))
         bw_quarantine_over_bytes(heap, slot, function);
 }
