@@ -37,7 +37,6 @@ __thread bw_heap_t *bw_tls_heap = &bw_empty_heap;
 #define BW_MAX_HEAPS         65536u
 #define BW_HEAP_COMMIT_CHUNK (64u * 1024u)
 
-static bw_lock_t bw_heap_pool_lock;
 static char *bw_heap_region;       /* reservation start */
 static size_t bw_heap_region_used; /* bytes handed out */
 static size_t bw_heap_region_committed;
@@ -48,7 +47,6 @@ static bw_heap_t *bw_heap_free_list;
 static size_t bw_heaps_live; /* changed under the pool lock, read without (bw_heap_stats) */
 
 /* Abandoned slabs per class: LIFO stacks under one lock (slow path only). */
-static bw_lock_t bw_abandoned_lock;
 static bw_slab_t *bw_abandoned[BW_CLASS_COUNT];
 static size_t bw_abandoned_count; /* changed under the lock, read without (bw_heap_stats) */
 
@@ -59,26 +57,29 @@ static bool bw_thread_key_ok;
 
 #define BW_HEAP_REGION_SIZE ((size_t)BW_MAX_HEAPS * BW_HEAP_STRIDE)
 
-/* The region is reserved, or only placed in lazy space (os.c), where each
- * commit chunk is mapped when the pool first needs it. */
-bool bw_heaps_init(void) {
-    bw_heap_region = bw_os_space_reserve(BW_HEAP_REGION_SIZE, BW_PAGE_SIZE);
-    if (!bw_heap_region) return false;
+/* The bytes of the heap pool's piece of the metadata zone (init.c). */
+size_t bw_heaps_region_bytes(void) {
+    return BW_HEAP_REGION_SIZE;
+}
+
+/* region: bw_heaps_region_bytes() of the metadata zone, reserved, or only
+ * placed in lazy space (os.c), where each commit chunk is mapped when the
+ * pool first needs it. */
+void bw_heaps_init(void *region) {
+    bw_heap_region = region;
     /* pthread_key_create takes a slot in a static table: no allocation. */
     bw_thread_key_ok = pthread_key_create(&bw_thread_key, bw_heap_thread_exit) == 0;
-    return true;
 }
 
 /* Start-up failed after bw_heaps_init: no heap was made yet. */
 void bw_heaps_release(void) {
     if (bw_thread_key_ok) pthread_key_delete(bw_thread_key);
     bw_thread_key_ok = false;
-    bw_os_space_release(bw_heap_region, BW_HEAP_REGION_SIZE);
-    bw_heap_region = NULL;
+    bw_heap_region = NULL; /* the zone goes with the rest (init.c) */
 }
 
 static bw_heap_t *bw_heap_pool_take(void) {
-    bw_lock(&bw_heap_pool_lock);
+    bw_lock(&bw_locks.heap_pool);
     bw_heap_t *heap = bw_heap_free_list;
     if (heap) {
         bw_heap_free_list = heap->next_free;
@@ -109,16 +110,16 @@ static bw_heap_t *bw_heap_pool_take(void) {
         __atomic_store_n(&bw_heaps_live, bw_heaps_live + 1, __ATOMIC_RELAXED);
         heap->rng.stream = bw_heaps_created++;
     }
-    bw_unlock(&bw_heap_pool_lock);
+    bw_unlock(&bw_locks.heap_pool);
     return heap;
 }
 
 static void bw_heap_pool_give(bw_heap_t *heap) {
-    bw_lock(&bw_heap_pool_lock);
+    bw_lock(&bw_locks.heap_pool);
     heap->next_free = bw_heap_free_list;
     bw_heap_free_list = heap;
     __atomic_store_n(&bw_heaps_live, bw_heaps_live - 1, __ATOMIC_RELAXED);
-    bw_unlock(&bw_heap_pool_lock);
+    bw_unlock(&bw_locks.heap_pool);
 }
 
 /* ---------------------------------------------------------------- bin lists */
@@ -233,12 +234,12 @@ static void bw_heap_drain_remote(bw_heap_t *heap) {
 
 /* ---------------------------------------------------------------- abandonment */
 static void bw_abandoned_push(bw_slab_t *slab) {
-    bw_lock(&bw_abandoned_lock);
+    bw_lock(&bw_locks.abandoned);
     slab->next = bw_abandoned[slab->size_class];
     slab->prev = NULL;
     bw_abandoned[slab->size_class] = slab;
     __atomic_store_n(&bw_abandoned_count, bw_abandoned_count + 1, __ATOMIC_RELAXED);
-    bw_unlock(&bw_abandoned_lock);
+    bw_unlock(&bw_locks.abandoned);
 }
 
 /* NUMA: whether a slab's memory is on `node` (a pool index, as
@@ -266,7 +267,7 @@ static unsigned bw_heap_node_now(bw_heap_t *heap) {
 static bw_slab_t *bw_abandoned_pop(unsigned size_class, unsigned node) {
     if (!bw_abandoned[size_class]) /* racy peek: a miss only costs a fresh slab */
         return NULL;
-    bw_lock(&bw_abandoned_lock);
+    bw_lock(&bw_locks.abandoned);
     bw_slab_t **link = &bw_abandoned[size_class];
     for (int looked = 0; *link && looked < BW_ADOPT_LOOK; looked++) {
         if (bw_slab_on_node(*link, node)) break;
@@ -280,7 +281,7 @@ static bw_slab_t *bw_abandoned_pop(unsigned size_class, unsigned node) {
     } else {
         slab = NULL;
     }
-    bw_unlock(&bw_abandoned_lock);
+    bw_unlock(&bw_locks.abandoned);
     return slab;
 }
 
@@ -753,16 +754,6 @@ const char *bw_heap_pool_readable(size_t *bytes) {
     return region;
 }
 
-void bw_heaps_fork_prepare(void) {
-    bw_lock(&bw_heap_pool_lock);
-    bw_lock(&bw_abandoned_lock);
-}
-
-void bw_heaps_fork_parent(void) {
-    bw_unlock(&bw_abandoned_lock);
-    bw_unlock(&bw_heap_pool_lock);
-}
-
 /* In a forked child: the calling thread's heap (the child's only one) seals
  * every slab it holds. Their free lists are linked in an order its parent
  * drew, and their keys are its parent's: a sibling process forked from the
@@ -799,8 +790,6 @@ static void bw_heap_fork_seal(bw_heap_t *heap) {
 }
 
 void bw_heaps_fork_child(void) {
-    bw_lock_reset_in_child(&bw_abandoned_lock);
-    bw_lock_reset_in_child(&bw_heap_pool_lock);
     bw_heap_t *heap = bw_tls_heap;
     if (heap != &bw_empty_heap) bw_heap_fork_seal(heap);
 }

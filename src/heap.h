@@ -54,16 +54,15 @@ extern BW_HIDDEN bw_heap_t bw_empty_heap;
 extern BW_HIDDEN bw_slab_t bw_sentinel_slab;
 
 /* heap.c */
-bool bw_heaps_init(void);    /* start-up: the heap pool's region */
-void bw_heaps_release(void); /* start-up failed after bw_heaps_init */
+size_t bw_heaps_region_bytes(void); /* the heap pool's piece of the metadata zone */
+void bw_heaps_init(void *region);   /* start-up: the heap pool in that piece */
+void bw_heaps_release(void);        /* start-up failed after bw_heaps_init */
 void *bw_malloc_slow(size_t size, bool zero);
 void bw_free_slow_local(bw_heap_t *heap, bw_slab_t *slab);
 bw_heap_t *bw_heap_get_or_create(void);
 void bw_heap_abandon(bw_heap_t *heap);
 size_t bw_heap_trim_current(void);
 size_t bw_abandoned_sweep(size_t max);
-void bw_heaps_fork_prepare(void);
-void bw_heaps_fork_parent(void);
 void bw_heaps_fork_child(void);
 void bw_heap_stats(size_t *heaps_live, size_t *abandoned);
 void bw_heap_thread_exit(void *arg);

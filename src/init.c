@@ -7,71 +7,133 @@
  * registered after the state is published, outside the init lock
  * (CONVENTIONS trap 1). */
 #include <pthread.h>
+#if defined(__has_include)
+#if __has_include(<sys/single_threaded.h>)
+#include <sys/single_threaded.h>
+#define BW_HAVE_SINGLE_THREADED 1
+#endif
+#endif
+#ifndef BW_HAVE_SINGLE_THREADED
+#define BW_HAVE_SINGLE_THREADED 0
+#endif
 
 #include "bw_internal.h"
 
 atomic_int bw_init_state;
-static bw_lock_t bw_init_lock;
+bw_locks_t bw_locks __attribute__((aligned(4096)));
 static atomic_int bw_atfork_registered;
+
+/* Every lock, in the one lock order of the code: the only nesting is a
+ * segment pool's lock, then the arena's (bw_segment_carve); every other
+ * lock is taken with none held. */
+void bw_locks_take_all(void) {
+    bw_lock(&bw_locks.init);
+    bw_lock(&bw_locks.heap_pool);
+    bw_lock(&bw_locks.abandoned);
+    for (unsigned i = 0; i < BW_MAX_NUMA_NODES; i++) bw_lock(&bw_locks.pools[i]);
+    bw_lock(&bw_locks.arena);
+    bw_lock(&bw_locks.large);
+    bw_lock(&bw_locks.zero);
+}
+
+void bw_locks_release_all(void) {
+    bw_unlock(&bw_locks.zero);
+    bw_unlock(&bw_locks.large);
+    bw_unlock(&bw_locks.arena);
+    for (unsigned i = 0; i < BW_MAX_NUMA_NODES; i++) bw_unlock(&bw_locks.pools[i]);
+    bw_unlock(&bw_locks.abandoned);
+    bw_unlock(&bw_locks.heap_pool);
+    bw_unlock(&bw_locks.init);
+}
+
+/* Whether another thread may exist: glibc's __libc_single_threaded is true
+ * until the process first creates a thread, and stays false after. Without
+ * it (another C library), assume threads. */
+static bool bw_may_have_threads(void) {
+#if BW_HAVE_SINGLE_THREADED
+    return !__libc_single_threaded;
+#else
+    return true;
+#endif
+}
 
 /* The fork handlers write metadata (locks, the child's new keys): each is
  * an entry point of its own (BW_META_OPEN).
  *
- * prepare takes every bw_lock_t bulwark has, so that no other thread holds
- * one at the instant of fork (the child would inherit it held, with nobody
- * to release it): init, heap pool, abandoned slabs, segment pools, arena,
- * large table, zero-size bitmap. The order is the one lock order of the
- * code: the only nesting is a segment pool's lock, then the arena's
- * (bw_segment_carve); every other lock is taken with none held. A lock added
- * anywhere must be added here too. */
+ * prepare takes every lock (bw_locks, lock.h), so that no other thread
+ * holds one at the instant of fork: the child would inherit it held, with
+ * nobody to release it. A process with one thread has nobody to hold one,
+ * and then prepare takes none, as glibc's fork skips its own malloc's
+ * locks: a fork server (AFL++'s, a pre-forking daemon) forks from one
+ * thread, and the parent handler's unlocking, run while the child is
+ * alive, copied the locks' page on every fork. The parent handler asks
+ * the same question and gets the same answer (no thread can appear
+ * between the two: the only one is forking). */
 static void bw_fork_prepare(void) {
     BW_META_OPEN();
-    bw_lock(&bw_init_lock);
-    bw_heaps_fork_prepare();
-    bw_segments_fork_prepare();
-    bw_large_fork_prepare();
-    bw_zero_fork_prepare();
+    if (bw_may_have_threads()) bw_locks_take_all();
     bw_random_fork_prepare();
     BW_META_CLOSE();
 }
 
 static void bw_fork_parent(void) {
     BW_META_OPEN();
-    bw_zero_fork_parent();
-    bw_large_fork_parent();
-    bw_segments_fork_parent();
-    bw_heaps_fork_parent();
-    bw_unlock(&bw_init_lock);
+    if (bw_may_have_threads()) bw_locks_release_all();
     BW_META_CLOSE();
 }
 
-/* The child has one thread: every lock is free again. The other threads'
- * heaps stay as they were (their blocks are still valid in the child). */
+static void bw_lock_free_in_child(bw_lock_t *lock) {
+    if (atomic_load_explicit(&lock->state, memory_order_relaxed)) bw_lock_reset_in_child(lock);
+}
+
+/* The child has one thread: every lock is free again. A lock is reset only
+ * if it reads as held, so that the child of a one-thread parent, which took
+ * none, writes nothing to their page. The other threads' heaps stay as they
+ * were (their blocks are still valid in the child). */
 static void bw_fork_child(void) {
     BW_META_OPEN();
-    bw_zero_fork_child();
-    bw_large_fork_child();
-    bw_segments_fork_child();
+    bw_lock_free_in_child(&bw_locks.init);
+    bw_lock_free_in_child(&bw_locks.heap_pool);
+    bw_lock_free_in_child(&bw_locks.abandoned);
+    for (unsigned i = 0; i < BW_MAX_NUMA_NODES; i++) bw_lock_free_in_child(&bw_locks.pools[i]);
+    bw_lock_free_in_child(&bw_locks.arena);
+    bw_lock_free_in_child(&bw_locks.large);
+    bw_lock_free_in_child(&bw_locks.zero);
     bw_heaps_fork_child();
     bw_random_fork_child();
-    bw_lock_reset_in_child(&bw_init_lock);
     BW_META_CLOSE();
 }
 
 /* The regions, in either kind of space (os.c, "lazy space"); a step that
- * fails undoes the ones before it. */
+ * fails undoes the ones before it.
+ *
+ * The metadata zone: the fixed metadata regions (the zero-size bitmaps, the
+ * heap pool, the slab metadata) are pieces of one reservation at one random
+ * base, in that order; each piece has guard pages at its own ends, so the
+ * pieces simply follow each other. Why one reservation: fork() copies a
+ * process's page tables, and every populated range at an address of its
+ * own costs the child a page-table page at each level (three, which it also
+ * frees again at exit). The three regions at bases of their own cost a
+ * forked child nine; in the zone, the zero-size summary and the first heaps
+ * lie within a few hundred KiB of each other and share all three. The
+ * blocks' regions (arena, zero-size slots, large regions) keep bases of
+ * their own: a block's address says nothing of where metadata lies. */
 static bool bw_space_init(void) {
-    if (!bw_segments_init()) return false;
-    if (!bw_heaps_init()) {
-        bw_segments_release();
-        return false;
-    }
-    if (!bw_zero_init()) { /* cleans up after itself */
+    const size_t zero_bytes = bw_zero_meta_bytes(), heap_bytes = bw_heaps_region_bytes();
+    const size_t zone_bytes = zero_bytes + heap_bytes + bw_segments_meta_bytes();
+    char *zone = bw_os_space_reserve(zone_bytes, BW_PAGE_SIZE);
+    if (!zone) return false;
+    if (!bw_segments_init(zone + zero_bytes + heap_bytes)) goto fail;
+    bw_heaps_init(zone + zero_bytes);
+    if (!bw_zero_init(zone)) { /* unmaps what it mapped itself */
         bw_heaps_release();
         bw_segments_release();
-        return false;
+        goto fail;
     }
     return true;
+fail:
+    bw_os_space_release(zone, zone_bytes);
+    return false;
 }
 
 /* Reserved space unless RLIMIT_AS is finite (the reservations, about
@@ -85,7 +147,7 @@ static bool bw_space_init(void) {
  * gone (regions unmapped, the protection key freed), and one "bulwark:
  * cannot start" line on stderr names the limit (os.c). */
 static BW_NOINLINE bool bw_init_slow(void) {
-    bw_lock(&bw_init_lock);
+    bw_lock(&bw_locks.init);
     int state = atomic_load_explicit(&bw_init_state, memory_order_acquire);
     if (state == 0) {
         atomic_store_explicit(&bw_init_state, 1, memory_order_relaxed);
@@ -110,7 +172,7 @@ static BW_NOINLINE bool bw_init_slow(void) {
         }
         atomic_store_explicit(&bw_init_state, state, memory_order_release);
     }
-    bw_unlock(&bw_init_lock);
+    bw_unlock(&bw_locks.init);
     if (state == 2 && !atomic_exchange(&bw_atfork_registered, 1))
         pthread_atfork(bw_fork_prepare, bw_fork_parent, bw_fork_child);
     return state == 2;

@@ -210,7 +210,6 @@ static void bw_large_place(bw_large_entry_t *e, uintptr_t first, size_t size, si
     e->right_aligned = right && user >= first && user < first + BW_PAGE_SIZE;
     e->user = e->right_aligned ? user : first;
 }
-static bw_lock_t bw_large_lock;
 static bw_large_entry_t *bw_table; /* own mapping with guard pages */
 static size_t bw_table_capacity;   /* power of two */
 static size_t bw_table_count;
@@ -223,7 +222,7 @@ static size_t bw_freed_history_next;
 static size_t bw_free_bytes;
 
 /* The counters bw_large_stats reports (bw_table_count, bw_large_in_use_bytes,
- * bw_free_bytes) change only under bw_large_lock but are read without it:
+ * bw_free_bytes) change only under bw_locks.large but are read without it:
  * statistics may be taken from a signal handler that interrupted the lock's
  * holder. A relaxed atomic store of the new value (a plain store on x86)
  * lets such a reader see each counter whole; the lock holder's own plain
@@ -976,10 +975,10 @@ static void *bw_large_alloc_room(size_t size, size_t capacity, size_t alignment,
     unsigned node = bw_large_node();
     bw_carved_t c;
 
-    bw_lock(&bw_large_lock);
+    bw_lock(&bw_locks.large);
     bool ok = bw_extent_get(body, alignment, node, dedicated, &c);
     bw_large_decay_maybe();
-    bw_unlock(&bw_large_lock);
+    bw_unlock(&bw_locks.large);
     if (!ok) {
         errno = ENOMEM;
         return NULL;
@@ -993,9 +992,9 @@ static void *bw_large_alloc_room(size_t size, size_t capacity, size_t alignment,
      * (BW_UNGUARD_STALE, cleared below). */
     bw_unguard_t back = bw_extent_open(&c);
     if (back == BW_UNGUARD_FAILED) {
-        bw_lock(&bw_large_lock);
+        bw_lock(&bw_locks.large);
         bw_extent_unget(&c);
-        bw_unlock(&bw_large_lock);
+        bw_unlock(&bw_locks.large);
         errno = ENOMEM;
         return NULL;
     }
@@ -1009,7 +1008,7 @@ static void *bw_large_alloc_room(size_t size, size_t capacity, size_t alignment,
     entry.canary = BW_CANARY ? bw_large_canary_draw() : 0;
     bw_large_canary_write(&entry);
 
-    bw_lock(&bw_large_lock);
+    bw_lock(&bw_locks.large);
     if (!bw_table_reserve_one()) {
         bw_extent_t x = {.base = c.ext_base,
                          .size = c.ext_size,
@@ -1022,14 +1021,14 @@ static void *bw_large_alloc_room(size_t size, size_t capacity, size_t alignment,
         c.dirty = x.dirty;
         c.kept = x.kept;
         bw_extent_unget(&c);
-        bw_unlock(&bw_large_lock);
+        bw_unlock(&bw_locks.large);
         errno = ENOMEM;
         return NULL;
     }
     bw_table_put(bw_table, bw_table_capacity, &entry);
     bw_counter_set(&bw_table_count, bw_table_count + 1);
     bw_counter_set(&bw_large_in_use_bytes, bw_large_in_use_bytes + entry.ext_size);
-    bw_unlock(&bw_large_lock);
+    bw_unlock(&bw_locks.large);
     return (void *)entry.user;
 }
 
@@ -1063,7 +1062,7 @@ __attribute__((noreturn)) static void bw_large_bad_pointer(uintptr_t user, const
                                                            const char *invalid_class,
                                                            const char *function) {
     bool twice = bw_freed_recently(user);
-    bw_unlock(&bw_large_lock);
+    bw_unlock(&bw_locks.large);
     bw_fatal(twice ? freed_class : invalid_class, (void *)user, BW_INFO_NONE, 0, function);
 }
 
@@ -1093,19 +1092,19 @@ static void bw_extent_release(bw_extent_t x) {
  * bulwark knows of and was not freed recently (the caller reports it). */
 bool bw_large_free(void *ptr, size_t size, size_t alignment, const char *function) {
     uintptr_t user = (uintptr_t)ptr;
-    bw_lock(&bw_large_lock);
+    bw_lock(&bw_locks.large);
     bw_large_entry_t *slot = bw_table_find(user);
     if (!slot) {
         if (bw_freed_recently(user)) { /* error path only: a linear scan is fine */
-            bw_unlock(&bw_large_lock);
+            bw_unlock(&bw_locks.large);
             bw_fatal("double free", ptr, BW_INFO_NONE, 0, function);
         }
-        bw_unlock(&bw_large_lock);
+        bw_unlock(&bw_locks.large);
         return false;
     }
     bw_large_entry_t entry = *slot;
     if (alignment && (user & (alignment - 1))) {
-        bw_unlock(&bw_large_lock);
+        bw_unlock(&bw_locks.large);
         bw_fatal("free alignment mismatch", ptr, BW_INFO_MAPPING, entry.ext_size + BW_PAGE_SIZE,
                  function);
     }
@@ -1116,12 +1115,12 @@ bool bw_large_free(void *ptr, size_t size, size_t alignment, const char *functio
      * rounding leaves room for. */
     size_t usable = bw_large_usable(&entry);
     if (size && (size < entry.requested || size > usable)) {
-        bw_unlock(&bw_large_lock);
+        bw_unlock(&bw_locks.large);
         bw_fatal("free size mismatch", ptr, BW_INFO_MAPPING, entry.ext_size + BW_PAGE_SIZE,
                  function);
     }
     if (!bw_large_canary_ok(&entry)) {
-        bw_unlock(&bw_large_lock);
+        bw_unlock(&bw_locks.large);
         bw_fatal("heap overflow", ptr, BW_INFO_MAPPING, entry.ext_size + BW_PAGE_SIZE, function);
     }
     bw_table_erase(slot);
@@ -1134,9 +1133,9 @@ bool bw_large_free(void *ptr, size_t size, size_t alignment, const char *functio
                      .lead_marker = entry.lead_marker};
 #if BW_LARGE_QUARANTINE
     bool keep = !bw_page_mode() && bw_kept_room(x.size); /* page mode keeps none */
-    bw_unlock(&bw_large_lock);
+    bw_unlock(&bw_locks.large);
     bw_extent_seal(&x, keep);
-    bw_lock(&bw_large_lock);
+    bw_lock(&bw_locks.large);
 #endif
     bw_extent_release(x);
 #if !BW_LARGE_QUARANTINE
@@ -1150,18 +1149,18 @@ bool bw_large_free(void *ptr, size_t size, size_t alignment, const char *functio
     }
 #endif
     bw_large_decay_maybe();
-    bw_unlock(&bw_large_lock);
+    bw_unlock(&bw_locks.large);
     return true;
 }
 
 /* Usable bytes of a live large block. */
 size_t bw_large_usable_size(const void *ptr, const char *function) {
     uintptr_t user = (uintptr_t)ptr;
-    bw_lock(&bw_large_lock);
+    bw_lock(&bw_locks.large);
     bw_large_entry_t *slot = bw_table_find(user);
     if (!slot) bw_large_bad_pointer(user, "use after free", "invalid pointer", function);
     size_t usable = bw_large_usable(slot);
-    bw_unlock(&bw_large_lock);
+    bw_unlock(&bw_locks.large);
     return usable;
 }
 
@@ -1293,11 +1292,11 @@ static void *bw_large_move(bw_large_entry_t *slot, size_t size) {
  * move it by copying. */
 void *bw_large_realloc(void *ptr, size_t size) {
     uintptr_t user = (uintptr_t)ptr;
-    bw_lock(&bw_large_lock);
+    bw_lock(&bw_locks.large);
     bw_large_entry_t *slot = bw_table_find(user);
     if (!slot) bw_large_bad_pointer(user, "double free", "invalid free", "realloc");
     if (!bw_large_canary_ok(slot)) {
-        bw_unlock(&bw_large_lock);
+        bw_unlock(&bw_locks.large);
         bw_fatal("heap overflow", ptr, BW_INFO_MAPPING, slot->ext_size + BW_PAGE_SIZE, "realloc");
     }
     size_t capacity = bw_large_capacity(slot);
@@ -1321,16 +1320,16 @@ void *bw_large_realloc(void *ptr, size_t size) {
                BW_PAGE_SIZE + bw_page_round(size + size / 2) > BW_LARGE_DEDICATED_MIN) {
         result = bw_large_move(slot, size);
     }
-    bw_unlock(&bw_large_lock);
+    bw_unlock(&bw_locks.large);
     return result;
 }
 
 /* Give back every free or quarantined extent's pages and every region free
  * whole (the quarantine keeps its extents); returns the bytes. */
 size_t bw_large_trim(void) {
-    bw_lock(&bw_large_lock);
+    bw_lock(&bw_locks.large);
     size_t released = bw_large_decay(bw_os_now_ms(), true);
-    bw_unlock(&bw_large_lock);
+    bw_unlock(&bw_locks.large);
     return released;
 }
 
@@ -1361,18 +1360,8 @@ void bw_large_cache_stats(size_t *free_extents, size_t *quarantined, size_t *reg
  * mapping and guarding one of its own. Best effort (a failure leaves it to
  * the first malloc). */
 void bw_large_warm(void) {
-    bw_lock(&bw_large_lock);
+    bw_lock(&bw_locks.large);
     if (bw_region_count == 0 && bw_free_reserve())
         (void)bw_region_new(2 * BW_PAGE_SIZE, bw_large_node(), false);
-    bw_unlock(&bw_large_lock);
-}
-
-void bw_large_fork_prepare(void) {
-    bw_lock(&bw_large_lock);
-}
-void bw_large_fork_parent(void) {
-    bw_unlock(&bw_large_lock);
-}
-void bw_large_fork_child(void) {
-    bw_lock_reset_in_child(&bw_large_lock);
+    bw_unlock(&bw_locks.large);
 }

@@ -13,9 +13,6 @@ bool bw_large_free(void *ptr, size_t size, size_t alignment, const char *functio
 size_t bw_large_usable_size(const void *ptr, const char *function);
 void *bw_large_realloc(void *ptr, size_t size);
 size_t bw_large_trim(void);
-void bw_large_fork_prepare(void);
-void bw_large_fork_parent(void);
-void bw_large_fork_child(void);
 void bw_large_stats(size_t *in_use, size_t *cached, size_t *count);
 void bw_large_cache_stats(size_t *free_extents, size_t *quarantined, size_t *regions);
 

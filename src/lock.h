@@ -37,4 +37,27 @@ BW_INLINE void bw_lock_reset_in_child(bw_lock_t *lock) {
     atomic_store_explicit(&lock->state, 0, memory_order_relaxed);
 }
 
+/* Every lock bulwark has, on one page of its own (defined in init.c, whose
+ * fork handlers take them all). Why one page: in a process with threads
+ * the parent's fork handler releases every lock while the child is alive,
+ * so each page holding a lock is a copy-on-write copy per fork; the locks
+ * used to sit on three pages of .bss, next to their layers' data (4 page
+ * faults in the parent per fork where glibc's fork takes 1; now 2; a
+ * process with one thread takes no lock at fork at all, init.c). The
+ * singletons get a cache line each (two threads taking different locks do
+ * not share a line); the per-node segment pool locks, taken only to carve
+ * or return a segment, share lines. A lock added anywhere is added here,
+ * and to bw_locks_take_all and the fork handlers (init.c). */
+typedef struct {
+    _Alignas(64) bw_lock_t init;                     /* start-up (init.c) */
+    _Alignas(64) bw_lock_t heap_pool;                /* the heap pool (heap.c) */
+    _Alignas(64) bw_lock_t abandoned;                /* abandoned slabs (heap.c) */
+    _Alignas(64) bw_lock_t arena;                    /* carving segments (segment.c) */
+    _Alignas(64) bw_lock_t large;                    /* the large layer (large.c) */
+    _Alignas(64) bw_lock_t zero;                     /* zero-size blocks (zero_size.c) */
+    _Alignas(64) bw_lock_t pools[BW_MAX_NUMA_NODES]; /* segment pools (segment.c) */
+} bw_locks_t;
+_Static_assert(sizeof(bw_locks_t) <= 4096, "the locks fit their page");
+extern BW_HIDDEN bw_locks_t bw_locks;
+
 #endif

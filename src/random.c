@@ -182,10 +182,10 @@ uint64_t bw_rng_refill(bw_rng_t *rng) {
     return rng->words[0];
 }
 
-/* In the parent, every lock held: one more fork. The child inherits the
+/* In the parent, before the fork: one more fork. The child inherits the
  * count with this fork in it, which tells it from its siblings. */
 void bw_random_fork_prepare(void) {
-    bw_forks_made++;
+    if (bw_random_seeded()) bw_forks_made++; /* only a seeded child reads it */
 }
 
 /* splitmix64's finalizer (Steele, Lea, Flood, "Fast splittable

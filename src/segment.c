@@ -28,15 +28,17 @@
 
 bw_layout_t bw_layout;
 
-typedef struct {
-    bw_lock_t lock;
+typedef struct {           /* its lock: bw_locks.pools[index] (lock.h) */
     bw_segment_t *partial; /* segments with at least one free slot */
     size_t dirty_slots;    /* free slots still committed */
     uint64_t last_purge_ms;
 } bw_node_pool_t;
 
 static bw_node_pool_t bw_pools[BW_MAX_NUMA_NODES];
-static bw_lock_t bw_arena_lock;   /* guards bw_segments_carved */
+
+static bw_lock_t *bw_pool_lock(const bw_node_pool_t *pool) {
+    return &bw_locks.pools[pool - bw_pools];
+}
 static size_t bw_segments_carved; /* segments handed out so far, in address order */
 
 #define BW_SLAB_DESC_BYTES (BW_SLAB_COUNT * sizeof(bw_slab_t))
@@ -52,25 +54,24 @@ static uint64_t bw_bits_below(unsigned n) {
 }
 
 static uintptr_t bw_meta_slab_descs, bw_meta_seg_headers, bw_meta_bitmaps;
-static void *bw_meta_base;
 static size_t bw_header_pages; /* pages of segment headers committed, in address order */
 
 #define BW_META_SIZE                                                                               \
     (BW_PAGE_SIZE + BW_SLAB_DESC_BYTES + BW_PAGE_SIZE + BW_SEG_HEADER_BYTES + BW_PAGE_SIZE +       \
      BW_BITMAP_BYTES + BW_PAGE_SIZE)
 
-/* Both regions, reserved or (lazy space, os.c) only placed: in lazy space
- * nothing is mapped before the first segment is carved. */
-bool bw_segments_init(void) {
+/* The bytes of the slab metadata's piece of the metadata zone (init.c). */
+size_t bw_segments_meta_bytes(void) {
+    return BW_META_SIZE;
+}
+
+/* meta: bw_segments_meta_bytes() of the metadata zone; the arena is a
+ * reservation of its own. Both reserved, or (lazy space, os.c) only placed:
+ * in lazy space nothing is mapped before the first segment is carved. */
+bool bw_segments_init(void *meta) {
     const size_t guard = BW_PAGE_SIZE;
-    void *meta = bw_os_space_reserve(BW_META_SIZE, BW_PAGE_SIZE);
-    if (!meta) return false;
     void *arena = bw_os_space_reserve(BW_ARENA_SIZE, BW_SEGMENT_SIZE);
-    if (!arena) {
-        bw_os_space_release(meta, BW_META_SIZE);
-        return false;
-    }
-    bw_meta_base = meta;
+    if (!arena) return false;
     /* The reservation is PROT_NONE, so the unused gaps are already guards
      * (in lazy space they are holes, which fault as well). */
     bw_meta_slab_descs = (uintptr_t)meta + guard;
@@ -87,12 +88,11 @@ bool bw_segments_init(void) {
 }
 
 /* Start-up failed after bw_segments_init: no segment was carved, so
- * nothing was committed; the regions go. */
+ * nothing was committed; the arena goes (the metadata with the zone,
+ * init.c). */
 void bw_segments_release(void) {
     bw_os_space_release((void *)bw_layout.arena_base, BW_ARENA_SIZE);
-    bw_os_space_release(bw_meta_base, BW_META_SIZE);
     memset(&bw_layout, 0, sizeof bw_layout);
-    bw_meta_base = NULL;
 }
 
 unsigned bw_pool_index_for_node(unsigned node) {
@@ -167,14 +167,14 @@ fail_memory:
  * thread is between the two leaves the child a carved segment in no pool:
  * 4 MiB of address space it never uses, nothing worse. */
 static bw_segment_t *bw_segment_carve(unsigned node) {
-    bw_lock(&bw_arena_lock);
+    bw_lock(&bw_locks.arena);
     size_t index;
     bw_map_t committed;
     do { /* a segment someone else holds is skipped (lazy space only) */
         index = bw_segments_carved;
         committed = index < BW_SEGMENT_COUNT ? bw_segment_commit(index) : BW_MAP_NOMEM;
         if (committed == BW_MAP_NOMEM) {
-            bw_unlock(&bw_arena_lock);
+            bw_unlock(&bw_locks.arena);
             /* Not one small block can be had: say why, once (os.c). */
             if (index == 0) bw_os_report_no_space("cannot map its first segment");
             return NULL;
@@ -188,7 +188,7 @@ static bw_segment_t *bw_segment_carve(unsigned node) {
         __atomic_store_n(&bw_layout.arena_granules,
                          (uintptr_t)(index + 1) << (BW_SEGMENT_SHIFT - 4), __ATOMIC_RELEASE);
     } while (committed != BW_MAP_OK);
-    bw_unlock(&bw_arena_lock);
+    bw_unlock(&bw_locks.arena);
     size_t first_slab = index * BW_SLABS_PER_SEGMENT;
     void *memory = (void *)(bw_layout.arena_base + (index << BW_SEGMENT_SHIFT));
 
@@ -307,11 +307,11 @@ bw_slab_t *bw_slab_span_acquire(unsigned node, unsigned slots, uint32_t block_si
     bw_segment_t *fresh = NULL, *seg = NULL;
     int found;
     for (;;) {
-        bw_lock(&pool->lock);
+        bw_lock(bw_pool_lock(pool));
         if (fresh) bw_pool_push(pool, fresh);
         found = bw_pool_find_run(pool, slots, block_size, &seg);
         if (found >= 0) break;
-        bw_unlock(&pool->lock);
+        bw_unlock(bw_pool_lock(pool));
         fresh = bw_segment_carve(pool_index);
         if (!fresh) return NULL;
     }
@@ -321,7 +321,7 @@ bw_slab_t *bw_slab_span_acquire(unsigned node, unsigned slots, uint32_t block_si
     pool->dirty_slots -= (size_t)__builtin_popcountll(seg->dirty_slots & bits);
     seg->dirty_slots &= ~bits;
     if (seg->free_slots == 0) bw_pool_remove(pool, seg);
-    bw_unlock(&pool->lock);
+    bw_unlock(bw_pool_lock(pool));
     size_t seg_index = (size_t)(seg - bw_layout.segments);
     return &bw_layout.slabs[seg_index * BW_SLABS_PER_SEGMENT + slot];
 }
@@ -355,7 +355,7 @@ void bw_slab_slot_release(bw_slab_t *slab) {
     atomic_store_explicit(&slab->owner, NULL, memory_order_release);
     for (unsigned i = 0; i < slots; i++) slab[i].freed_at_ms = now;
 
-    bw_lock(&pool->lock);
+    bw_lock(bw_pool_lock(pool));
     for (unsigned i = 0; i < slots; i++) slab[i].state = BW_SLAB_DIRTY;
     seg->free_slots |= bits;
     pool->dirty_slots += (size_t)__builtin_popcountll(bits & ~seg->dirty_slots);
@@ -370,7 +370,7 @@ void bw_slab_slot_release(bw_slab_t *slab) {
         pool->dirty_slots > BW_PURGE_DIRTY_MAX ? BW_PURGE_DELAY_MS / 8 : BW_PURGE_DELAY_MS;
     bool purge_due = now - pool->last_purge_ms >= min_age;
     if (purge_due) pool->last_purge_ms = now; /* one purge at a time is enough */
-    bw_unlock(&pool->lock);
+    bw_unlock(bw_pool_lock(pool));
     if (purge_due) bw_pool_purge(pool, now, min_age);
 }
 
@@ -453,9 +453,9 @@ static size_t bw_pool_purge(bw_node_pool_t *pool, uint64_t now, uint64_t min_age
     size_t purged = 0;
     for (;;) {
         bw_purge_run_t runs[BW_PURGE_BATCH];
-        bw_lock(&pool->lock);
+        bw_lock(bw_pool_lock(pool));
         unsigned count = bw_pool_purge_take(pool, now, min_age, runs);
-        bw_unlock(&pool->lock);
+        bw_unlock(bw_pool_lock(pool));
         if (count == 0) return purged;
         bool refused = false;
         for (unsigned i = 0; i < count; i++) {
@@ -471,9 +471,9 @@ static size_t bw_pool_purge(bw_node_pool_t *pool, uint64_t now, uint64_t min_age
             else
                 refused = true;
         }
-        bw_lock(&pool->lock);
+        bw_lock(bw_pool_lock(pool));
         bw_pool_purge_give(pool, runs, count, now);
-        bw_unlock(&pool->lock);
+        bw_unlock(bw_pool_lock(pool));
         /* A refusal (locked memory, a seccomp policy) comes back dirty, and
          * a forced purge would take it again in the next batch: stop, or a
          * locked process with more than a batch of free runs loops here for
@@ -487,10 +487,10 @@ size_t bw_segments_purge(bool force) {
     uint64_t now = bw_os_now_ms();
     for (unsigned i = 0; i < bw_topology.node_count && i < BW_MAX_NUMA_NODES; i++) {
         bw_node_pool_t *pool = &bw_pools[i];
-        bw_lock(&pool->lock);
+        bw_lock(bw_pool_lock(pool));
         bool due = force || now - pool->last_purge_ms >= BW_PURGE_DELAY_MS;
         if (due) pool->last_purge_ms = now;
-        bw_unlock(&pool->lock);
+        bw_unlock(bw_pool_lock(pool));
         if (due) purged += bw_pool_purge(pool, now, force ? 0 : BW_PURGE_DELAY_MS);
     }
     return purged;
@@ -499,19 +499,4 @@ size_t bw_segments_purge(bool force) {
 /* Read without the arena lock (statistics, maybe from a signal handler). */
 size_t bw_segments_in_use(void) {
     return __atomic_load_n(&bw_segments_carved, __ATOMIC_RELAXED);
-}
-
-void bw_segments_fork_prepare(void) {
-    for (unsigned i = 0; i < BW_MAX_NUMA_NODES; i++) bw_lock(&bw_pools[i].lock);
-    bw_lock(&bw_arena_lock);
-}
-
-void bw_segments_fork_parent(void) {
-    bw_unlock(&bw_arena_lock);
-    for (unsigned i = 0; i < BW_MAX_NUMA_NODES; i++) bw_unlock(&bw_pools[i].lock);
-}
-
-void bw_segments_fork_child(void) {
-    bw_lock_reset_in_child(&bw_arena_lock);
-    for (unsigned i = 0; i < BW_MAX_NUMA_NODES; i++) bw_lock_reset_in_child(&bw_pools[i].lock);
 }

@@ -32,7 +32,8 @@ typedef struct {
 extern BW_HIDDEN bw_layout_t bw_layout;
 
 /* segment.c */
-bool bw_segments_init(void);
+size_t bw_segments_meta_bytes(void);
+bool bw_segments_init(void *meta);
 void bw_segments_release(void);
 /* `block_size`: the class the span is for, which picks among free runs the
  * one whose last format fits best (segment.c); 0 for none. */
@@ -42,9 +43,6 @@ BW_INLINE bw_slab_t *bw_slab_slot_acquire(unsigned node) {
 }
 void bw_slab_slot_release(bw_slab_t *slab);
 size_t bw_segments_purge(bool force);
-void bw_segments_fork_prepare(void);
-void bw_segments_fork_parent(void);
-void bw_segments_fork_child(void);
 size_t bw_segments_in_use(void);
 unsigned bw_pool_index_for_node(unsigned node);
 

@@ -46,7 +46,6 @@
 _Static_assert(BW_ZERO_WORDS_START % 4096 == 0, "whole open_any words cover the committed part");
 _Static_assert(BW_ZERO_ANY_WORDS <= 64, "the search reads at most 64 open_any words");
 
-static bw_lock_t bw_zero_lock;
 static uintptr_t bw_zero_base;
 static uint64_t *bw_zero_bits;     /* live bit per slot; committed up to bw_zero_words */
 static uint64_t *bw_zero_open;     /* bit w: bw_zero_bits[w] has a free slot */
@@ -86,14 +85,20 @@ static bool bw_zero_commit_words(uint32_t from, uint32_t to) {
     return true;
 }
 
+/* The bytes of the bitmaps' piece of the metadata zone (init.c). */
+size_t bw_zero_meta_bytes(void) {
+    return BW_ZERO_META_SIZE;
+}
+
 /* The last step of start-up: what it made is undone if it fails, so that
- * a failed start-up leaves nothing mapped (init.c). */
-bool bw_zero_init(void) {
+ * a failed start-up leaves nothing mapped (init.c releases the zone, and
+ * with it meta). meta: bw_zero_meta_bytes() of the metadata zone. */
+bool bw_zero_init(void *meta_piece) {
     /* guard | live bits | guard | open, open_any | guard */
+    char *meta = meta_piece;
+    char *summary = meta + BW_PAGE_SIZE + BW_ZERO_BITS_BYTES + BW_PAGE_SIZE;
     bw_zero_region = bw_os_space_reserve(BW_ZERO_REGION_SIZE, BW_PAGE_SIZE);
-    char *meta = bw_os_space_reserve(BW_ZERO_META_SIZE, BW_PAGE_SIZE);
-    char *summary = meta ? meta + BW_PAGE_SIZE + BW_ZERO_BITS_BYTES + BW_PAGE_SIZE : NULL;
-    if (!bw_zero_region || !meta) goto fail;
+    if (!bw_zero_region) goto fail;
     bw_zero_bits = (uint64_t *)(void *)(meta + BW_PAGE_SIZE);
     if (bw_os_space_commit(summary, BW_ZERO_SUMMARY_BYTES, true) != BW_MAP_OK) goto fail;
     bw_zero_open = (uint64_t *)(void *)summary;
@@ -105,7 +110,6 @@ bool bw_zero_init(void) {
     bw_zero_base = (uintptr_t)bw_zero_region;
     return true;
 fail:
-    bw_os_space_release(meta, BW_ZERO_META_SIZE);
     bw_os_space_release(bw_zero_region, BW_ZERO_REGION_SIZE);
     bw_zero_region = NULL;
     bw_zero_bits = bw_zero_open = bw_zero_open_any = NULL;
@@ -135,7 +139,7 @@ static uint32_t bw_zero_find_open(uint32_t near) {
 void *bw_zero_alloc(void) {
     bw_heap_t *heap = bw_heap_get_or_create();
     uint32_t random = heap ? (uint32_t)bw_rng_next(&heap->rng) : 0;
-    bw_lock(&bw_zero_lock);
+    bw_lock(&bw_locks.zero);
     uint32_t words = bw_zero_words;
     uint32_t w = (uint32_t)(((uint64_t)random * words) >> 32);
     if (!~bw_zero_bits[w]) w = bw_zero_find_open(w);
@@ -143,7 +147,7 @@ void *bw_zero_alloc(void) {
         /* Every committed slot is live: twice as many, in a random word
          * of the new half. */
         if (words >= BW_ZERO_WORDS_MAX || !bw_zero_commit_words(words, 2 * words)) {
-            bw_unlock(&bw_zero_lock);
+            bw_unlock(&bw_locks.zero);
             return NULL; /* the caller falls back to an ordinary block */
         }
         w = words + (uint32_t)(((uint64_t)random * words) >> 32);
@@ -154,7 +158,7 @@ void *bw_zero_alloc(void) {
         bw_zero_open[w / 64] &= ~(1ull << (w % 64));
         if (!bw_zero_open[w / 64]) bw_zero_open_any[w / 4096] &= ~(1ull << (w / 64 % 64));
     }
-    bw_unlock(&bw_zero_lock);
+    bw_unlock(&bw_locks.zero);
     return (void *)(bw_zero_base + ((uintptr_t)w * 64 + bit) * BW_ZERO_SPACING);
 }
 
@@ -166,9 +170,9 @@ static void bw_zero_check(void *ptr, bool release, const char *freed_class,
     size_t slot = offset / BW_ZERO_SPACING;
     size_t w = slot / 64;
     uint64_t bit = 1ull << (slot % 64);
-    bw_lock(&bw_zero_lock);
+    bw_lock(&bw_locks.zero);
     if (w >= bw_zero_words) { /* never committed, so never handed out */
-        bw_unlock(&bw_zero_lock);
+        bw_unlock(&bw_locks.zero);
         bw_fatal(invalid_class, ptr, BW_INFO_CLASS, 0, function);
     }
     bool live = bw_zero_bits[w] & bit;
@@ -179,7 +183,7 @@ static void bw_zero_check(void *ptr, bool release, const char *freed_class,
         }
         bw_zero_bits[w] &= ~bit;
     }
-    bw_unlock(&bw_zero_lock);
+    bw_unlock(&bw_locks.zero);
     if (!live) bw_fatal(freed_class, ptr, BW_INFO_CLASS, 0, function);
 }
 
@@ -192,28 +196,16 @@ void bw_zero_validate(void *ptr, const char *freed_class, const char *invalid_cl
                       const char *function) {
     bw_zero_check(ptr, false, freed_class, invalid_class, function);
 }
-
-/* malloc(0) and free of a zero-size block take the lock: a fork while
- * another thread holds it would leave it held forever in the child. */
-void bw_zero_fork_prepare(void) {
-    bw_lock(&bw_zero_lock);
-}
-void bw_zero_fork_parent(void) {
-    bw_unlock(&bw_zero_lock);
-}
-void bw_zero_fork_child(void) {
-    bw_lock_reset_in_child(&bw_zero_lock);
-}
 #else
-bool bw_zero_init(void) {
+size_t bw_zero_meta_bytes(void) {
+    return 0;
+}
+bool bw_zero_init(void *meta_piece) {
+    (void)meta_piece;
     return true;
 }
 bool bw_zero_owns(const void *ptr) {
     (void)ptr;
     return false;
 }
-/* No zero-size region, no lock to hand over. */
-void bw_zero_fork_prepare(void) {}
-void bw_zero_fork_parent(void) {}
-void bw_zero_fork_child(void) {}
 #endif

@@ -10,6 +10,14 @@
  *  - fork_during_small_and_large_churn (every profile): the same with two
  *    threads looping small and large malloc/free, so the segment pools, the
  *    arena, the heap pool and the large table are all in use at the fork.
+ *  - fork_from_one_thread_copies_no_lock (every profile, run first, while
+ *    the process has one thread): with nobody else to hold a lock, fork
+ *    takes none, so the parent's fork handler writes nothing to the locks'
+ *    page while the child is alive (unlocking there made each fork a
+ *    copy-on-write fault of that page, found measuring a fork server): the
+ *    page stays shared with the child (/proc/self/pagemap; static build,
+ *    which can name bw_locks), and the child still allocates and frees
+ *    small, large and zero-size blocks.
  * A child that does not exit within FORK_CHILD_TIMEOUT_MS is deadlocked: it
  * is killed and the test fails (instead of hanging); so does a child that
  * exits non-zero (its status says which step failed). */
@@ -29,11 +37,17 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/single_threaded.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "bw_test.h"
+#ifndef BW_TEST_PRELOAD
+#include <fcntl.h>
+
+#include "lock.h" /* bw_locks */
+#endif
 
 /* 37 of 300 children hung when the zero-size lock was not taken across
  * fork: a few hundred make a miss very unlikely. */
@@ -44,7 +58,6 @@
 #define CHURN_LARGE_MIN       (20u * 1024u)
 #define CHURN_LARGE_SPAN      (1u << 20)
 #define CHILD_LARGE           (1u << 20)
-
 enum child_status {
     CHILD_OK = 0,
     CHILD_ZERO_NULL = 2,  /* malloc(0) returned NULL */
@@ -218,6 +231,47 @@ static void fork_while(void *(*workers[])(void *), size_t worker_count) {
     assert_int_equal(atomic_load(&churn_failures), 0);
 }
 
+#ifndef BW_TEST_PRELOAD
+/* 1 if the page holding addr is mapped by this process alone, 0 if shared
+ * (with a forked child: copy-on-write, not yet copied), -1 if it is not
+ * present or pagemap cannot be read (bits 63 and 56 of its entry). */
+static int page_exclusive(const void *addr) {
+    int fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return -1;
+    uint64_t entry = 0;
+    ssize_t got = pread(fd, &entry, sizeof entry, (off_t)((uintptr_t)addr / 4096 * sizeof entry));
+    close(fd);
+    if (got != (ssize_t)sizeof entry || !(entry >> 63 & 1)) return -1;
+    return (int)(entry >> 56 & 1);
+}
+#endif
+
+static void fork_from_one_thread_copies_no_lock(void **state) {
+    (void)state;
+    if (!__libc_single_threaded) skip(); /* run alone or first: no thread made yet */
+    /* Every layer used once: each has taken its lock, so the page is there. */
+    assert_int_equal(child_work(), CHILD_OK);
+    int go[2];
+    assert_int_equal(pipe(go), 0);
+    pid_t pid = fork();
+    if (pid == 0) {
+        char byte;
+        _exit(read(go[0], &byte, 1) == 1 ? child_work() : 9);
+    }
+    assert_true(pid > 0);
+#ifndef BW_TEST_PRELOAD
+    int exclusive = page_exclusive(&bw_locks); /* the child waits: only fork has run */
+    if (exclusive < 0) print_message("the locks' page is not in pagemap\n");
+    assert_int_equal(exclusive, 0);
+#endif
+    assert_int_equal(write(go[1], "x", 1), 1);
+    int status = reap_within(pid, FORK_CHILD_TIMEOUT_MS);
+    close(go[0]);
+    close(go[1]);
+    assert_true(status >= 0 && WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), CHILD_OK);
+}
+
 static void fork_during_zero_size_churn(void **state) {
     (void)state;
     BW_SKIP_UNLESS(BW_ZERO_SIZE_FAULTS);
@@ -238,6 +292,7 @@ int main(void) {
     }
     bw_test_filters_from_env();
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(fork_from_one_thread_copies_no_lock), /* first: no thread yet */
         cmocka_unit_test(fork_during_zero_size_churn),
         cmocka_unit_test(fork_during_small_and_large_churn),
     };

@@ -77,13 +77,9 @@ static void raise_with_locks_held(void (*handler)(int)) {
     if (sigaction(SIGUSR1, &action, NULL) != 0) _exit(20);
     handler_done = 0;
     alarm(ALARM_SECONDS);
-    bw_heaps_fork_prepare();
-    bw_segments_fork_prepare();
-    bw_large_fork_prepare();
+    bw_locks_take_all();
     raise(SIGUSR1);
-    bw_large_fork_parent();
-    bw_segments_fork_parent();
-    bw_heaps_fork_parent();
+    bw_locks_release_all();
     alarm(0);
     if (!handler_done) _exit(21);
 }
