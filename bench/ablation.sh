@@ -14,16 +14,30 @@
 # (bench/icount_pair.c), as tests/perf/icount.sh counts them.
 #
 #   sh bench/ablation.sh            # 5 repetitions (ABLATION_REPS=N)
+#   ABLATION_BASE=strict sh bench/ablation.sh
+#                                   # strict's own mechanisms, each off in
+#                                   # turn: bench/ABLATION-strict.md
 set -eu
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
 reps=${ABLATION_REPS:-5}
-out_dir=build/bench/ablation
+base=${ABLATION_BASE:-default}
+out_dir=build/bench/ablation-$base
+[ "$base" = default ] && out_dir=build/bench/ablation
 mkdir -p "$out_dir"
 say() { echo "ablation: $*" >&2; }
 
 # name|what is off|knob overrides (name value, ...)
-variants='
+if [ "$base" = strict ]; then
+    variants='
+no-pkey|the metadata protection key (BW_PKEY_METADATA)|BW_PKEY_METADATA 0
+no-exact-size|byte-exact overflow detection (the slack filled and checked)|BW_EXACT_SIZE 0
+small-quarantine|its quarantine size (default'"'"'s 512 blocks and 256 KiB instead of 4,096 and 4 MiB)|BW_QUARANTINE_SLOTS 512,BW_QUARANTINE_BYTES (256u << 10)
+short-waf-check|its whole-block write-after-free check (default'"'"'s first 256 bytes instead of 16 KiB)|BW_WAF_CHECK_MAX 256
+all-four|all four above (default with strict'"'"'s large-block settings)|BW_PKEY_METADATA 0,BW_EXACT_SIZE 0,BW_QUARANTINE_SLOTS 512,BW_QUARANTINE_BYTES (256u << 10),BW_WAF_CHECK_MAX 256
+'
+elif [ "$base" = default ]; then
+    variants='
 no-quarantine|the quarantine (and its ready stacks)|BW_QUARANTINE_SLOTS 0,BW_QUARANTINE_BYTES 0
 no-waf-check|the write-after-free check at reuse|BW_WAF_CHECK_MAX 0
 no-zero-on-free|zero-on-free (and so the write-after-free check)|BW_ZERO_ON_FREE 0,BW_WAF_CHECK_MAX 0
@@ -32,27 +46,35 @@ no-ways|random placement among open slabs (entropy targets)|BW_ENTROPY_BITS_SMAL
 no-slab-guard|the guard page at the end of each slab|BW_SLAB_GUARD 0
 no-link-encoding|random free-list order and encoded links|BW_RANDOM_FREELIST 0,BW_ENCODE_LINKS 0
 '
+else
+    echo "ablation.sh: ABLATION_BASE is default or strict" >&2
+    exit 2
+fi
 small_workloads="pairs-64 pairs-1024 workingset churn server server-1t prodcons falseshare strings threadchurn"
 
-libs="default=$ROOT/build/default/libbulwark.so fast=$ROOT/build/fast/libbulwark.so"
-make --no-print-directory -j"$(nproc)" PROFILE=default >/dev/null
-make --no-print-directory -j"$(nproc)" PROFILE=fast >/dev/null
+libs="$base=$ROOT/build/$base/libbulwark.so fast=$ROOT/build/fast/libbulwark.so"
+[ "$base" = default ] || libs="$libs default=$ROOT/build/default/libbulwark.so"
+for profile in $base fast default; do
+    make --no-print-directory -j"$(nproc)" PROFILE=$profile >/dev/null
+done
+prefix=ablate-
+[ "$base" = default ] || prefix=ablate-$base-
 printf '%s\n' "$variants" | while IFS='|' read -r name what knobs; do
     [ -n "$name" ] || continue
     header="$ROOT/$out_dir/$name.h"
     {
-        echo "/* default with $what off (bench/ablation.sh) */"
-        echo "#include \"$ROOT/policy/default.h\""
+        echo "/* $base with $what off (bench/ablation.sh) */"
+        echo "#include \"$ROOT/policy/$base.h\""
         echo "$knobs" | tr ',' '\n' | while read -r knob value; do
             echo "#undef $knob"
             echo "#define $knob $value"
         done
     } >"$header"
     say "building $name"
-    make --no-print-directory -j"$(nproc)" PROFILE="ablate-$name" POLICY_FILE="$header" >/dev/null
+    make --no-print-directory -j"$(nproc)" PROFILE="$prefix$name" POLICY_FILE="$header" >/dev/null
 done
 for name in $(printf '%s\n' "$variants" | cut -d'|' -f1); do
-    libs="$libs $name=$ROOT/build/ablate-$name/libbulwark.so"
+    libs="$libs $name=$ROOT/build/$prefix$name/libbulwark.so"
 done
 mimalloc=/usr/lib/x86_64-linux-gnu/libmimalloc.so.2
 [ -f "$mimalloc" ] && libs="$libs mimalloc=$mimalloc"
@@ -110,9 +132,11 @@ if command -v valgrind >/dev/null 2>&1; then
     done
 fi
 
-python3 - "$times" "$icount" "$variants" "$(git rev-parse --short HEAD)" "$reps" >bench/ABLATION.md <<'EOF'
+result=bench/ABLATION.md
+[ "$base" = default ] || result=bench/ABLATION-$base.md
+python3 - "$times" "$icount" "$variants" "$(git rev-parse --short HEAD)" "$reps" "$base" >"$result" <<'EOF'
 import math, statistics, sys, collections, datetime, os
-times, icount_file, variants, commit, reps = sys.argv[1:6]
+times, icount_file, variants, commit, reps, base = sys.argv[1:7]
 cpu = collections.defaultdict(list)
 order = []
 for line in open(times):
@@ -124,34 +148,38 @@ workloads = []
 for (w, _) in cpu:
     if w not in workloads:
         workloads.append(w)
-what = {"default": "nothing (the baseline)", "fast": "the fast profile (for reference)",
+what = {base: "nothing (the baseline)", "fast": "the fast profile (for reference)",
         "mimalloc": "mimalloc 2.0.9 (for reference)"}
+if base != "default":
+    what["default"] = "the default profile (for reference)"
 for v in variants.strip().splitlines():
     name, off, _ = v.split("|")
     what[name] = off
 icount = dict(l.split() for l in open(icount_file)) if os.path.getsize(icount_file) else {}
-names = ["default"] + [n for n in order if n not in ("default", "fast", "mimalloc")] + \
-        [n for n in ("fast", "mimalloc") if n in order]
+refs = ("default", "fast", "mimalloc") if base != "default" else ("fast", "mimalloc")
+names = [base] + [n for n in order if n != base and n not in refs] + [n for n in refs if n in order]
 med = {k: statistics.median(v) for k, v in cpu.items()}
-print("# Ablation: what each mechanism of the default profile costs\n")
-print(f"Written by `sh bench/ablation.sh` on {datetime.datetime.utcnow():%Y-%m-%d %H:%M} UTC, "
+command = "sh bench/ablation.sh" if base == "default" else f"ABLATION_BASE={base} sh bench/ablation.sh"
+print(f"# Ablation: what each mechanism of the {base} profile costs\n")
+print(f"Written by `{command}` on {datetime.datetime.utcnow():%Y-%m-%d %H:%M} UTC, "
       f"bulwark at commit {commit}; machine as in [RESULTS.md](RESULTS.md).\n")
-print("Each variant is default rebuilt with one mechanism off (a policy header that includes "
-      "policy/default.h and overrides its knobs, `make POLICY_FILE=`). Every variant, default "
-      "itself, fast and mimalloc run the small-object workloads of bench/run.sh at their "
+print(f"Each variant is {base} rebuilt with one mechanism off (a policy header that includes "
+      f"policy/{base}.h and overrides its knobs, `make POLICY_FILE=`). Every variant, {base} "
+      "itself, the reference profiles and mimalloc run the small-object workloads of "
+      "bench/run.sh at their "
       f"QUICK sizes, interleaved, the starting allocator rotating each repetition, {reps} "
-      "repetitions. Figures are the median CPU time (user + system) relative to default's "
-      "median on the same workload: 0.80 means the mechanism costs default 20% of its time "
+      f"repetitions. Figures are the median CPU time (user + system) relative to {base}'s "
+      f"median on the same workload: 0.80 means the mechanism costs {base} 20% of its time "
       "there. The geometric mean is over the workloads. Instructions per malloc(32)+free pair "
       "are callgrind's (bench/icount_pair.c, as tests/perf/icount.sh counts them).\n")
 print("| variant: off | " + " | ".join(workloads) + " | geomean | instructions/pair |")
 print("|---|" + "---:|" * (len(workloads) + 2))
 for n in names:
-    ratios = [med[(w, n)] / med[(w, "default")] for w in workloads]
+    ratios = [med[(w, n)] / med[(w, base)] for w in workloads]
     geo = math.exp(sum(math.log(r) for r in ratios) / len(ratios))
     print(f"| {n}: {what.get(n, '')} | " + " | ".join(f"{r:.2f}" for r in ratios) +
           f" | {geo:.2f} | {icount.get(n, '-')} |")
-print("\nMedian CPU seconds of default per workload: " +
-      ", ".join(f"{w} {med[(w, 'default')]:.2f}" for w in workloads) + ".")
+print(f"\nMedian CPU seconds of {base} per workload: " +
+      ", ".join(f"{w} {med[(w, base)]:.2f}" for w in workloads) + ".")
 EOF
-say "wrote bench/ABLATION.md"
+say "wrote $result"
