@@ -436,7 +436,6 @@ static bw_extent_t bw_free_remove_at(size_t i) {
     return x;
 }
 
-/* Merge b, which follows a, into a. */
 /* Where a body of `body` bytes aligned to `alignment` would start in a free
  * extent [base, base + size) after its leading guard page, or 0 if it does
  * not fit. */
@@ -446,6 +445,7 @@ static uintptr_t bw_fit_span(uintptr_t base, size_t size, size_t body, size_t al
     return start <= end && end - start >= body ? start : 0;
 }
 
+/* Merge b, which follows a, into a. */
 static void bw_extent_absorb(bw_extent_t *a, const bw_extent_t *b) {
     a->marked = a->marked || b->marked || (a->kept && b->lead_marker);
     a->size += b->size;
@@ -511,10 +511,11 @@ static bool bw_free_merge_all(void) {
  * Merging k extents removes the k - 1 guard pages between them, a system
  * call each, so only the run one request needs is merged (merging every
  * neighbour each time, bw_free_merge_all, made the window workload's
- * steady state 0.2 system calls per replacement; this, 0.04 in a model of
- * it). Untouched extents are left out, so that a merged extent's dirty
- * flag still says its pages were used. Returns the merged extent's index,
- * or SIZE_MAX when no run holds the body. Lock held. */
+ * steady state 0.2 system calls per replacement; this, 0.07: strace, 2,000
+ * and 20,000 replacements). Untouched extents are left out, so that a
+ * merged extent's dirty flag still says its pages were used. Returns the
+ * merged extent's index, or SIZE_MAX when no run holds the body. Lock
+ * held. */
 static size_t bw_free_merge_for(size_t body, size_t alignment, unsigned node) {
     size_t best_first = SIZE_MAX, best_last = 0, best_size = SIZE_MAX;
     for (size_t first = 0; first < bw_free_count; first++) {
