@@ -23,27 +23,34 @@ atomic_int bw_init_state;
 bw_locks_t bw_locks __attribute__((aligned(4096)));
 static atomic_int bw_atfork_registered;
 
-/* Every lock, in the one lock order of the code: the only nesting is a
- * segment pool's lock, then the arena's (bw_segment_carve); every other
- * lock is taken with none held. */
+/* Calls `action` on every lock (bw_locks, lock.h) in the one lock order
+ * of the code: the only nesting is a segment pool's lock, then the arena's
+ * (bw_segment_carve); every other lock is taken with none held. The one
+ * list of them: taking, releasing and the child's reset all go through it. */
+static void bw_locks_each(void (*action)(bw_lock_t *)) {
+    action(&bw_locks.init);
+    action(&bw_locks.heap_pool);
+    action(&bw_locks.abandoned);
+    for (unsigned i = 0; i < BW_MAX_NUMA_NODES; i++) action(&bw_locks.pools[i]);
+    action(&bw_locks.arena);
+    action(&bw_locks.large);
+    action(&bw_locks.zero);
+}
+
+static void bw_lock_take(bw_lock_t *lock) {
+    bw_lock(lock);
+}
+
+static void bw_lock_release(bw_lock_t *lock) {
+    bw_unlock(lock); /* in taking order: unlocking order does not matter */
+}
+
 void bw_locks_take_all(void) {
-    bw_lock(&bw_locks.init);
-    bw_lock(&bw_locks.heap_pool);
-    bw_lock(&bw_locks.abandoned);
-    for (unsigned i = 0; i < BW_MAX_NUMA_NODES; i++) bw_lock(&bw_locks.pools[i]);
-    bw_lock(&bw_locks.arena);
-    bw_lock(&bw_locks.large);
-    bw_lock(&bw_locks.zero);
+    bw_locks_each(bw_lock_take);
 }
 
 void bw_locks_release_all(void) {
-    bw_unlock(&bw_locks.zero);
-    bw_unlock(&bw_locks.large);
-    bw_unlock(&bw_locks.arena);
-    for (unsigned i = 0; i < BW_MAX_NUMA_NODES; i++) bw_unlock(&bw_locks.pools[i]);
-    bw_unlock(&bw_locks.abandoned);
-    bw_unlock(&bw_locks.heap_pool);
-    bw_unlock(&bw_locks.init);
+    bw_locks_each(bw_lock_release);
 }
 
 /* Whether another thread may exist: glibc's __libc_single_threaded is true
@@ -92,13 +99,7 @@ static void bw_lock_free_in_child(bw_lock_t *lock) {
  * were (their blocks are still valid in the child). */
 static void bw_fork_child(void) {
     BW_META_OPEN();
-    bw_lock_free_in_child(&bw_locks.init);
-    bw_lock_free_in_child(&bw_locks.heap_pool);
-    bw_lock_free_in_child(&bw_locks.abandoned);
-    for (unsigned i = 0; i < BW_MAX_NUMA_NODES; i++) bw_lock_free_in_child(&bw_locks.pools[i]);
-    bw_lock_free_in_child(&bw_locks.arena);
-    bw_lock_free_in_child(&bw_locks.large);
-    bw_lock_free_in_child(&bw_locks.zero);
+    bw_locks_each(bw_lock_free_in_child);
     bw_heaps_fork_child();
     bw_random_fork_child();
     BW_META_CLOSE();

@@ -894,7 +894,7 @@ static bool bw_extent_get(size_t body, size_t alignment, unsigned node, bool ded
          * always does, so extents were never merged) made the window
          * workload (4 live blocks of 64 KiB-8 MiB, 2,000 replacements)
          * touch 72 MB where 4 blocks of at most 8 MiB are live: 17,951
-         * page faults, mimalloc 10,416 (bench/RESULTS.md). */
+         * page faults, mimalloc 10,416 (GNU time, bench/window.c). */
         if (bw_carve(body, alignment, node, false, true, out)) return true;
         size_t merged = bw_free_merge_for(body, alignment, node);
         if (merged != SIZE_MAX && bw_fit(merged, body, alignment))

@@ -46,13 +46,13 @@ BW_INLINE void bw_lock_reset_in_child(bw_lock_t *lock) {
  * process with one thread takes no lock at fork at all, init.c). The
  * singletons get a cache line each (two threads taking different locks do
  * not share a line); the per-node segment pool locks, taken only to carve
- * or return a segment, share lines. A lock added anywhere is added here,
- * and to bw_locks_take_all and the fork handlers (init.c). */
+ * or return a segment, share lines. A lock added anywhere is added here
+ * and to bw_locks_each (init.c), the one list every fork handler uses. */
 typedef struct {
     _Alignas(64) bw_lock_t init;                     /* start-up (init.c) */
     _Alignas(64) bw_lock_t heap_pool;                /* the heap pool (heap.c) */
     _Alignas(64) bw_lock_t abandoned;                /* abandoned slabs (heap.c) */
-    _Alignas(64) bw_lock_t arena;                    /* carving segments (segment.c) */
+    _Alignas(64) bw_lock_t arena;                    /* bw_segments_carved (segment.c) */
     _Alignas(64) bw_lock_t large;                    /* the large layer (large.c) */
     _Alignas(64) bw_lock_t zero;                     /* zero-size blocks (zero_size.c) */
     _Alignas(64) bw_lock_t pools[BW_MAX_NUMA_NODES]; /* segment pools (segment.c) */

@@ -35,11 +35,12 @@ typedef struct {           /* its lock: bw_locks.pools[index] (lock.h) */
 } bw_node_pool_t;
 
 static bw_node_pool_t bw_pools[BW_MAX_NUMA_NODES];
+static size_t bw_segments_carved; /* segments handed out so far, in address order;
+                                     under bw_locks.arena */
 
 static bw_lock_t *bw_pool_lock(const bw_node_pool_t *pool) {
     return &bw_locks.pools[pool - bw_pools];
 }
-static size_t bw_segments_carved; /* segments handed out so far, in address order */
 
 #define BW_SLAB_DESC_BYTES (BW_SLAB_COUNT * sizeof(bw_slab_t))
 #define BW_SEG_HEADER_BYTES                                                                        \
