@@ -120,6 +120,31 @@ size_t bw_usable_size_checked(const void *ptr, const char *function) {
     return bw_block_verify(slab, (void *)ptr, function);
 }
 
+/* The request realloc makes for a small block it moves to grow. A block
+ * grown by a step under half its size is being appended to (a string or
+ * buffer built piece by piece) and will likely grow again: it gets a
+ * quarter of room, so that the next appends stay in place, as large blocks
+ * get half (bw_large_alloc_for_growth). A copy and, with zero-on-free, a
+ * wipe of the old block are saved per class skipped: bench/realloc.c 65536
+ * 2000000, default 0.39 -> 0.27 s of CPU (Scudo 0.28), peak RSS 24.5 ->
+ * 23.8 MB (fewer moved blocks wait in the quarantine). Growth by half or
+ * more (geometric growth, which amortises itself) and blocks of up to 1 KiB
+ * (cheap to copy) get the class of their size.
+ * Only where a move costs a wipe as well as a copy (zero-on-free) and the
+ * size is not byte-exact (there every byte of room is slack that malloc
+ * fills and free checks): in fast the same room bought 0.21 -> 0.16 s on
+ * that benchmark (mimalloc 0.22) for 27% more peak RSS. */
+static size_t bw_small_growth_request(size_t old_size, size_t size) {
+#if BW_ZERO_ON_FREE && !BW_EXACT_SIZE
+    if (size > 1024 && size > old_size && size - old_size < old_size / 2) {
+        size_t roomy = size + size / 4;
+        if (bw_request_is_small(roomy)) return roomy;
+    }
+#endif
+    (void)old_size;
+    return size;
+}
+
 void *bw_realloc_impl(void *ptr, size_t size);
 void *bw_realloc_impl(void *ptr, size_t size) {
     if (!ptr) return bw_alloc_inline(size);
@@ -157,8 +182,9 @@ void *bw_realloc_impl(void *ptr, size_t size) {
         old_size = bw_large_usable_size(ptr, "realloc");
     }
     /* Growing into a large block: with room to grow again in place. */
-    void *moved = size > old_size && !bw_request_is_small(size) ? bw_large_alloc_for_growth(size)
-                                                                : bw_alloc_inline(size);
+    void *moved = size > old_size && !bw_request_is_small(size)
+                      ? bw_large_alloc_for_growth(size)
+                      : bw_alloc_inline(bw_small_growth_request(old_size, size));
     if (!moved) return NULL; /* errno is ENOMEM, the old block is intact */
     memcpy(moved, ptr, old_size < size ? old_size : size);
     bw_free_inline(ptr, "realloc");
