@@ -17,6 +17,9 @@
 #   ABLATION_BASE=strict sh bench/ablation.sh
 #                                   # strict's own mechanisms, each off in
 #                                   # turn: bench/ABLATION-strict.md
+#   ABLATION_BASE=fast sh bench/ablation.sh
+#                                   # fast's free-list mechanisms:
+#                                   # bench/ABLATION-fast.md
 set -eu
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
@@ -46,13 +49,20 @@ no-ways|random placement among open slabs (entropy targets)|BW_ENTROPY_BITS_SMAL
 no-slab-guard|the guard page at the end of each slab|BW_SLAB_GUARD 0
 no-link-encoding|random free-list order and encoded links|BW_RANDOM_FREELIST 0,BW_ENCODE_LINKS 0
 '
+elif [ "$base" = fast ]; then
+    variants='
+no-link-encoding|encoded free-list links and their checks (plain pointers followed unchecked, not a configuration to ship; the order stays random)|BW_ENCODE_LINKS 0
+no-random-freelist|random free-list order (blocks handed out in address order; links stay encoded)|BW_RANDOM_FREELIST 0
+neither|both: plain unchecked pointers in address order (what is left is the bitmaps and out-of-line metadata)|BW_ENCODE_LINKS 0,BW_RANDOM_FREELIST 0
+'
 else
-    echo "ablation.sh: ABLATION_BASE is default or strict" >&2
+    echo "ablation.sh: ABLATION_BASE is default, strict or fast" >&2
     exit 2
 fi
 small_workloads="pairs-64 pairs-1024 workingset churn server server-1t prodcons falseshare strings threadchurn"
 
-libs="$base=$ROOT/build/$base/libbulwark.so fast=$ROOT/build/fast/libbulwark.so"
+libs="$base=$ROOT/build/$base/libbulwark.so"
+[ "$base" = fast ] || libs="$libs fast=$ROOT/build/fast/libbulwark.so"
 [ "$base" = default ] || libs="$libs default=$ROOT/build/default/libbulwark.so"
 for profile in $base fast default; do
     make --no-print-directory -j"$(nproc)" PROFILE=$profile >/dev/null
@@ -157,7 +167,7 @@ for v in variants.strip().splitlines():
     what[name] = off
 icount = dict(l.split() for l in open(icount_file)) if os.path.getsize(icount_file) else {}
 refs = ("default", "fast", "mimalloc") if base != "default" else ("fast", "mimalloc")
-names = [base] + [n for n in order if n != base and n not in refs] + [n for n in refs if n in order]
+names = [base] + [n for n in order if n != base and n not in refs] + [n for n in refs if n in order and n != base]
 med = {k: statistics.median(v) for k, v in cpu.items()}
 command = "sh bench/ablation.sh" if base == "default" else f"ABLATION_BASE={base} sh bench/ablation.sh"
 print(f"# Ablation: what each mechanism of the {base} profile costs\n")
