@@ -643,6 +643,45 @@ void bw_os_report_no_space(const char *what) {
     bw_write_str(STDERR_FILENO, line);
 }
 
+/* getrandom(2) itself: the bytes it wrote, or -errno. On x86-64 the
+ * system call instruction, which touches no page of libc: a forked child's
+ * first call of libsodium's randombytes_buf took 3 page faults of its own
+ * (its code, its getrandom stub, glibc's getrandom), and saving errno
+ * around syscall() 1 (glibc's __errno_location). */
+static long bw_getrandom(void *buf, size_t size) {
+#if defined(__x86_64__)
+    long ret;
+    __asm__ volatile("syscall"
+                     : "=a"(ret)
+                     : "0"((long)SYS_getrandom), "D"(buf), "S"(size), "d"(0L)
+                     : "rcx", "r11", "memory");
+    return ret;
+#else
+    int saved = errno;
+    long ret = syscall(SYS_getrandom, buf, size, 0u);
+    if (ret < 0) ret = -errno;
+    errno = saved;
+    return ret;
+#endif
+}
+
+/* `size` bytes of the kernel's randomness, errno left as it was. An
+ * interrupted call (only one above 256 bytes can be cut short) goes on
+ * where it stopped. False when the kernel refuses (no getrandom before
+ * Linux 3.17, a seccomp filter): the caller then takes libsodium's
+ * randombytes_buf, which falls back to /dev/urandom. */
+bool bw_os_random(void *buf, size_t size) {
+    char *at = buf;
+    while (size) {
+        long got = bw_getrandom(at, size);
+        if (got == -EINTR) continue;
+        if (got <= 0) return false;
+        at += got;
+        size -= (size_t)got;
+    }
+    return true;
+}
+
 /* Contended lock (bw_lock_t in lock.h). Locks guard slow paths
  * that hold them for a microsecond or so: the segment pools' carving and
  * purging make their system calls outside the pool lock, and the few

@@ -45,6 +45,7 @@ bw_map_t bw_os_space_commit(void *addr, size_t size, bool meta);
 bw_map_t bw_os_space_fault(void *addr, size_t size);
 void bw_os_space_uncommit(void *addr, size_t size);
 uint64_t bw_os_now_ms(void);
+bool bw_os_random(void *buf, size_t size);
 void bw_os_protect_readonly(void *addr, size_t size);
 bool bw_os_has_guard_madvise(void);
 const char *bw_os_guard_method(void);

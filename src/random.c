@@ -1,10 +1,16 @@
 /* random.c — the per-thread CSPRNG (DESIGN.md layer "random").
  *
  * Each heap keys a ChaCha20 keystream (libsodium crypto_stream_chacha20)
- * from libsodium's randombytes_buf and consumes it 8 bytes at a time from a
- * 256-byte buffer: a draw on the fast path is a load and an increment, the
- * cipher runs once every 32 draws, and no draw is a system call. The key is
- * replaced after fork (the child must not repeat its parent's choices).
+ * from the kernel (getrandom, os.c's bw_os_random) and consumes it 8 bytes
+ * at a time from a 1 KiB buffer: a draw on the fast path is a load and an
+ * increment, the cipher runs once every 128 draws, and no draw is a system
+ * call. The key is replaced after fork (the child must not repeat its
+ * parent's choices), and the same getrandom call that draws a key fills the
+ * first buffer, so a forked child that draws fewer than 128 words runs no
+ * libsodium code at all: a fork server's child touched 8 pages of libsodium
+ * and libc to re-key (randombytes_buf, its getrandom stub, the cipher and
+ * its constants, explicit_bzero), each a page fault, since fork copies no
+ * page table entry of a library's code.
  * Every other random choice (region bases, large-region addresses, a
  * canary drawn before a thread has a heap) takes bytes from
  * bw_random_bytes. No other entropy source is read (os.c's clock is
@@ -20,6 +26,7 @@
  * allocates. */
 #include <fcntl.h>
 #include <sodium.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/auxv.h>
@@ -52,13 +59,20 @@ static void bw_seeded_stream(void *out, size_t size, uint64_t nonce, uint64_t bl
     crypto_stream_chacha20_xor_ic(out, out, size, n, block, key);
 }
 
-/* Random bytes for choices outside the heaps' keystreams: the kernel's
- * (getrandom(2) underneath libsodium; never allocates), or, with a seed,
- * the process stream, whose blocks are taken in turn by an atomic counter
- * (thread-safe; reproducible as far as the calls come in the same order). */
+/* The kernel's random bytes: getrandom(2) (bw_os_random), or where the
+ * kernel refuses it libsodium's randombytes_buf (/dev/urandom). Never
+ * allocates. */
+static void bw_kernel_bytes(void *buf, size_t size) {
+    if (!bw_os_random(buf, size)) randombytes_buf(buf, size);
+}
+
+/* Random bytes for choices outside the heaps' keystreams: the kernel's,
+ * or, with a seed, the process stream, whose blocks are taken in turn by an
+ * atomic counter (thread-safe; reproducible as far as the calls come in the
+ * same order). */
 void bw_random_bytes(void *buf, size_t size) {
     if (!bw_random_seeded()) {
-        randombytes_buf(buf, size);
+        bw_kernel_bytes(buf, size);
         return;
     }
     uint64_t blocks = (size + 63) / 64;
@@ -69,15 +83,15 @@ void bw_random_bytes(void *buf, size_t size) {
 bw_secrets_t bw_secrets;
 _Static_assert(sizeof(bw_secrets_t) == 4096, "the secrets fill the page they seal");
 
-/* The process-wide multipliers (random.h, bw_secrets_t): from
- * randombytes_buf, or from BULWARK_SEED so that a crash replays exactly.
+/* The process-wide multipliers (random.h, bw_secrets_t): from the
+ * kernel, or from BULWARK_SEED so that a crash replays exactly.
  * Forced odd, so a multiply by one is a bijection. */
 static void bw_secrets_draw(void) {
     uint64_t words[3];
     if (bw_random_seeded())
         bw_seeded_stream(words, sizeof words, BW_NONCE_SECRETS, 0);
     else
-        randombytes_buf(words, sizeof words);
+        bw_kernel_bytes(words, sizeof words);
     bw_secrets.link_mul1 = words[0] | 1;
     bw_secrets.link_mul2 = words[1] | 1;
     bw_secrets.canary_mul = words[2] | 1;
@@ -161,19 +175,30 @@ void bw_rng_seed(bw_rng_t *rng, uint64_t stream) {
     rng->stream = stream;
     rng->generation = atomic_load_explicit(&bw_rng_generation, memory_order_relaxed);
     rng->nonce = 0;
-    rng->pos = BW_RNG_WORDS;
     rng->spare_count = 0;
     /* Seeded: the heap's key is the keystream of seed || lineage at the
-     * heap's stream number; a child's new lineage gives every heap a new key. */
-    if (bw_random_seeded())
+     * heap's stream number; a child's new lineage gives every heap a new key,
+     * and the words come from the cipher. Otherwise one getrandom call draws
+     * the key and a first buffer of words (independent bytes, none derived
+     * from the key): every child and every heap its own. */
+    if (bw_random_seeded()) {
         bw_seeded_stream(rng->key, sizeof rng->key, stream, 0);
-    else
-        randombytes_buf(rng->key, sizeof rng->key);
+        rng->pos = BW_RNG_WORDS;
+    } else {
+        bw_kernel_bytes((char *)rng + offsetof(bw_rng_t, words),
+                        sizeof rng->words + sizeof rng->key);
+        rng->pos = 0;
+    }
 }
+_Static_assert(offsetof(bw_rng_t, key) == offsetof(bw_rng_t, words) + BW_RNG_WORDS * 8,
+               "the key follows the words: one getrandom call fills both");
 
 uint64_t bw_rng_refill(bw_rng_t *rng) {
     unsigned generation = atomic_load_explicit(&bw_rng_generation, memory_order_relaxed);
-    if (rng->generation != generation) bw_rng_seed(rng, rng->stream);
+    if (rng->generation != generation) {
+        bw_rng_seed(rng, rng->stream);
+        if (rng->pos < BW_RNG_WORDS) return rng->words[rng->pos++];
+    }
     unsigned char nonce[crypto_stream_chacha20_NONCEBYTES];
     memcpy(nonce, &rng->nonce, sizeof nonce);
     rng->nonce++;

@@ -11,13 +11,15 @@
 #define BW_RNG_WORDS 128u
 typedef struct {
     uint64_t words[BW_RNG_WORDS];
+    /* Right after the words: an unseeded (re)seed fills both with one
+     * getrandom call (random.c, bw_rng_seed). */
+    uint8_t key[32];
     uint32_t pos;        /* next unused word; BW_RNG_WORDS = refill */
     uint32_t generation; /* fork generation the key belongs to */
     uint64_t nonce;
     uint64_t stream; /* which heap this is, for a reproducible fixed seed */
     uint64_t spare;  /* unused 16-bit draws of the last word */
     uint32_t spare_count;
-    uint8_t key[32];
 } bw_rng_t;
 
 /* random.c */

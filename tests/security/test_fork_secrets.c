@@ -10,7 +10,12 @@
  *    secret) are not its parent's nor its sibling's, even where both
  *    siblings reuse the same slot of the address space;
  *  - a large block's canary (BW_CANARY, a left-aligned block) is drawn per
- *    block: siblings that get the same address get different canaries.
+ *    block: siblings that get the same address get different canaries;
+ *  - a child re-keys its generator from the kernel (getrandom), never
+ *    through libsodium's randombytes_buf (whose pages a forked child had to
+ *    fault in: random.c), and siblings' keys differ from each other and
+ *    from their parent's. randombytes_buf is interposed here: this test
+ *    links libbulwark.a, so bulwark's calls of it land in this file.
  * The children run the steps and report through a shared page; the parent
  * compares. Statically linked: it reads slab descriptors (bw_slab_at). */
 #include <malloc.h>
@@ -19,6 +24,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/random.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -43,7 +49,23 @@ struct child_report {
     uint64_t key, canary; /* secrets of the slab of blocks[0] */
     uintptr_t large;
     uint64_t large_canary;
+    unsigned randombytes_calls; /* made by the child */
+    bool rekeyed;               /* its heap's generator has the child's generation */
+    uint8_t rng_key[32];
 };
+
+/* libsodium's, interposed: counts the calls and fills from the kernel. */
+static unsigned randombytes_calls;
+void randombytes_buf(void *const buf, const size_t size);
+void randombytes_buf(void *const buf, const size_t size) {
+    randombytes_calls++;
+    for (size_t done = 0; done < size;) {
+        ssize_t got = getrandom((char *)buf + done, size - done, 0);
+        if (got > 0) done += (size_t)got;
+    }
+}
+static uint8_t parent_rng_key[32];
+static unsigned calls_before_fork; /* the child's reseed may run in fork's child handler */
 
 static struct child_report *reports; /* shared with the children */
 static uintptr_t parent_slabs[WARM];
@@ -86,6 +108,10 @@ static void child(struct child_report *out) {
     char *large = malloc(LARGE_RQ);
     out->large = (uintptr_t)large;
     if (BW_CANARY && !BW_LARGE_RIGHT_ALIGN) out->large_canary = large_canary_of(large);
+    out->randombytes_calls = randombytes_calls - calls_before_fork;
+    const bw_rng_t *rng = &bw_tls_heap->rng;
+    out->rekeyed = rng->generation == atomic_load(&bw_rng_generation);
+    memcpy(out->rng_key, rng->key, sizeof out->rng_key);
     _exit(0);
 }
 
@@ -93,6 +119,7 @@ static void run_siblings(void) {
     memset(reports, 0, 2 * sizeof *reports);
     for (int c = 0; c < 2; c++) {
         fflush(NULL);
+        calls_before_fork = randombytes_calls;
         pid_t pid = fork();
         assert_true(pid >= 0);
         if (pid == 0) child(&reports[c]);
@@ -116,6 +143,7 @@ static int setup(void **state) {
     }
     for (int i = 0; i < WARM; i += 2) free(warm[i]);
     free(malloc(LARGE_RQ)); /* a mapping in the large cache, for the children */
+    memcpy(parent_rng_key, bw_tls_heap->rng.key, sizeof parent_rng_key);
     run_siblings();
     return 0;
 }
@@ -167,6 +195,19 @@ static void test_sibling_large_canaries_differ(void **state) {
     assert_true(reports[0].large_canary != reports[1].large_canary);
 }
 
+static void test_children_rekey_from_the_kernel(void **state) {
+    (void)state;
+    for (int c = 0; c < 2; c++) {
+        BW_REQUIRE(reports[c].randombytes_calls == 0,
+                   "child %d called libsodium's randombytes_buf %u times", c,
+                   reports[c].randombytes_calls);
+        BW_REQUIRE(reports[c].rekeyed, "child %d's generator was not re-keyed", c);
+        BW_REQUIRE(memcmp(reports[c].rng_key, parent_rng_key, sizeof parent_rng_key) != 0,
+                   "child %d kept its parent's generator key", c);
+    }
+    assert_true(memcmp(reports[0].rng_key, reports[1].rng_key, sizeof parent_rng_key) != 0);
+}
+
 int main(void) {
     if (!bw_is_bulwark_loaded()) {
         fprintf(stderr, "test_fork_secrets: malloc is not bulwark's; refusing to test glibc\n");
@@ -178,6 +219,7 @@ int main(void) {
         cmocka_unit_test(test_siblings_do_not_repeat_placement),
         cmocka_unit_test(test_children_draw_their_own_slab_secrets),
         cmocka_unit_test(test_sibling_large_canaries_differ),
+        cmocka_unit_test(test_children_rekey_from_the_kernel),
     };
     return cmocka_run_group_tests(tests, setup, NULL);
 }
