@@ -20,7 +20,7 @@
 #include "bw_internal.h"
 
 atomic_int bw_init_state;
-bw_locks_t bw_locks __attribute__((aligned(4096)));
+bw_locks_t bw_locks BW_HOT __attribute__((aligned(4096)));
 static atomic_int bw_atfork_registered;
 
 /* Calls `action` on every lock (bw_locks, lock.h) in the one lock order

@@ -210,16 +210,18 @@ static void bw_large_place(bw_large_entry_t *e, uintptr_t first, size_t size, si
     e->right_aligned = right && user >= first && user < first + BW_PAGE_SIZE;
     e->user = e->right_aligned ? user : first;
 }
-static bw_large_entry_t *bw_table; /* own mapping with guard pages */
-static size_t bw_table_capacity;   /* power of two */
-static size_t bw_table_count;
-static size_t bw_large_in_use_bytes;
+/* The scalars below that every large malloc and free writes are BW_HOT:
+ * on the page of the locks, not beside the arrays of this file. */
+static bw_large_entry_t *bw_table BW_HOT; /* own mapping with guard pages */
+static size_t bw_table_capacity BW_HOT;   /* power of two */
+static size_t bw_table_count BW_HOT;
+static size_t bw_large_in_use_bytes BW_HOT;
 
 static uintptr_t bw_freed_history[BW_LARGE_FREED_HISTORY];
-static size_t bw_freed_history_next;
+static size_t bw_freed_history_next BW_HOT;
 
 /* Bytes of free and quarantined extents: mapped, kept for reuse. */
-static size_t bw_free_bytes;
+static size_t bw_free_bytes BW_HOT;
 
 /* The counters bw_large_stats reports (bw_table_count, bw_large_in_use_bytes,
  * bw_free_bytes) change only under bw_locks.large but are read without it:
@@ -330,12 +332,12 @@ static void bw_table_erase(bw_large_entry_t *slot) {
 
 /* ----------------------------------------------------------------- extents */
 
-static bw_extent_t *bw_free; /* free extents, sorted by address */
-static size_t bw_free_count, bw_free_capacity;
-static size_t bw_extent_total;  /* extents in every state, in every region */
-static bw_region_t *bw_regions; /* sorted by address */
-static size_t bw_region_count, bw_region_capacity;
-static uint64_t bw_decay_last_ms;
+static bw_extent_t *bw_free BW_HOT; /* free extents, sorted by address */
+static size_t bw_free_count BW_HOT, bw_free_capacity BW_HOT;
+static size_t bw_extent_total BW_HOT;  /* extents in every state, in every region */
+static bw_region_t *bw_regions BW_HOT; /* sorted by address */
+static size_t bw_region_count BW_HOT, bw_region_capacity BW_HOT;
+static uint64_t bw_decay_last_ms BW_HOT;
 
 /* Freed extents, guarded whole, oldest first (invariant 4): not reused and
  * not coalesced until they leave. */
@@ -351,7 +353,7 @@ static bw_extent_t bw_fifo[BW_FIFO_SLOTS];
 size_t bw_large_quarantine_slots(void) {
     return bw_page_mode() ? BW_FIFO_SLOTS : BW_LARGE_QUARANTINE;
 }
-static size_t bw_fifo_head, bw_fifo_count;
+static size_t bw_fifo_head BW_HOT, bw_fifo_count BW_HOT;
 #else
 size_t bw_large_quarantine_slots(void) {
     return 0;
@@ -660,7 +662,7 @@ static void bw_region_release(size_t r) {
  * (RLIMIT_AS). Its one extent goes to the free array, guarded whole with a
  * large quarantine, else at its two ends. Returns the extent's base, 0 on
  * failure. Lock held. */
-static bool bw_large_locked; /* the process locks new mappings: regions of one block */
+static bool bw_large_locked BW_HOT; /* the process locks new mappings: regions of one block */
 
 static uintptr_t bw_region_new(size_t ext_bytes, unsigned node, bool dedicated) {
     bw_region_t *grown =

@@ -48,8 +48,9 @@ static bool bw_guard_madvise_ok; /* kernel supports MADV_GUARD_INSTALL */
 static atomic_bool bw_guard_by_mprotect;   /* some range was guarded by mprotect */
 static atomic_bool bw_guard_remove_denied; /* MADV_GUARD_REMOVE refused (seccomp) */
 /* Pages guarded since start-up, by how (statistics): relaxed adds next to
- * a system call, on slow paths only. */
-static atomic_size_t bw_guard_pages_madvise, bw_guard_pages_mprotect;
+ * a system call, on slow paths only; on the page of the locks (BW_HOT), a
+ * cache line of their own (they are added to outside the large lock). */
+static _Alignas(64) atomic_size_t bw_guard_pages_madvise BW_HOT, bw_guard_pages_mprotect BW_HOT;
 
 bw_topology_t bw_topology = {1, NULL};
 

@@ -17,7 +17,12 @@
  *    copy-on-write fault of that page, found measuring a fork server): the
  *    page stays shared with the child (/proc/self/pagemap; static build,
  *    which can name bw_locks), and the child still allocates and frees
- *    small, large and zero-size blocks.
+ *    small, large and zero-size blocks;
+ *  - hot_data_is_the_locks_page (static build): the scalars that every
+ *    large malloc and free writes (BW_HOT in config.h: large.c's counts,
+ *    os.c's guard counters, the fork generation) lie on the locks' page, so
+ *    that a forked child's first large malloc copies that one page of
+ *    bulwark's data, not four.
  * A child that does not exit within FORK_CHILD_TIMEOUT_MS is deadlocked: it
  * is killed and the test fails (instead of hanging); so does a child that
  * exits non-zero (its status says which step failed). */
@@ -46,7 +51,8 @@
 #ifndef BW_TEST_PRELOAD
 #include <fcntl.h>
 
-#include "lock.h" /* bw_locks */
+#include "lock.h"   /* bw_locks */
+#include "random.h" /* bw_rng_generation */
 #endif
 
 /* 37 of 300 children hung when the zero-size lock was not taken across
@@ -272,6 +278,22 @@ static void fork_from_one_thread_copies_no_lock(void **state) {
     assert_int_equal(WEXITSTATUS(status), CHILD_OK);
 }
 
+#ifndef BW_TEST_PRELOAD
+extern char __start_bw_hot[], __stop_bw_hot[]; /* the linker's, for section bw_hot */
+
+static void hot_data_is_the_locks_page(void **state) {
+    (void)state;
+    uintptr_t start = (uintptr_t)__start_bw_hot, stop = (uintptr_t)__stop_bw_hot;
+    uintptr_t generation = (uintptr_t)&bw_rng_generation;
+    print_message("section bw_hot: %zu bytes at %#jx, bw_locks at %#jx\n", (size_t)(stop - start),
+                  (uintmax_t)start, (uintmax_t)(uintptr_t)&bw_locks);
+    assert_true(start == (uintptr_t)&bw_locks);
+    assert_true(start % 4096 == 0);
+    assert_true(stop - start <= 4096);
+    assert_true(generation >= start && generation < stop);
+}
+#endif
+
 static void fork_during_zero_size_churn(void **state) {
     (void)state;
     BW_SKIP_UNLESS(BW_ZERO_SIZE_FAULTS);
@@ -293,6 +315,9 @@ int main(void) {
     bw_test_filters_from_env();
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(fork_from_one_thread_copies_no_lock), /* first: no thread yet */
+#ifndef BW_TEST_PRELOAD
+        cmocka_unit_test(hot_data_is_the_locks_page),
+#endif
         cmocka_unit_test(fork_during_zero_size_churn),
         cmocka_unit_test(fork_during_small_and_large_churn),
     };
