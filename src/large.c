@@ -77,6 +77,12 @@ typedef struct {
     bool marked;
     bool lead_marker;
     bool loose; /* kept, but by markers over accessible pages (out of mappings) */
+    /* In the large quarantine: the freed block's address, which goes to
+     * bw_freed_history only when the extent leaves (a double free of it is
+     * told from an invalid free meanwhile by a scan of the quarantine).
+     * Written at free, the history was a page a forked child's first free
+     * copied besides the quarantine's own. 0 everywhere else. */
+    uintptr_t user;
 } bw_extent_t;
 
 typedef struct {
@@ -922,8 +928,8 @@ static bool bw_extent_get(size_t body, size_t alignment, unsigned node, bool ded
 
 /* Give back an extent that was carved but not handed out; lock held. */
 static void bw_extent_unget(const bw_carved_t *c) {
-    bw_extent_t x = {c->ext_base, c->ext_size, bw_os_now_ms(), c->node, c->dirty,
-                     c->kept,     c->marked,   c->lead_marker, c->loose};
+    bw_extent_t x = {c->ext_base, c->ext_size, bw_os_now_ms(), c->node,  c->dirty,
+                     c->kept,     c->marked,   c->lead_marker, c->loose, 0};
     bw_free_put(x, BW_LARGE_QUARANTINE);
 }
 
@@ -1111,7 +1117,13 @@ void *bw_large_alloc_for_growth(size_t size) {
     return block ? block : bw_large_alloc(size, 0, false);
 }
 
+/* Freed recently: in the large quarantine, or among the last
+ * BW_LARGE_FREED_HISTORY addresses freed before (error paths only). */
 static bool bw_freed_recently(uintptr_t user) {
+#if BW_LARGE_QUARANTINE
+    for (size_t k = 0; k < bw_fifo_count; k++)
+        if (bw_fifo[(bw_fifo_head + k) % BW_FIFO_SLOTS].user == user) return true;
+#endif
     for (size_t i = 0; i < BW_LARGE_FREED_HISTORY; i++)
         if (bw_freed_history[i] == user) return true;
     return false;
@@ -1145,6 +1157,8 @@ static void bw_extent_release(bw_extent_t x) {
     bw_extent_t oldest = bw_fifo[bw_fifo_head];
     bw_fifo_head = (bw_fifo_head + 1) % BW_FIFO_SLOTS;
     bw_fifo[(bw_fifo_head + bw_fifo_count - 1) % BW_FIFO_SLOTS] = x;
+    if (oldest.user) bw_freed_remember(oldest.user);
+    oldest.user = 0;
     bw_counter_set(&bw_free_bytes, bw_free_bytes - oldest.size);
     bw_free_put(oldest, true);
 #else
@@ -1190,12 +1204,13 @@ bool bw_large_free(void *ptr, size_t size, size_t alignment, const char *functio
     }
     bw_table_erase(slot);
     bw_counter_set(&bw_large_in_use_bytes, bw_large_in_use_bytes - entry.ext_size);
-    bw_freed_remember(user);
+    if (!BW_LARGE_QUARANTINE) bw_freed_remember(user); /* else when it leaves the quarantine */
     bw_extent_t x = {.base = entry.ext_base,
                      .size = entry.ext_size,
                      .node = entry.node,
                      .dirty = true,
-                     .lead_marker = entry.lead_marker};
+                     .lead_marker = entry.lead_marker,
+                     .user = BW_LARGE_QUARANTINE ? user : 0};
 #if BW_LARGE_QUARANTINE
     bool keep = !bw_page_mode() && bw_kept_room(x.size); /* page mode keeps none */
     bw_unlock(&bw_locks.large);

@@ -5,7 +5,10 @@
  * large (1 MiB, and a size that is not a page multiple, which strict and fuzz
  * place off a page boundary), a first free in another thread (the block then
  * sat on another heap's quarantine or remote list), a block still in the
- * quarantine after hundreds of other frees, and a second free through
+ * quarantine after hundreds of other frees, a large block whose first free
+ * has left the large quarantine since (its address is then only in the
+ * history of freed addresses, which takes it when it leaves), and a second
+ * free through
  * realloc, free_sized and free_aligned_sized. Every case runs in a forked
  * child; the parent prepares the block, so the reported address is known. */
 #include <malloc.h>
@@ -25,6 +28,7 @@
 #include <cmocka.h>
 
 #include "bw_test.h"
+#include "large.h" /* bw_large_quarantine_slots */
 
 #define MiB ((size_t)1 << 20)
 
@@ -103,6 +107,20 @@ static void expect_large_double_free(size_t request) {
     free(block);
 }
 
+/* The first free, then as many large frees as the large quarantine holds,
+ * with no malloc after the block's extent left it (none can take its
+ * address again), then the second free. */
+static void do_free_past_the_large_quarantine_then_free(void *block) {
+    static void *others[4096];
+    size_t n = bw_large_quarantine_slots();
+    if (n > sizeof others / sizeof *others) _exit(113);
+    for (size_t i = 0; i < n; i++)
+        if (!(others[i] = malloc(BW_TEST_SMALL_MAX + 1))) _exit(114);
+    free(block);
+    for (size_t i = 0; i < n; i++) free(others[i]);
+    free(bw_launder(block));
+}
+
 /* ------------------------------------------------------------ tests */
 
 static void test_double_free_small(void **state) {
@@ -132,6 +150,14 @@ static void test_double_free_span_classes(void **state) {
 static void test_double_free_large(void **state) {
     expect_large_double_free(BW_TEST_SMALL_MAX + 1);
     expect_large_double_free(MiB);
+}
+
+static void test_double_free_large_after_its_quarantine(void **state) {
+    void *block = malloc(200000);
+    assert_non_null(block);
+    bw_expect_report(do_free_past_the_large_quarantine_then_free, block, "double free", block,
+                     BW_INFO_NOT_A_BLOCK, "free");
+    free(block);
 }
 
 /* 200000 bytes is not a multiple of 4096: with BW_LARGE_RIGHT_ALIGN the block
@@ -282,6 +308,7 @@ int main(void) {
         cmocka_unit_test(test_double_free_span_classes),
         cmocka_unit_test(test_double_free_large),
         cmocka_unit_test(test_double_free_large_not_page_multiple),
+        cmocka_unit_test(test_double_free_large_after_its_quarantine),
         cmocka_unit_test(test_double_free_first_in_other_thread),
         cmocka_unit_test(test_double_free_second_in_other_thread),
         cmocka_unit_test(test_double_free_of_block_in_quarantine),
