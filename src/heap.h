@@ -30,12 +30,15 @@ struct bw_heap {
 #if BW_QUARANTINE_SLOTS
     size_t quarantine_count;
     size_t quarantine_bytes;
-    uint8_t quarantine_epoch;                 /* bumped by each aging scan */
-    uint64_t quarantine[BW_QUARANTINE_SLOTS]; /* entries: block, class, epoch (quarantine.h) */
+    uint8_t quarantine_epoch; /* bumped by each aging scan */
     /* Blocks that left the quarantine, kept for their class's next malloc
      * (quarantine.c, bw_ready_pop): still marked QUARANTINED, on no free
-     * list, counted in their slab's `used`. */
+     * list, counted in their slab's `used`. The counts sit here, next to
+     * the generator, not beside the stacks 64 KiB on: a forked child reads
+     * every count (bw_quarantine_unready), and in page mode, whose parent
+     * never touched that page, the read cost a page fault of its own. */
     uint8_t ready_count[BW_CLASS_COUNT];
+    uint64_t quarantine[BW_QUARANTINE_SLOTS]; /* entries: block, class, epoch (quarantine.h) */
     void *ready[BW_CLASS_COUNT][BW_READY_SLOTS];
 #endif
     bw_slab_t *sealed;                 /* slabs inherited across fork (BW_LIST_SEALED) */
