@@ -278,8 +278,17 @@ static void bw_meta_unmap(void *meta, size_t bytes) {
     bw_os_release((char *)meta - BW_PAGE_SIZE, bw_page_round(bytes) + 2 * BW_PAGE_SIZE);
 }
 
+/* Page mode (a fuzzer's forked executions, each of which puts its blocks
+ * in the table its parent made) writes every page of a new table at once:
+ * a child's first write of a page its parent never touched took two page
+ * faults (the zero page its probe read mapped, then a copy), of one the
+ * parent touched one. */
 static bw_large_entry_t *bw_table_map(size_t capacity) {
-    return bw_meta_map(capacity * sizeof(bw_large_entry_t));
+    size_t bytes = capacity * sizeof(bw_large_entry_t);
+    bw_large_entry_t *table = bw_meta_map(bytes);
+    if (table && bw_page_mode())
+        for (size_t at = 0; at < bytes; at += BW_PAGE_SIZE) ((volatile char *)table)[at] = 0;
+    return table;
 }
 
 static void bw_table_unmap(bw_large_entry_t *table, size_t capacity) {
