@@ -243,17 +243,19 @@ static size_t bw_page_round(size_t size) {
     return (size + BW_PAGE_SIZE - 1) & ~(size_t)(BW_PAGE_SIZE - 1);
 }
 
-/* Fibonacci hashing (Knuth, TAOCP vol. 3, 6.4) of the 256 KiB group the
- * block starts in, plus its page within the group: blocks side by side get
- * slots side by side. Page mode (the fuzz profile) carves runs of 3-page
- * extents, and a forked child's first touch of a table page costs two page
- * faults (the zero page, then a copy): hashing each page on its own spread
- * 17 blocks over 11 table pages, 22 of the 89 faults of a child that makes
- * them. Blocks of the other profiles are 32 pages or more, so a group
- * holds at most two and the groups still spread evenly. */
+/* Fibonacci hashing (Knuth, TAOCP vol. 3, 6.4) of the 512 KiB group the
+ * block starts in, plus its 8 KiB granule within the group: blocks side by
+ * side get slots side by side. Page mode (the fuzz profile) carves runs of
+ * 2-page extents (a guard and a body), and a forked child's first touch of
+ * a table page costs a page fault: hashing each page on its own spread 17
+ * blocks over 11 table pages, 22 of the 89 faults of a child that makes
+ * them; a 256 KiB group and its pages left every other slot empty, so that
+ * 20 blocks spanned 40 slots, about half the time two pages; now 20 slots.
+ * Blocks of the other profiles are 33 pages or more, so a group holds at
+ * most four, 16 slots apart, and the groups still spread evenly. */
 static size_t bw_table_slot(uintptr_t user, size_t capacity) {
-    size_t group = (size_t)(((user >> 18) * 0x9E3779B97F4A7C15ull) >> 32);
-    return (group + ((user >> 12) & 63)) & (capacity - 1);
+    size_t group = (size_t)(((user >> 19) * 0x9E3779B97F4A7C15ull) >> 32);
+    return (group + ((user >> 13) & 63)) & (capacity - 1);
 }
 
 /* Metadata (the table, the extent and region arrays) in a mapping of its
