@@ -7,6 +7,7 @@
 
 #include "config.h"
 #include "heap.h"
+#include "hot.h"
 #include "init.h"
 #include "large.h"
 #include "lock.h"

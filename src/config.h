@@ -23,15 +23,6 @@
 #define BW_NOINLINE    __attribute__((noinline))
 #define BW_COLD        __attribute__((cold, noinline))
 #define BW_INLINE      static inline __attribute__((always_inline))
-/* The page of the locks (lock.h, bw_locks, first in it) and of the scalars
- * that every large malloc and free writes: the large layer's counts and
- * array pointers (large.c), os.c's guard counters, the fork generation
- * (random.c). One section, which the linker lays out whole in link order
- * (init.c's bw_locks, 4 KiB-aligned, comes first), so that a forked child's
- * first large malloc copies one page of bulwark's data instead of four
- * (page mode: they sat on four pages, next to 72 KiB of large.c's arrays;
- * test_fork_locks checks they share one). */
-#define BW_HOT         __attribute__((section("bw_hot")))
 
 #define BW_PAGE_SIZE         4096u
 #define BW_ARENA_SIZE        ((uintptr_t)1 << BW_ARENA_SHIFT)

@@ -20,7 +20,8 @@
 #include "bw_internal.h"
 
 atomic_int bw_init_state;
-bw_locks_t bw_locks BW_HOT __attribute__((aligned(4096)));
+/* hot.h: page-aligned, so that it is one page. */
+bw_hot_t bw_hot __attribute__((aligned(4096))) = {.rng_generation = 1};
 static atomic_int bw_atfork_registered;
 
 /* Calls `action` on every lock (bw_locks, lock.h) in the one lock order

@@ -39,13 +39,14 @@
 #include <sys/mman.h>
 
 #include "heap.h"
+#include "hot.h"
 #include "large.h"
 #include "lock.h"
 #include "os.h"
 #include "report.h"
 #include "sizeclass.h"
 
-typedef struct {
+typedef struct bw_large_entry {
     uintptr_t user;     /* 0 = empty slot */
     uintptr_t ext_base; /* the extent: its leading guard page ... */
     size_t ext_size;    /* ... and its body, which a guard page follows */
@@ -57,7 +58,7 @@ typedef struct {
 } bw_large_entry_t;
 
 /* A free extent (or one waiting in the large quarantine). */
-typedef struct {
+typedef struct bw_extent {
     uintptr_t base; /* leading guard page */
     size_t size;    /* guard page and body */
     uint64_t freed_at_ms;
@@ -85,7 +86,7 @@ typedef struct {
     uintptr_t user;
 } bw_extent_t;
 
-typedef struct {
+typedef struct bw_region {
     uintptr_t base;
     size_t size; /* its extents and its trailing guard page */
     /* Pages below are mapped read-write, a free one under a guard marker;
@@ -216,18 +217,30 @@ static void bw_large_place(bw_large_entry_t *e, uintptr_t first, size_t size, si
     e->right_aligned = right && user >= first && user < first + BW_PAGE_SIZE;
     e->user = e->right_aligned ? user : first;
 }
-/* The scalars below that every large malloc and free writes are BW_HOT:
- * on the page of the locks, not beside the arrays of this file. */
-static bw_large_entry_t *bw_table BW_HOT; /* own mapping with guard pages */
-static size_t bw_table_capacity BW_HOT;   /* power of two */
-static size_t bw_table_count BW_HOT;
-static size_t bw_large_in_use_bytes BW_HOT;
+/* The scalars that every large malloc and free writes are on the locks'
+ * page (bw_large_state_t in large.h, bw_hot in hot.h), not beside the
+ * arrays of this file; these are their names here. */
+#define bw_table              (bw_hot.large.table)
+#define bw_table_capacity     (bw_hot.large.table_capacity)
+#define bw_table_count        (bw_hot.large.table_count)
+#define bw_large_in_use_bytes (bw_hot.large.in_use_bytes)
+#define bw_freed_history_next (bw_hot.large.freed_history_next)
+#define bw_free_bytes         (bw_hot.large.free_bytes)
+#define bw_free               (bw_hot.large.free)
+#define bw_free_count         (bw_hot.large.free_count)
+#define bw_free_capacity      (bw_hot.large.free_capacity)
+#define bw_extent_total       (bw_hot.large.extent_total)
+#define bw_regions            (bw_hot.large.regions)
+#define bw_region_count       (bw_hot.large.region_count)
+#define bw_region_capacity    (bw_hot.large.region_capacity)
+#define bw_decay_last_ms      (bw_hot.large.decay_last_ms)
+#define bw_fifo_head          (bw_hot.large.fifo_head)
+#define bw_fifo_count         (bw_hot.large.fifo_count)
+#define bw_large_locked       (bw_hot.large.locked)
 
 static uintptr_t bw_freed_history[BW_LARGE_FREED_HISTORY];
-static size_t bw_freed_history_next BW_HOT;
 
 /* Bytes of free and quarantined extents: mapped, kept for reuse. */
-static size_t bw_free_bytes BW_HOT;
 
 /* The counters bw_large_stats reports (bw_table_count, bw_large_in_use_bytes,
  * bw_free_bytes) change only under bw_locks.large but are read without it:
@@ -349,13 +362,6 @@ static void bw_table_erase(bw_large_entry_t *slot) {
 
 /* ----------------------------------------------------------------- extents */
 
-static bw_extent_t *bw_free BW_HOT; /* free extents, sorted by address */
-static size_t bw_free_count BW_HOT, bw_free_capacity BW_HOT;
-static size_t bw_extent_total BW_HOT;  /* extents in every state, in every region */
-static bw_region_t *bw_regions BW_HOT; /* sorted by address */
-static size_t bw_region_count BW_HOT, bw_region_capacity BW_HOT;
-static uint64_t bw_decay_last_ms BW_HOT;
-
 /* Freed extents, guarded whole, oldest first (invariant 4): not reused and
  * not coalesced until they leave. */
 #if BW_LARGE_QUARANTINE
@@ -370,7 +376,6 @@ static bw_extent_t bw_fifo[BW_FIFO_SLOTS];
 size_t bw_large_quarantine_slots(void) {
     return bw_page_mode() ? BW_FIFO_SLOTS : BW_LARGE_QUARANTINE;
 }
-static size_t bw_fifo_head BW_HOT, bw_fifo_count BW_HOT;
 #else
 size_t bw_large_quarantine_slots(void) {
     return 0;
@@ -679,7 +684,6 @@ static void bw_region_release(size_t r) {
  * (RLIMIT_AS). Its one extent goes to the free array, guarded whole with a
  * large quarantine, else at its two ends. Returns the extent's base, 0 on
  * failure. Lock held. */
-static bool bw_large_locked BW_HOT; /* the process locks new mappings: regions of one block */
 
 static uintptr_t bw_region_new(size_t ext_bytes, unsigned node, bool dedicated) {
     bw_region_t *grown =

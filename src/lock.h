@@ -37,11 +37,10 @@ BW_INLINE void bw_lock_reset_in_child(bw_lock_t *lock) {
     atomic_store_explicit(&lock->state, 0, memory_order_relaxed);
 }
 
-/* Every lock bulwark has, on one page (defined in init.c, whose fork
- * handlers take them all), the first thing of section bw_hot: the rest of
- * the page holds only the scalars that every large malloc and free writes
- * (BW_HOT, config.h), which a forked child's first large malloc copies
- * with the locks. Why one page: in a process with threads
+/* Every lock bulwark has, on one page (bw_hot in hot.h, defined in init.c,
+ * whose fork handlers take them all), whose rest holds only the scalars
+ * that every large malloc and free writes: a forked child's first large
+ * malloc copies them with the locks. Why one page: in a process with threads
  * the parent's fork handler releases every lock while the child is alive,
  * so each page holding a lock is a copy-on-write copy per fork; the locks
  * used to sit on three pages of .bss, next to their layers' data (4 page
@@ -61,6 +60,6 @@ typedef struct {
     _Alignas(64) bw_lock_t pools[BW_MAX_NUMA_NODES]; /* segment pools (segment.c) */
 } bw_locks_t;
 _Static_assert(sizeof(bw_locks_t) <= 4096, "the locks fit their page");
-extern BW_HIDDEN bw_locks_t bw_locks;
+/* bw_locks: hot.h. */
 
 #endif

@@ -17,6 +17,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "hot.h"
 #include "lock.h"
 #include "meta_key.h"
 #include "os.h"
@@ -48,9 +49,10 @@ static bool bw_guard_madvise_ok; /* kernel supports MADV_GUARD_INSTALL */
 static atomic_bool bw_guard_by_mprotect;   /* some range was guarded by mprotect */
 static atomic_bool bw_guard_remove_denied; /* MADV_GUARD_REMOVE refused (seccomp) */
 /* Pages guarded since start-up, by how (statistics): relaxed adds next to
- * a system call, on slow paths only; on the page of the locks (BW_HOT), a
- * cache line of their own (they are added to outside the large lock). */
-static _Alignas(64) atomic_size_t bw_guard_pages_madvise BW_HOT, bw_guard_pages_mprotect BW_HOT;
+ * a system call, on slow paths only; on the locks' page (hot.h), a cache
+ * line of their own (they are added to outside the large lock). */
+#define bw_guard_pages_madvise  (bw_hot.guards.by_madvise)
+#define bw_guard_pages_mprotect (bw_hot.guards.by_mprotect)
 
 bw_topology_t bw_topology = {1, NULL};
 

@@ -4,6 +4,12 @@
 
 #include "config.h"
 
+/* Pages guarded since start-up, by how (statistics; os.c): on the locks'
+ * page (bw_hot, hot.h), which page mode's every malloc and free writes. */
+typedef struct {
+    atomic_size_t by_madvise, by_mprotect;
+} bw_guard_counts_t;
+
 /* os.c — every system call lives there */
 void *bw_os_reserve(size_t size, size_t alignment, bool random_base);
 bool bw_os_commit(void *addr, size_t size);

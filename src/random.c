@@ -33,12 +33,11 @@
 #include <unistd.h>
 
 #include "heap.h"
+#include "hot.h"
 #include "os.h"
 #include "random.h"
 #include "report.h"
 
-/* Every forked child writes it (BW_HOT); read where a slab is formatted. */
-_Alignas(64) atomic_uint bw_rng_generation BW_HOT = 1;
 static uint64_t bw_lineage;                /* 0, or derived at each fork (seeded) */
 static uint64_t bw_forks_made;             /* by this process, counted in prepare */
 static atomic_uint_fast64_t bw_seed_block; /* next block of the process stream */

@@ -83,6 +83,6 @@ BW_INLINE bool bw_random_seeded(void) {
 BW_INLINE bool bw_page_mode(void) {
     return BW_PAGE_MODE && bw_secrets.page_mode;
 }
-extern BW_HIDDEN atomic_uint bw_rng_generation; /* bumped in every forked child */
+/* bw_rng_generation, bumped in every forked child: hot.h. */
 
 #endif

@@ -18,6 +18,7 @@
  * returns it with MADV_DONTNEED. */
 #include <string.h>
 
+#include "hot.h"
 #include "lock.h"
 #include "os.h"
 #include "random.h"

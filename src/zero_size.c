@@ -30,6 +30,7 @@
  * malloc_usable_size (8 bytes under a canary, 16 without). */
 #include "zero_size.h"
 #include "heap.h"
+#include "hot.h"
 #include "lock.h"
 #include "os.h"
 #include "report.h"
