@@ -20,6 +20,7 @@ BW_INLINE uint32_t bw_rdpkru(void) {
     uint32_t eax, edx;
     __asm__ volatile(".byte 0x0f, 0x01, 0xee" : "=a"(eax), "=d"(edx) : "c"(0));
     (void)edx;
+    // cppcheck-suppress uninitvar ; eax is the asm statement's output
     return eax;
 }
 BW_INLINE void bw_wrpkru(uint32_t value) {
