@@ -73,6 +73,7 @@ def machine_facts():
                 meminfo[key] = value.strip()
     except OSError:
         pass
+    flags = facts.get("Flags", "").split()
     libc = " ".join(platform.libc_ver())
     gcc = run(["gcc", "--version"]).splitlines()
     return {
@@ -85,6 +86,7 @@ def machine_facts():
         "kernel": platform.release(),
         "libc": libc,
         "gcc": gcc[0] if gcc else "?",
+        "pku": "pku" in flags,
     }
 
 
@@ -260,6 +262,16 @@ def main():
         f"({facts['threads_per_core']} thread(s) per core)"
         + (f", virtual machine ({facts['hypervisor']})" if facts["hypervisor"] else ""))
     add(f"- Memory: {facts['memory']}; kernel {facts['kernel']}; {facts['libc']}; {facts['gcc']}")
+    # strict and fuzz write-protect their metadata with a protection key
+    # where the CPU has them: a third of strict's time (ABLATION-strict.md).
+    if facts["pku"]:
+        add("- Memory protection keys: yes (pku): strict and fuzz keep their metadata "
+            "write-protected between calls, as in production on such CPUs.")
+    else:
+        add("- Memory protection keys: **none** (no pku flag): strict and fuzz run without "
+            "their metadata protection key, which costs strict about a third of its time "
+            "where the CPU has keys (bench/ABLATION-strict.md); their rows are faster here "
+            "than they would be there.")
     add("- Allocators: bulwark (built here, one row per profile in policy/), glibc "
         f"{versions.get('libc6', '?')} (no preload), jemalloc {versions.get('libjemalloc2', '?')}, "
         f"mimalloc {versions.get('libmimalloc2.0', '?')}, tcmalloc (gperftools minimal) "
