@@ -409,38 +409,52 @@ static void test_free_sized_below_new_request_after_realloc(void **state) {
     free_sized(q, MiB - 100);
 }
 
+/* The naive builder: a block of `first` bytes (pattern `seed`) grown by
+ * realloc `step` bytes at a time while it stays at most `until`. Every
+ * realloc must give at least the new size; every move must keep the first
+ * bytes and the last step written; each step's new bytes are written, and
+ * all of them checked at the end. Returns the moves; *block and *size are
+ * the block and its size at the end. */
+static size_t grow_in_steps(unsigned char **block, size_t *size, size_t step, size_t until,
+                            uint64_t seed) {
+    size_t first = *size;
+    unsigned char *p = *block;
+    size_t moves = 0;
+    while (*size + step <= until) {
+        size_t old = *size, grown = old + step;
+        unsigned char *q = realloc(p, grown);
+        BW_REQUIRE(q != NULL, "realloc(%zu -> %zu)", old, grown);
+        BW_REQUIRE(malloc_usable_size(q) >= grown, "usable %zu < %zu", malloc_usable_size(q),
+                   grown);
+        if (q != p) {
+            moves++;
+            BW_REQUIRE(bw_check(q, first, seed), "move %zu (%zu -> %zu bytes) lost contents", moves,
+                       old, grown);
+            BW_REQUIRE(old == first || bw_check(q + old - step, step, (uint64_t)(old - step)),
+                       "move %zu (%zu -> %zu bytes) lost the last bytes", moves, old, grown);
+        }
+        bw_fill(q + old, step, (uint64_t)old); /* the new bytes; checked at the end */
+        p = q;
+        *size = grown;
+    }
+    for (size_t at = first; at + step <= *size; at += step)
+        BW_REQUIRE(bw_check(p + at, step, (uint64_t)at), "bytes %zu..%zu lost", at, at + step);
+    *block = p;
+    return moves;
+}
+
 /* 16 KiB + 1 to 4 MiB in 64-byte steps: 65,000 reallocs. A block that had
  * to move gets half as much room again (large.c), so the growth moves
  * log(4 MiB / 16 KiB) / log(1.5) ~ 14 times; moving once per page would be
- * about 1,000. Every move is checked at both ends of the old contents, and
- * every byte at the end. */
+ * about 1,000. */
 static void test_large_growth_moves_rarely(void **state) {
     size_t size = 16 * KiB + 1;
     unsigned char *p = malloc(size);
     assert_non_null(p);
     bw_fill(p, size, 7);
-    size_t moves = 0;
-    while (size < 4 * MiB) {
-        size_t grown = size + 64;
-        unsigned char *q = realloc(p, grown);
-        BW_REQUIRE(q != NULL, "realloc(%zu -> %zu)", size, grown);
-        BW_REQUIRE(malloc_usable_size(q) >= grown, "usable %zu < %zu", malloc_usable_size(q),
-                   grown);
-        if (q != p) {
-            moves++;
-            BW_REQUIRE(bw_check(q, 16 * KiB + 1, 7), "move %zu (%zu -> %zu bytes) lost contents",
-                       moves, size, grown);
-            BW_REQUIRE(bw_check(q + size - 64, 64, (uint64_t)(size - 64)) || size == 16 * KiB + 1,
-                       "move %zu (%zu -> %zu bytes) lost the last bytes", moves, size, grown);
-        }
-        bw_fill(q + size, 64, (uint64_t)size); /* the new bytes; checked at the end */
-        p = q;
-        size = grown;
-    }
+    size_t moves = grow_in_steps(&p, &size, 64, 4 * MiB + 63, 7);
     print_message("grown 16 KiB -> 4 MiB in 64-byte steps: %zu moves\n", moves);
     BW_REQUIRE(moves <= 24, "%zu moves for 65,000 small growths", moves);
-    for (size_t at = 16 * KiB + 1; at + 64 <= size; at += 64)
-        BW_REQUIRE(bw_check(p + at, 64, (uint64_t)at), "bytes %zu..%zu lost", at, at + 64);
     free(p);
 }
 
@@ -455,24 +469,7 @@ static void test_small_appends_move_once_per_two_classes(void **state) {
     unsigned char *p = malloc(size);
     assert_non_null(p);
     bw_fill(p, size, 11);
-    size_t moves = 0;
-    while (size + 48 <= 120000) {
-        size_t grown = size + 48;
-        unsigned char *q = realloc(p, grown);
-        BW_REQUIRE(q != NULL, "realloc(%zu -> %zu)", size, grown);
-        BW_REQUIRE(malloc_usable_size(q) >= grown, "usable %zu < %zu", malloc_usable_size(q),
-                   grown);
-        if (q != p) {
-            moves++;
-            BW_REQUIRE(bw_check(q, 1100, 11), "move %zu (%zu -> %zu bytes) lost contents", moves,
-                       size, grown);
-        }
-        bw_fill(q + size, 48, (uint64_t)size);
-        p = q;
-        size = grown;
-    }
-    for (size_t at = 1100; at + 48 <= size; at += 48)
-        BW_REQUIRE(bw_check(p + at, 48, (uint64_t)at), "bytes %zu..%zu lost", at, at + 48);
+    size_t moves = grow_in_steps(&p, &size, 48, 120000, 11);
     print_message("grown 1,100 -> %zu bytes in 48-byte steps: %zu moves\n", size, moves);
     if (BW_ZERO_ON_FREE && !BW_EXACT_SIZE)
         BW_REQUIRE(moves <= 16, "%zu moves through 27 classes", moves);
