@@ -674,11 +674,22 @@ static long bw_getrandom(void *buf, size_t size) {
  * Linux 3.17, a seccomp filter): the caller then takes libsodium's
  * randombytes_buf, which falls back to /dev/urandom. */
 bool bw_os_random(void *buf, size_t size) {
+    /* A refusal stands (ENOSYS from a kernel without it, EPERM or ENOSYS
+     * from a seccomp filter): remembered, as refused guard markers are, so
+     * that each later heap seed and forked child's re-key goes straight to
+     * the fallback instead of making the failing call first (and, under a
+     * filter that kills or traps, being seen for it every time). Written
+     * once; a forked child inherits it. */
+    static atomic_bool refused;
+    if (atomic_load_explicit(&refused, memory_order_relaxed)) return false;
     char *at = buf;
     while (size) {
         long got = bw_getrandom(at, size);
         if (got == -EINTR) continue;
-        if (got <= 0) return false;
+        if (got <= 0) {
+            if (got != -EAGAIN) atomic_store_explicit(&refused, true, memory_order_relaxed);
+            return false;
+        }
         at += got;
         size -= (size_t)got;
     }

@@ -16,16 +16,29 @@
  *    fault in: random.c), and siblings' keys differ from each other and
  *    from their parent's. randombytes_buf is interposed here: this test
  *    links libbulwark.a, so bulwark's calls of it land in this file.
+ *  - where a seccomp filter refuses getrandom, bulwark asks once and then
+ *    goes straight to libsodium's randombytes_buf: a later thread's heap
+ *    seed and a forked grandchild's re-key make no getrandom call (before,
+ *    each made the refused call first).
  * The children run the steps and report through a shared page; the parent
  * compares. Statically linked: it reads slab descriptors (bw_slab_at). */
+#include <errno.h>
+#include <linux/audit.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
 #include <malloc.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/random.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
+#include <ucontext.h>
 #include <unistd.h>
 
 /* cmocka.h needs these first; a separate block keeps clang-format from
@@ -54,11 +67,19 @@ struct child_report {
     uint8_t rng_key[32];
 };
 
-/* libsodium's, interposed: counts the calls and fills from the kernel. */
+/* libsodium's, interposed: counts the calls and fills from the kernel, or
+ * (getrandom_refused, where a filter refuses the kernel's) from a counter:
+ * the test below counts calls, it does not need good bytes. */
 static unsigned randombytes_calls;
+static volatile sig_atomic_t getrandom_refused;
 void randombytes_buf(void *const buf, const size_t size);
 void randombytes_buf(void *const buf, const size_t size) {
     randombytes_calls++;
+    if (getrandom_refused) {
+        static uint8_t next;
+        for (size_t i = 0; i < size; i++) ((uint8_t *)buf)[i] = (uint8_t)(next++ * 167u + 13u);
+        return;
+    }
     for (size_t done = 0; done < size;) {
         ssize_t got = getrandom((char *)buf + done, size - done, 0);
         if (got > 0) done += (size_t)got;
@@ -208,6 +229,91 @@ static void test_children_rekey_from_the_kernel(void **state) {
     assert_true(memcmp(reports[0].rng_key, reports[1].rng_key, sizeof parent_rng_key) != 0);
 }
 
+/* getrandom under a seccomp filter that traps it: SIGSYS, counted here,
+ * and the call returns ENOSYS as from a kernel without it. */
+static volatile sig_atomic_t getrandom_traps;
+
+#if defined(__x86_64__)
+static void on_sigsys(int sig, siginfo_t *info, void *context) {
+    (void)sig, (void)info;
+    getrandom_traps++;
+    ((ucontext_t *)context)->uc_mcontext.gregs[REG_RAX] = -ENOSYS;
+}
+
+static int trap_getrandom(void) {
+    struct sock_filter code[] = {
+        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, arch)),
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, AUDIT_ARCH_X86_64, 1, 0),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_getrandom, 0, 1),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_TRAP),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+    };
+    struct sock_fprog program = {.len = sizeof code / sizeof code[0], .filter = code};
+    struct sigaction action = {.sa_sigaction = on_sigsys, .sa_flags = SA_SIGINFO};
+    if (sigaction(SIGSYS, &action, NULL) != 0) return -1;
+    if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) return -1;
+    return prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &program);
+}
+
+static void *thread_mallocs(void *arg) {
+    (void)arg;
+    void *block = malloc(REQUEST); /* a new heap: seeded */
+    free(block);
+    return block;
+}
+
+/* Exit codes: 0 fine; 10 + n: this process trapped n getrandom calls more
+ * than allowed; 2-5 set-up failures. */
+static void refused_getrandom_child(void) {
+    getrandom_refused = 1;
+    if (trap_getrandom() != 0) _exit(2);
+    unsigned calls_before = randombytes_calls;
+    for (int t = 0; t < 3; t++) {
+        pthread_t thread;
+        if (pthread_create(&thread, NULL, thread_mallocs, NULL) != 0) _exit(3);
+        pthread_join(thread, NULL);
+    }
+    if (randombytes_calls == calls_before) _exit(4); /* the seeds took the fallback */
+    if (getrandom_traps > 1) _exit(10 + getrandom_traps - 1);
+    for (int g = 0; g < 3; g++) {
+        pid_t pid = fork();
+        if (pid < 0) _exit(5);
+        if (pid == 0) {
+            getrandom_traps = 0;
+            free(malloc(REQUEST)); /* the re-key's draw */
+            _exit(getrandom_traps ? 10 + getrandom_traps : 0);
+        }
+        int status;
+        if (waitpid(pid, &status, 0) != pid || !WIFEXITED(status)) _exit(6);
+        if (WEXITSTATUS(status) != 0) _exit(WEXITSTATUS(status) + 20);
+    }
+    _exit(0);
+}
+#endif
+
+static void test_refused_getrandom_is_asked_once(void **state) {
+    (void)state;
+#if defined(__x86_64__)
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) refused_getrandom_child();
+    int status;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    BW_REQUIRE(WIFEXITED(status), "the child died of signal %d", WTERMSIG(status));
+    int code = WEXITSTATUS(status);
+    BW_SKIP_WHEN(code == 2, "prctl(PR_SET_SECCOMP) refuses filters");
+    BW_REQUIRE(code < 10 || code >= 30,
+               "three threads' heap seeds asked the refused getrandom %d times", code - 10 + 1);
+    BW_REQUIRE(code < 30, "a forked grandchild's re-key asked the refused getrandom %d times",
+               code - 30);
+    BW_REQUIRE(code == 0, "the child failed (exit %d)", code);
+#else
+    BW_SKIP_WHEN(true, "the SIGSYS handler sets x86-64's return register");
+#endif
+}
+
 int main(void) {
     if (!bw_is_bulwark_loaded()) {
         fprintf(stderr, "test_fork_secrets: malloc is not bulwark's; refusing to test glibc\n");
@@ -220,6 +326,7 @@ int main(void) {
         cmocka_unit_test(test_children_draw_their_own_slab_secrets),
         cmocka_unit_test(test_sibling_large_canaries_differ),
         cmocka_unit_test(test_children_rekey_from_the_kernel),
+        cmocka_unit_test(test_refused_getrandom_is_asked_once),
     };
     return cmocka_run_group_tests(tests, setup, NULL);
 }
