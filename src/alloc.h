@@ -4,6 +4,9 @@
  * table up to 1 KiB, a second above), TLS heap load, (with a quarantine: a
  * block its eviction put on the class's ready stack, if any, checked and
  * armed as below but with no link and no slab count; quarantine.h),
+ * (a block of another heap this thread freed, from the class's foreign
+ * ring when it holds two or more: still claimed, checked, armed, its claim
+ * released; foreign.h),
  * (hardened profiles: a random byte picks one of the class's open slabs),
  * free-list pop: the
  * block's bitmap state must say free, its link is decoded and its tag and
@@ -25,6 +28,7 @@
 #define BW_ALLOC_H
 
 #include "block.h"
+#include "foreign.h"
 #include "heap.h"
 #include "large.h"
 #include "quarantine.h"
@@ -59,6 +63,15 @@ BW_INLINE void *bw_alloc_inline(size_t size) {
         if (bw_unlikely(heap->ready_left == 0)) return bw_malloc_slow(size, false);
         heap->ready_left--;
         return bw_ready_pop(heap, size_class, size);
+    }
+#endif
+#if BW_FOREIGN_SLOTS
+    /* Another heap's block this thread freed (foreign.h), the oldest of
+     * two or more; as often as a ready block. */
+    if (heap->foreign_count[size_class] >= 2) {
+        if (bw_unlikely(heap->ready_left == 0)) return bw_malloc_slow(size, false);
+        heap->ready_left--;
+        return bw_foreign_pop(heap, size_class, size);
     }
 #endif
 #if BW_RANDOM_WAYS

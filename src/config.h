@@ -75,7 +75,18 @@
 #ifndef BW_READY_MAX_BLOCK
 #define BW_READY_MAX_BLOCK 2048u
 #endif
-/* Mallocs the ready stacks serve between two slow paths, which do the
+/* Other heaps' blocks a thread freed (in the profiles with a quarantine,
+ * once they left it) wait in a per-class ring of its own heap, up to
+ * BW_FOREIGN_SLOTS of at most BW_READY_MAX_BLOCK bytes, for its next
+ * malloc of the class (foreign.h) instead of going back to their owner
+ * (0: always back to the owner). A power of two, at most 128. */
+#ifndef BW_FOREIGN_SLOTS
+#define BW_FOREIGN_SLOTS 8
+#endif
+#if BW_FOREIGN_SLOTS & (BW_FOREIGN_SLOTS - 1) || BW_FOREIGN_SLOTS > 128
+#error "BW_FOREIGN_SLOTS must be a power of two, at most 128"
+#endif
+/* Mallocs the ready stacks and foreign rings serve between two slow paths, which do the
  * periodic work (aging, purging, following the NUMA node): a malloc/free
  * loop would otherwise be served from them forever. */
 #ifndef BW_READY_RUN

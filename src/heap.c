@@ -17,6 +17,7 @@
 
 #include "block.h"
 #include "bw_internal.h"
+#include "foreign.h"
 #include "quarantine.h"
 #include "ways.h"
 
@@ -330,6 +331,7 @@ static void bw_abandon_slab(bw_slab_t *slab) {
  * the heap returns to the pool. */
 void bw_heap_abandon(bw_heap_t *heap) {
     bw_quarantine_flush(heap, "thread exit");
+    bw_foreign_flush(heap);
     bw_heap_drain_remote(heap);
     while (heap->sealed) {
         bw_slab_t *slab = heap->sealed;
@@ -460,6 +462,7 @@ static void bw_heap_age_ways(bw_heap_t *heap) {
     if (now - heap->last_age_ms < BW_PURGE_DELAY_MS) return;
     heap->last_age_ms = now;
     bw_quarantine_age(heap);
+    bw_foreign_flush(heap); /* an idle heap pins no other heap's slab */
     bw_ways_close_unneeded(heap);
     for (bw_slab_t *slab = heap->sealed, *next; slab; slab = next) {
         next = slab->next;
@@ -503,6 +506,7 @@ static BW_NOINLINE bw_slab_t *bw_heap_refill_exhausted(bw_heap_t *heap, unsigned
                                                        unsigned way, unsigned node) {
     bw_bin_t *bin = &heap->bins[size_class];
     bw_quarantine_flush(heap, "malloc");
+    bw_foreign_flush(heap);
     bw_heap_drain_remote(heap);
     for (unsigned w = bin->way_base; w < bin->way_base + bw_class_ways[size_class]; w++) {
         bw_slab_t *slab = heap->ways[w];
@@ -610,6 +614,7 @@ static void bw_heap_follow_node(bw_heap_t *heap) {
     if (node == heap->ways_node) return;
     heap->ways_node = node;
     bw_quarantine_unready(heap, "malloc");
+    bw_foreign_flush(heap);
     for (unsigned w = 0; w < BW_WAYS_TOTAL; w++) {
         bw_slab_t *slab = heap->ways[w];
         if (slab == &bw_sentinel_slab || bw_slab_on_node(slab, node)) continue;
@@ -624,7 +629,7 @@ static void bw_heap_follow_node(bw_heap_t *heap) {
 static void *bw_heap_alloc_class(bw_heap_t *heap, unsigned size_class, size_t size) {
     bw_bin_t *bin = &heap->bins[size_class];
     unsigned way = bin->way_base;
-#if BW_QUARANTINE_SLOTS
+#if BW_QUARANTINE_SLOTS || BW_FOREIGN_SLOTS
     heap->ready_left = BW_READY_RUN;
 #endif
     if ((++heap->slow_calls & 15) == 0) {
@@ -710,6 +715,7 @@ size_t bw_heap_trim_current(void) {
         /* Quarantined blocks first: they may be the last live blocks of
          * abandoned slabs the sweep below can then release. */
         bw_quarantine_flush(heap, "malloc_trim");
+        bw_foreign_flush(heap);
         bw_heap_drain_remote(heap);
         for (bw_slab_t *slab = heap->sealed, *next; slab; slab = next) {
             next = slab->next;
@@ -768,6 +774,7 @@ static void bw_heap_fork_seal(bw_heap_t *heap) {
     /* Blocks waiting for their class's next malloc: every sibling would
      * take the same ones in the same order. */
     bw_quarantine_unready(heap, "fork");
+    bw_foreign_flush(heap); /* its blocks were freed in the parent */
     for (unsigned w = 0; w < BW_WAYS_TOTAL; w++) {
         bw_slab_t *slab = heap->ways[w];
         if (slab == &bw_sentinel_slab) continue;

@@ -23,8 +23,10 @@ typedef struct bw_bin {
 struct bw_heap {
     uint64_t way_random; /* random bytes for the fast path's way choice */
     uint32_t way_draws;  /* bytes left in way_random; 0 in the empty heap */
-    uint32_t ready_left; /* mallocs the ready stacks may serve before the slow path runs
-                            again (its periodic work): BW_READY_RUN at each slow path */
+    uint32_t ready_left; /* mallocs the ready stacks and foreign rings may serve before the
+                            slow path runs again (its periodic work): BW_READY_RUN at each
+                            slow path; 0 in a heap that never malloc'd, which keeps no
+                            foreign block (foreign.h) */
     bw_bin_t bins[BW_CLASS_COUNT];
     bw_rng_t rng;
 #if BW_QUARANTINE_SLOTS
@@ -40,6 +42,13 @@ struct bw_heap {
     uint8_t ready_count[BW_CLASS_COUNT];
     uint64_t quarantine[BW_QUARANTINE_SLOTS]; /* entries: block, class, epoch (quarantine.h) */
     void *ready[BW_CLASS_COUNT][BW_READY_SLOTS];
+#endif
+#if BW_FOREIGN_SLOTS
+    /* Other heaps' blocks this thread freed, for its own next mallocs
+     * (foreign.h): a ring per class, oldest first. */
+    uint8_t foreign_head[BW_CLASS_COUNT];
+    uint8_t foreign_count[BW_CLASS_COUNT];
+    void *foreign[BW_CLASS_COUNT][BW_FOREIGN_SLOTS];
 #endif
     bw_slab_t *sealed;                 /* slabs inherited across fork (BW_LIST_SEALED) */
     _Atomic(bw_slab_t *) remote_slabs; /* slabs with remote frees to collect */

@@ -17,6 +17,7 @@
  * (a racing double free, slab.h). */
 #include "quarantine.h"
 #include "block.h"
+#include "foreign.h"
 
 static uint32_t bw_quarantine_release(bw_heap_t *heap, void *block, const char *function) {
     uintptr_t offset = (uintptr_t)block - bw_layout.arena_base;
@@ -34,7 +35,9 @@ static uint32_t bw_quarantine_release(bw_heap_t *heap, void *block, const char *
         bw_report_write_after_free(block, slab, function);
 #endif
     if (!ours) {
-        bw_slab_remote_push(slab, block); /* another heap's block (or was, when freed) */
+        /* Another heap's block (or was, when freed): kept for this heap's
+         * next malloc of the class, else back to its owner. */
+        if (!bw_foreign_put(heap, slab, block)) bw_slab_remote_push(slab, block);
         return size;
     }
     bw_bits_clear(&bits[BW_BITS_QUARANTINED], bit);

@@ -15,6 +15,7 @@
 
 #include "block.h"
 #include "bw_internal.h"
+#include "foreign.h"
 #include "quarantine.h"
 
 /* Lazy, randomized free lists (invariant 3). Formatting a slab links
@@ -238,16 +239,17 @@ void bw_slab_remote_free(bw_slab_t *slab, void *block, const char *function) {
         bw_fatal("double free", block, BW_INFO_CLASS, slab->block_size, function);
 
     bw_block_retire_checks(slab, block, function);
+    bw_heap_t *heap = bw_tls_heap;
 #if BW_QUARANTINE_SLOTS
     /* The block waits in this thread's quarantine; its pending bit keeps
      * marking it freed until the owner collects it. */
-    bw_heap_t *heap = bw_tls_heap;
     if (heap != &bw_empty_heap) {
         bw_quarantine_put(heap, block, slab, false, function);
         return;
     }
 #endif
-    bw_slab_remote_push(slab, block);
+    /* Kept for this thread's next malloc of the class, else to its owner. */
+    if (!bw_foreign_put(heap, slab, block)) bw_slab_remote_push(slab, block);
 }
 
 /* Push a freed block (pending bit already set) on the slab's remote list
