@@ -91,7 +91,9 @@ BW_INLINE bool bw_foreign_put(bw_heap_t *heap, const bw_slab_t *slab, void *bloc
 #endif
 
 /* foreign.c: every kept block back to its owner (thread exit, malloc_trim,
- * the aging scan, a forked child, a move to another NUMA node). */
+ * the aging scan, a move to another NUMA node, an exhausted arena). */
 void bw_foreign_flush(bw_heap_t *heap);
+/* A forked child: the rings are forgotten, their blocks left claimed. */
+void bw_foreign_forget(bw_heap_t *heap);
 
 #endif

@@ -774,7 +774,7 @@ static void bw_heap_fork_seal(bw_heap_t *heap) {
     /* Blocks waiting for their class's next malloc: every sibling would
      * take the same ones in the same order. */
     bw_quarantine_unready(heap, "fork");
-    bw_foreign_flush(heap); /* its blocks were freed in the parent */
+    bw_foreign_forget(heap); /* its blocks were freed in the parent */
     for (unsigned w = 0; w < BW_WAYS_TOTAL; w++) {
         bw_slab_t *slab = heap->ways[w];
         if (slab == &bw_sentinel_slab) continue;
