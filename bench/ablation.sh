@@ -48,12 +48,14 @@ no-canary|the canary at the end of each block|BW_CANARY 0
 no-ways|random placement among open slabs (entropy targets)|BW_ENTROPY_BITS_SMALL 0,BW_ENTROPY_BITS_LARGE 0
 no-slab-guard|the guard page at the end of each slab|BW_SLAB_GUARD 0
 no-link-encoding|random free-list order and encoded links|BW_RANDOM_FREELIST 0,BW_ENCODE_LINKS 0
+no-foreign|the foreign rings (another heap'"'"'s block a thread freed goes back to its owner when it leaves the quarantine)|BW_FOREIGN_SLOTS 0
 '
 elif [ "$base" = fast ]; then
     variants='
 no-link-encoding|encoded free-list links and their checks (plain pointers followed unchecked, not a configuration to ship; the order stays random)|BW_ENCODE_LINKS 0
 no-random-freelist|random free-list order (blocks handed out in address order; links stay encoded)|BW_RANDOM_FREELIST 0
 neither|both: plain unchecked pointers in address order (what is left is the bitmaps and out-of-line metadata)|BW_ENCODE_LINKS 0,BW_RANDOM_FREELIST 0
+no-foreign|the foreign rings (another heap'"'"'s block a thread freed goes back to its owner at once)|BW_FOREIGN_SLOTS 0
 '
 else
     echo "ablation.sh: ABLATION_BASE is default, strict or fast" >&2
