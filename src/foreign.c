@@ -10,10 +10,7 @@ void bw_foreign_flush(bw_heap_t *heap) {
 #if BW_FOREIGN_SLOTS
     for (unsigned c = 1; c < BW_CLASS_COUNT; c++) {
         while (heap->foreign_count[c]) {
-            unsigned at = heap->foreign_head[c];
-            void *block = heap->foreign[c][at];
-            heap->foreign_head[c] = (uint8_t)((at + 1) & (BW_FOREIGN_SLOTS - 1));
-            heap->foreign_count[c]--;
+            void *block = bw_foreign_take(heap, c);
             bw_slab_remote_push(bw_slab_at((uintptr_t)block - bw_layout.arena_base), block);
         }
     }

@@ -58,16 +58,21 @@ BW_INLINE bool bw_foreign_put(bw_heap_t *heap, const bw_slab_t *slab, void *bloc
     return true;
 }
 
+/* The oldest block of the class's ring (which is not empty), taken off. */
+BW_INLINE void *bw_foreign_take(bw_heap_t *heap, unsigned size_class) {
+    unsigned at = heap->foreign_head[size_class];
+    heap->foreign_head[size_class] = (uint8_t)((at + 1) & (BW_FOREIGN_SLOTS - 1));
+    heap->foreign_count[size_class]--;
+    return heap->foreign[size_class][at];
+}
+
 /* malloc of a class whose ring holds two blocks or more: the oldest. It
  * must still be allocated and claimed (nothing else may have taken it: a
  * forged remote list that led the owner to it clears the claim), and with
  * BW_WAF_CHECK_MAX all zero. Then armed like any block, and the claim
  * released: from here on it is the caller's. */
 BW_INLINE void *bw_foreign_pop(bw_heap_t *heap, unsigned size_class, size_t requested) {
-    unsigned at = heap->foreign_head[size_class];
-    void *block = heap->foreign[size_class][at];
-    heap->foreign_head[size_class] = (uint8_t)((at + 1) & (BW_FOREIGN_SLOTS - 1));
-    heap->foreign_count[size_class]--;
+    void *block = bw_foreign_take(heap, size_class);
     uintptr_t offset = (uintptr_t)block - bw_layout.arena_base;
     bw_slab_t *slab = bw_slab_at(offset);
     _Atomic(uint64_t) *bits = bw_bits_group(offset);
