@@ -36,7 +36,8 @@
  *
  * A heap does not open all of them at once: a class starts with one way and
  * opens eight more for every chunk's worth of blocks it holds live
- * (bw_class_way_step = what one way offers; bw_heap_fit_ways), and
+ * (bw_class_way_step = what one way offers; three from 320 bytes to
+ * 16 KiB, bw_class_way_pace, ways.h; bw_heap_fit_ways), and
  * closes them again when the live count falls (the aging scan), so the
  * candidates stay a few times the blocks the class holds and the target
  * holds by the time 2^bits blocks are allocated, while a thread that keeps
@@ -47,6 +48,7 @@ uint16_t bw_class_ways[BW_CLASS_COUNT] = {[0 ... BW_CLASS_COUNT - 1] = 1};
 uint16_t bw_class_way_base[BW_CLASS_COUNT];
 uint16_t bw_class_way_step[BW_CLASS_COUNT] = {[0 ... BW_CLASS_COUNT - 1] = 1};
 uint16_t bw_class_way_delay[BW_CLASS_COUNT];
+uint8_t bw_class_way_pace[BW_CLASS_COUNT] = {[0 ... BW_CLASS_COUNT - 1] = BW_WAYS_PER_LIVE};
 
 void bw_ways_init(void) {
     uint32_t next = 0;
@@ -69,6 +71,8 @@ void bw_ways_init(void) {
              * their most ways long before 2^target blocks are live. */
             bw_class_way_step[c] = (uint16_t)blocks;
             bool small = size <= 256;
+            bool mid = !small && size <= BW_MEDIUM_WAYS_ABOVE;
+            bw_class_way_pace[c] = (uint8_t)(mid ? BW_WAYS_PER_LIVE_MID : BW_WAYS_PER_LIVE);
             unsigned bits = small ? BW_ENTROPY_BITS_SMALL : BW_ENTROPY_BITS_LARGE;
             uint32_t candidates = (small ? 2u : 3u) << bits;
             wanted = candidates / blocks + (candidates % blocks != 0);
@@ -91,7 +95,8 @@ void bw_ways_init(void) {
                  * 64 and 128 KiB classes measured 8.85-9.29 bits with the
                  * delay, 9.11-9.21 without; at pace 3 the first three
                  * measured 8.62-9.10. */
-                uint32_t ramp = ((wanted - 1) * blocks + BW_WAYS_PER_LIVE - 1) / BW_WAYS_PER_LIVE;
+                uint32_t pace = bw_class_way_pace[c];
+                uint32_t ramp = ((wanted - 1) * blocks + pace - 1) / pace;
                 uint32_t full_at = (BW_WAYS_FULL_MEDIUM_NUM << bits) / 16;
                 bw_class_way_delay[c] = (uint16_t)(full_at > ramp ? full_at - ramp : 0);
             }
@@ -119,7 +124,7 @@ static uint32_t bw_bin_ways_wanted(const bw_bin_t *bin, unsigned size_class) {
     uint32_t live = bin->live > 0 ? (uint32_t)bin->live : 0;
     uint32_t delay = bw_class_way_delay[size_class];
     live = live > delay ? live - delay : 0;
-    uint32_t wanted = 1 + BW_WAYS_PER_LIVE * live / bw_class_way_step[size_class];
+    uint32_t wanted = 1 + bw_class_way_pace[size_class] * live / bw_class_way_step[size_class];
     return wanted < bw_class_ways[size_class] ? wanted : bw_class_ways[size_class];
 }
 
@@ -127,11 +132,11 @@ static uint32_t bw_bin_ways_wanted(const bw_bin_t *bin, unsigned size_class) {
  * smallest live count for which bw_bin_ways_wanted exceeds way_count. */
 void bw_bin_set_open_at(bw_bin_t *bin, unsigned size_class) {
     uint32_t step = bw_class_way_step[size_class];
-    bin->open_at =
-        bin->way_count >= bw_class_ways[size_class]
-            ? INT32_MAX
-            : (int32_t)((bin->way_count * step + BW_WAYS_PER_LIVE - 1) / BW_WAYS_PER_LIVE +
-                        bw_class_way_delay[size_class]);
+    bin->open_at = bin->way_count >= bw_class_ways[size_class]
+                       ? INT32_MAX
+                       : (int32_t)((bin->way_count * step + bw_class_way_pace[size_class] - 1) /
+                                       bw_class_way_pace[size_class] +
+                                   bw_class_way_delay[size_class]);
 }
 
 /* Open more ways if the class has grown: called from the slow path when
