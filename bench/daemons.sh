@@ -10,7 +10,7 @@
 # the machine falls on all of them alike. Prints one line per run, then a
 # table of medians: the daemon's throughput and the server's CPU time (user
 # + system of every process of the daemon, for the same fixed work), each
-# relative to no preload. Not run by `make check`.
+# relative to glibc's malloc ("glibc" below). Not run by `make check`.
 #
 #   sh bench/daemons.sh                      # 3 repetitions, every daemon and profile
 #   REPS=5 DAEMONS="redis nginx" PROFILES="default strict" sh bench/daemons.sh
@@ -37,10 +37,32 @@ OUT=${OUT:-$(mktemp "${TMPDIR:-/tmp}/bulwark-daemons.XXXXXX")}
 FROM=${FROM:-}
 
 # "none": the daemon without a preload, on its own malloc: glibc's, or
-# jemalloc for Debian's redis-server, which is linked with it.
+# jemalloc for Debian's redis-server, which is linked with it. "glibc":
+# bench/glibc_malloc.c preloaded, which puts glibc's malloc back in front
+# of any other, so that every daemon has a glibc row; the table's ratios
+# are relative to it. PEERS: other allocators preloaded the same way
+# (Debian's packages, where installed).
+PEERS=${PEERS:-jemalloc mimalloc}
+peer_lib() {
+    case $1 in
+    glibc) echo "$(pwd -P)/build/bench/glibc_malloc.so" ;;
+    jemalloc) echo /usr/lib/x86_64-linux-gnu/libjemalloc.so.2 ;;
+    mimalloc) echo /usr/lib/x86_64-linux-gnu/libmimalloc.so.2 ;;
+    tcmalloc) echo /usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4 ;;
+    *) echo "$(pwd -P)/build/$1/libbulwark.so" ;;
+    esac
+}
 allocs="none"
+if [ -z "$FROM" ]; then
+    mkdir -p build/bench
+    cc -shared -fPIC -O2 -Wall -Wextra -o build/bench/glibc_malloc.so bench/glibc_malloc.c -ldl
+fi
+allocs="$allocs glibc"
+for peer in $PEERS; do
+    if [ -f "$(peer_lib "$peer")" ]; then allocs="$allocs $peer"; else echo "skipped: $peer is not installed" >&2; fi
+done
 for p in $PROFILES; do
-    lib=$(pwd -P)/build/$p/libbulwark.so
+    lib=$(peer_lib "$p")
     if [ ! -f "$lib" ]; then
         echo "error: $lib is missing (make PROFILE=$p)" >&2
         exit 1
@@ -52,6 +74,14 @@ n_allocs=$(echo "$allocs" | wc -w)
 if [ -n "$FROM" ]; then
     OUT=$FROM
     REPS=$(awk '{ print $1 }' "$OUT" | sort -n | tail -n 1)
+    # The allocators and daemons the file holds, in the usual order.
+    allocs=$(awk -v order="none glibc $PEERS tcmalloc fast default strict fuzz" '
+        /^#/ { next }
+        { seen[$3] = 1; if (!($3 in first)) { first[$3] = NR; extra[++n] = $3 } }
+        END { k = split(order, o, " ")
+              for (i = 1; i <= k; i++) if (o[i] in seen) { printf "%s ", o[i]; delete seen[o[i]] }
+              for (i = 1; i <= n; i++) if (extra[i] in seen) printf "%s ", extra[i] }' "$OUT")
+    DAEMONS=$(awk '!/^#/ && !seen[$2]++ { printf "%s ", $2 }' "$OUT")
 else
     : >"$OUT"
 fi
@@ -64,7 +94,7 @@ while [ -z "$FROM" ] && [ "$rep" -lt "$REPS" ]; do
             '{ a[NR - 1] = $0 } END { for (i = 0; i < n; i++) print a[(i + r) % n] }')
         for a in $order; do
             lib=
-            [ "$a" = none ] || lib=$(pwd -P)/build/$a/libbulwark.so
+            [ "$a" = none ] || lib=$(peer_lib "$a")
             line=$(sh "tests/daemons/$d.sh" --bench "$lib" 2>&1 | tail -n 1)
             echo "$rep $d $a $line" | tee -a "$OUT"
         done
@@ -74,20 +104,24 @@ done
 echo
 echo "medians of $REPS runs (raw lines in $OUT):"
 echo
-echo "| daemon | metric | preload | throughput | vs none | server CPU s | vs none |"
+# Ratios are relative to glibc's malloc; a run recorded before the glibc
+# preload existed (no "glibc" lines) is shown relative to no preload.
+base=glibc
+awk '$3 == "glibc" { found = 1 } END { exit !found }' "$OUT" || base=none
+echo "| daemon | metric | preload | throughput | vs $base | server CPU s | vs $base |"
 echo "|---|---|---|---:|---:|---:|---:|"
+median_of() { # DAEMON ALLOC FIELD
+    awk -v d="$1" -v a="$2" -v f="$3" '$2 == d && $3 == a { print $f }' "$OUT" | sort -g |
+        awk '{ v[NR] = $1 } END { if (NR) print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+}
 for d in $DAEMONS; do
+    base_thr=$(median_of "$d" "$base" 5)
+    base_cpu=$(median_of "$d" "$base" 7)
     for a in $allocs; do
         # line: REP DAEMON ALLOC METRIC VALUE server-cpu SECONDS [...]
-        thr=$(awk -v d="$d" -v a="$a" '$2 == d && $3 == a { print $5 }' "$OUT" | sort -g |
-            awk '{ v[NR] = $1 } END { if (NR) print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }')
-        cpu=$(awk -v d="$d" -v a="$a" '$2 == d && $3 == a { print $7 }' "$OUT" | sort -g |
-            awk '{ v[NR] = $1 } END { if (NR) print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }')
+        thr=$(median_of "$d" "$a" 5)
+        cpu=$(median_of "$d" "$a" 7)
         metric=$(awk -v d="$d" '$2 == d { print $4; exit }' "$OUT")
-        if [ "$a" = none ]; then
-            base_thr=$thr
-            base_cpu=$cpu
-        fi
         awk -v d="$d" -v m="$metric" -v a="$a" -v t="$thr" -v c="$cpu" -v bt="$base_thr" -v bc="$base_cpu" \
             'BEGIN { printf "| %s | %s | %s | %.2f | %.2f× | %.2f | %.2f× |\n", d, m, a, t, (bt > 0 ? t / bt : 0), c, (bc > 0 ? c / bc : 0) }'
     done
