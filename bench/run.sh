@@ -159,7 +159,8 @@ threadchurn|threadchurn 2000 2 2000|threadchurn 400 2 2000
 for source in bench/*.c; do
     program=$(basename "$source" .c)
     case "$program" in
-    icount_*) continue ;; # bench/icount.sh's programs, run under callgrind
+    icount_*) continue ;;      # bench/icount.sh's programs, run under callgrind
+    glibc_malloc) continue ;; # bench/daemons.sh's preload, not a workload
     esac
     if ! gcc -std=gnu11 -O2 -Wall -Wextra -pthread -o "$out_dir/$program" "$source"; then
         say "cannot compile $source"
