@@ -32,8 +32,8 @@ extern BW_HIDDEN uint8_t bw_class_way_pace[BW_CLASS_COUNT];
  * three runs; 8.93-9.39 at pace 8, 8.89-9.30 at 4, lowest 8.10 at 2, too
  * close to the target). A thread that holds a few dozen blocks of each
  * such class opens fewer slabs: bench/threadchurn 400 2 2000
- * (default) 0.36 -> 0.28 s of CPU, peak RSS 29.3 -> 20.6 MiB (7
- * interleaved runs, medians; server and strings unchanged). The classes above
+ * (default) 0.36 -> 0.28 s of CPU (7 interleaved runs, medians; server
+ * and strings unchanged), peak RSS 28.6 -> 20.1 MiB. The classes above
  * BW_MEDIUM_WAYS_ABOVE keep 8 and start later (bw_class_way_delay,
  * ways.c), with all their ways open once BW_WAYS_FULL_MEDIUM_NUM / 16 of
  * 2^target blocks are live. */
