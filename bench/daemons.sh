@@ -52,23 +52,24 @@ peer_lib() {
     *) echo "$(pwd -P)/build/$1/libbulwark.so" ;;
     esac
 }
-allocs="none"
+# (With FROM= the allocators are those of the file, below: nothing is
+# built or looked for.)
+allocs="none glibc"
 if [ -z "$FROM" ]; then
     mkdir -p build/bench
     cc -shared -fPIC -O2 -Wall -Wextra -o build/bench/glibc_malloc.so bench/glibc_malloc.c -ldl
+    for peer in $PEERS; do
+        if [ -f "$(peer_lib "$peer")" ]; then allocs="$allocs $peer"; else echo "skipped: $peer is not installed" >&2; fi
+    done
+    for p in $PROFILES; do
+        lib=$(peer_lib "$p")
+        if [ ! -f "$lib" ]; then
+            echo "error: $lib is missing (make PROFILE=$p)" >&2
+            exit 1
+        fi
+        allocs="$allocs $p"
+    done
 fi
-allocs="$allocs glibc"
-for peer in $PEERS; do
-    if [ -f "$(peer_lib "$peer")" ]; then allocs="$allocs $peer"; else echo "skipped: $peer is not installed" >&2; fi
-done
-for p in $PROFILES; do
-    lib=$(peer_lib "$p")
-    if [ ! -f "$lib" ]; then
-        echo "error: $lib is missing (make PROFILE=$p)" >&2
-        exit 1
-    fi
-    allocs="$allocs $p"
-done
 n_allocs=$(echo "$allocs" | wc -w)
 
 if [ -n "$FROM" ]; then
