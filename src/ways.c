@@ -14,9 +14,16 @@
 #include "sizeclass.h"
 
 /* Random ways (Guarder's entropy target, BW_ENTROPY_BITS_*): a bin keeps
- * enough open slabs that a malloc chooses among at least 2 (3 above 256
+ * enough open slabs that a malloc chooses among at least 2.25 (3 above 256
  * bytes) times 2^bits blocks that are equally likely next, so the target
- * still holds when 2^bits of them are live. Guarder (USENIX Security 2018)
+ * still holds when 2^bits of them are live. With twice 2^bits up to 256
+ * bytes the 112, 224 and 256-byte classes (4, 8 and 9 ways: 2,160 to
+ * 2,192 blocks) read 10.08-10.29 bits at K = 2^10 (Chao-Shen, the lowest
+ * class of each of 26 runs, default and strict), and 1 run of about 60
+ * read 9.99, below the target; with 2.25 times (5, 9 and 10 ways) the
+ * lowest classes read 10.27-10.39 (4 runs), for 0.4 MiB more peak RSS in
+ * bench/workingset (8.9 -> 9.3 MiB) and 4% more of its CPU (5 interleaved
+ * runs; server, churn and prodcons within noise). Guarder (USENIX Security 2018)
  * sets 10 bits for small objects; the issue asks 10 bits up to 256 bytes and
  * 8 above. What one way offers is its current chunk (slab.c: the blocks of
  * a 2^BW_FRESH_CHUNK_SHIFT-byte piece are linked together, in random order),
@@ -74,7 +81,7 @@ void bw_ways_init(void) {
             bool mid = !small && size <= BW_MEDIUM_WAYS_ABOVE;
             bw_class_way_pace[c] = (uint8_t)(mid ? BW_WAYS_PER_LIVE_MID : BW_WAYS_PER_LIVE);
             unsigned bits = small ? BW_ENTROPY_BITS_SMALL : BW_ENTROPY_BITS_LARGE;
-            uint32_t candidates = (small ? 2u : 3u) << bits;
+            uint32_t candidates = small ? (9u << bits) / 4 : 3u << bits;
             wanted = candidates / blocks + (candidates % blocks != 0);
             if (wanted > BW_WAYS_MAX) wanted = BW_WAYS_MAX;
             if (size > BW_MEDIUM_WAYS_ABOVE) {
