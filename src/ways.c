@@ -22,7 +22,7 @@
  * class of each of 26 runs, default and strict), and 1 run of about 60
  * read 9.99, below the target; with 2.25 times (5, 9 and 10 ways) the
  * lowest classes read 10.27-10.39 (4 runs), for 0.4 MiB more peak RSS in
- * bench/workingset (8.9 -> 9.3 MiB) and 4% more of its CPU (5 interleaved
+ * bench/workingset (8.7 -> 9.1 MiB) and 4% more of its CPU (5 interleaved
  * runs; server, churn and prodcons within noise). Guarder (USENIX Security 2018)
  * sets 10 bits for small objects; the issue asks 10 bits up to 256 bytes and
  * 8 above. What one way offers is its current chunk (slab.c: the blocks of
