@@ -139,11 +139,11 @@ static uint32_t bw_bin_ways_wanted(const bw_bin_t *bin, unsigned size_class) {
  * smallest live count for which bw_bin_ways_wanted exceeds way_count. */
 void bw_bin_set_open_at(bw_bin_t *bin, unsigned size_class) {
     uint32_t step = bw_class_way_step[size_class];
-    bin->open_at = bin->way_count >= bw_class_ways[size_class]
-                       ? INT32_MAX
-                       : (int32_t)((bin->way_count * step + bw_class_way_pace[size_class] - 1) /
-                                       bw_class_way_pace[size_class] +
-                                   bw_class_way_delay[size_class]);
+    uint32_t pace = bw_class_way_pace[size_class];
+    bin->open_at =
+        bin->way_count >= bw_class_ways[size_class]
+            ? INT32_MAX
+            : (int32_t)((bin->way_count * step + pace - 1) / pace + bw_class_way_delay[size_class]);
 }
 
 /* Open more ways if the class has grown: called from the slow path when

@@ -24,18 +24,21 @@ extern BW_HIDDEN uint16_t bw_class_way_delay[BW_CLASS_COUNT];
 extern BW_HIDDEN uint8_t bw_class_way_pace[BW_CLASS_COUNT];
 /* Ways a class opens per way's worth of live blocks (ways.c, its "pace"):
  * enough that the entropy targets hold once 2^target blocks are live
- * (test_entropy). Up to 256 bytes (10-bit target, 2.25 times 2^10
- * candidates), 8: with twice 2^10 candidates (ways.c) the 256-byte class
- * measured 9.95-10.15 bits against its target at 4, 10.1-10.3 at 8. From 320 bytes to 16 KiB (8-bit
- * target, three times 2^8 candidates), 3: all their ways are open at 256 live blocks instead of 96,
- * and they measure 8.59-9.22 bits at K = 256 (Chao-Shen, three runs; 8.93-9.39 at pace 8, 8.89-9.30
- * at 4, lowest 8.10 at 2, too close to the target). A thread that holds a few dozen blocks of each
- * such class opens fewer slabs: bench/threadchurn 400 2 2000
- * (default) 0.36 -> 0.28 s of CPU (7 interleaved runs, medians; server
- * and strings unchanged), peak RSS 28.6 -> 20.1 MiB. The classes above
- * BW_MEDIUM_WAYS_ABOVE keep 8 and start later (bw_class_way_delay,
- * ways.c), with all their ways open once BW_WAYS_FULL_MEDIUM_NUM / 16 of
- * 2^target blocks are live. */
+ * (test_entropy).
+ *  - Up to 256 bytes (10-bit target, 2.25 times 2^10 candidates): 8. With
+ *    twice 2^10 candidates the 256-byte class measured 9.95-10.15 bits at
+ *    pace 4, 10.1-10.3 at 8.
+ *  - From 320 bytes to 16 KiB (8-bit target, three times 2^8 candidates):
+ *    3, so all their ways are open at 256 live blocks instead of 96. They
+ *    measure 8.59-9.22 bits at K = 256 (Chao-Shen, three runs; 8.93-9.39
+ *    at pace 8, 8.89-9.30 at 4, lowest 8.10 at 2, too close to the
+ *    target). A thread holding a few dozen blocks of each such class opens
+ *    fewer slabs: bench/threadchurn 400 2 2000 (default) 0.36 -> 0.28 s of
+ *    CPU (7 interleaved runs, medians; server and strings unchanged), peak
+ *    RSS 28.6 -> 20.1 MiB.
+ *  - Above BW_MEDIUM_WAYS_ABOVE: 8, starting later (bw_class_way_delay,
+ *    ways.c), with all their ways open once BW_WAYS_FULL_MEDIUM_NUM / 16 of
+ *    2^target blocks are live. */
 #ifndef BW_WAYS_PER_LIVE
 #define BW_WAYS_PER_LIVE 8u
 #endif
