@@ -4,10 +4,12 @@
  * and SIGABRT: interior pointers of small and large blocks, unaligned
  * pointers, the stack, a global, a slab slot of the arena that never served
  * a size class, and a block boundary of a live slab that malloc never handed
- * out. The info names the size class when the pointer lies in a slab that
+ * out, each freed by the thread that allocated the block and by another.
+ * The info names the size class when the pointer lies in a slab that
  * serves one, and "not a bulwark block" otherwise. Each case runs in a
  * forked child; the parent computes the pointer, so the address is known. */
 #include <malloc.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -38,6 +40,21 @@ static void do_free(void *pointer) {
     free(bw_launder(pointer));
 }
 
+static void *free_in_thread(void *pointer) {
+    free(bw_launder(pointer));
+    return NULL;
+}
+
+/* A thread that does not own the block's slab frees it: that path claims
+ * the pointer's PENDING bit before it checks ALLOCATED (slab.c,
+ * bw_slab_remote_free), and must still name a pointer that is no block
+ * start an invalid free, not a double free or a free-list corruption. */
+static void do_free_other_thread(void *pointer) {
+    pthread_t thread;
+    if (pthread_create(&thread, NULL, free_in_thread, pointer) != 0) abort();
+    pthread_join(thread, NULL);
+}
+
 static void do_realloc(void *pointer) {
     sink = (uintptr_t)realloc(bw_launder(pointer), 100);
 }
@@ -63,6 +80,7 @@ static void expect_invalid_everywhere(void *pointer, const char *info) {
     struct sized sized_op = {pointer, 64, 0};
     struct sized aligned_op = {pointer, 64, 16};
     bw_expect_report(do_free, pointer, "invalid free", pointer, info, "free");
+    bw_expect_report(do_free_other_thread, pointer, "invalid free", pointer, info, "free");
     bw_expect_report(do_realloc, pointer, "invalid free", pointer, info, "realloc");
     bw_expect_report(do_free_sized, &sized_op, "invalid free", pointer, info, "free_sized");
     bw_expect_report(do_free_aligned_sized, &aligned_op, "invalid free", pointer, info,
