@@ -16,7 +16,8 @@
  * which also makes splitting and coalescing free extents cost nothing: one
  * mprotect makes a block's body inaccessible when it is freed, keeping its
  * pages ("kept"), and one opens the body of the next block carved there,
- * which memset clears before it is handed out, so no byte of an earlier
+ * whose part that held an earlier owner's bytes (bw_extent_t's dirty
+ * range) memset clears before it is handed out, so no byte of an earlier
  * owner is ever visible. Measured on this project's 2-core KVM machine,
  * that costs about 0.2 ms per 2 MiB block against 1.3-1.7 ms for guard
  * markers (which discard the pages) and faulting the pages in again; blocks
@@ -84,6 +85,13 @@ typedef struct bw_extent {
      * Written at free, the history was a page a forked child's first free
      * copied besides the quarantine's own. 0 everywhere else. */
     uintptr_t user;
+    /* Where dirty: the earlier owners' bytes lie in [dirty_lo, dirty_hi);
+     * the rest of the extent reads as zeros. Kept extents merge with
+     * discarded and never-used ones, so a body carved from one was mostly
+     * pages that were not resident: 97% of those bench/window 400 cleared
+     * whole (mincore before the first 100 clears), each faulted in only to
+     * be zeroed twice. Only this range is cleared now. */
+    uintptr_t dirty_lo, dirty_hi;
 } bw_extent_t;
 
 typedef struct bw_region {
@@ -469,11 +477,42 @@ static uintptr_t bw_fit_span(uintptr_t base, size_t size, size_t body, size_t al
     return start <= end && end - start >= body ? start : 0;
 }
 
+/* The whole extent may hold an earlier owner's bytes. */
+static void bw_dirty_whole(bw_extent_t *x) {
+    x->dirty = true;
+    x->dirty_lo = x->base;
+    x->dirty_hi = x->base + x->size;
+}
+
+/* [lo, hi) joins the dirty range (its bounding range: what lies between
+ * is cleared too when the range is). */
+static void bw_dirty_add(bw_extent_t *x, uintptr_t lo, uintptr_t hi) {
+    if (!x->dirty) {
+        x->dirty_lo = lo;
+        x->dirty_hi = hi;
+    }
+    if (lo < x->dirty_lo) x->dirty_lo = lo;
+    if (hi > x->dirty_hi) x->dirty_hi = hi;
+    x->dirty = true;
+}
+
+/* A piece [from, to) of a dirty range's owner keeps the part of the range
+ * inside it; none, and it is clean. */
+static void bw_dirty_clip(bool *dirty, uintptr_t *lo, uintptr_t *hi, uintptr_t from, uintptr_t to) {
+    if (!*dirty) return;
+    if (*lo < from) *lo = from;
+    if (*hi > to) *hi = to;
+    *dirty = *lo < *hi;
+}
+static void bw_extent_clip_dirty(bw_extent_t *x) {
+    bw_dirty_clip(&x->dirty, &x->dirty_lo, &x->dirty_hi, x->base, x->base + x->size);
+}
+
 /* Merge b, which follows a, into a. */
 static void bw_extent_absorb(bw_extent_t *a, const bw_extent_t *b) {
     a->marked = a->marked || b->marked || (a->kept && b->lead_marker);
     a->size += b->size;
-    a->dirty = a->dirty || b->dirty;
+    if (b->dirty) bw_dirty_add(a, b->dirty_lo, b->dirty_hi);
     if (b->freed_at_ms > a->freed_at_ms) a->freed_at_ms = b->freed_at_ms;
     bw_extent_total--;
 }
@@ -518,7 +557,7 @@ static bool bw_free_merge_all(void) {
         if (out > 0 && bw_free[out - 1].base + bw_free[out - 1].size == x.base) {
             bw_unguard_t back = bw_os_unguard((void *)x.base, BW_PAGE_SIZE);
             if (back != BW_UNGUARD_FAILED) {
-                x.dirty = x.dirty || back == BW_UNGUARD_STALE;
+                if (back == BW_UNGUARD_STALE) bw_dirty_add(&x, x.base, x.base + BW_PAGE_SIZE);
                 bw_extent_absorb(&bw_free[out - 1], &x);
                 merged = true;
                 continue;
@@ -816,7 +855,8 @@ typedef struct {
     bool marked;
     bool lead_marker;
     bool loose;
-    bool clear_lead; /* opening removes the leading page's markers too */
+    bool clear_lead;              /* opening removes the leading page's markers too */
+    uintptr_t dirty_lo, dirty_hi; /* as in bw_extent_t */
 } bw_carved_t;
 
 /* bw_fit_span of free extent i. */
@@ -845,6 +885,7 @@ static bool bw_carve_from(size_t i, size_t body, size_t alignment, bw_carved_t *
         }
         bw_extent_t front = x;
         front.size = lead - x.base;
+        bw_extent_clip_dirty(&front);
         bw_free_put(front, false);
         bw_extent_total++;
     }
@@ -857,6 +898,7 @@ static bool bw_carve_from(size_t i, size_t body, size_t alignment, bw_carved_t *
         back.base = block_end;
         back.size = rest;
         back.lead_marker = !x.kept || x.marked;
+        bw_extent_clip_dirty(&back);
         bw_free_put(back, false);
         bw_extent_total++;
     } else {
@@ -871,8 +913,9 @@ static bool bw_carve_from(size_t i, size_t body, size_t alignment, bw_carved_t *
     bool had_marker = lead == x.base ? x.lead_marker : x.marked;
     bool clear_lead = x.kept && !x.loose && had_marker;
     bool lead_marker = !x.kept || x.loose;
-    *out = (bw_carved_t){lead,   block_end - lead, start,       x.node,  x.dirty,
-                         x.kept, x.marked,         lead_marker, x.loose, clear_lead};
+    *out = (bw_carved_t){lead,     block_end - lead, start,   x.node,     x.dirty,    x.kept,
+                         x.marked, lead_marker,      x.loose, clear_lead, x.dirty_lo, x.dirty_hi};
+    bw_dirty_clip(&out->dirty, &out->dirty_lo, &out->dirty_hi, lead, block_end);
     return true;
 }
 
@@ -948,8 +991,9 @@ static bool bw_extent_get(size_t body, size_t alignment, unsigned node, bool ded
 
 /* Give back an extent that was carved but not handed out; lock held. */
 static void bw_extent_unget(const bw_carved_t *c) {
-    bw_extent_t x = {c->ext_base, c->ext_size, bw_os_now_ms(), c->node,  c->dirty,
-                     c->kept,     c->marked,   c->lead_marker, c->loose, 0};
+    bw_extent_t x = {c->ext_base, c->ext_size, bw_os_now_ms(), c->node,
+                     c->dirty,    c->kept,     c->marked,      c->lead_marker,
+                     c->loose,    0,           c->dirty_lo,    c->dirty_hi};
     bw_free_put(x, BW_LARGE_QUARANTINE);
 }
 
@@ -972,7 +1016,7 @@ static unsigned bw_large_node(void) {
 static void bw_extent_seal(bw_extent_t *x, bool keep) {
     void *body = (void *)(x->base + BW_PAGE_SIZE);
     size_t size = x->size - BW_PAGE_SIZE;
-    x->dirty = true;
+    bw_dirty_whole(x);
     x->kept = x->marked = x->loose = false;
     if (!bw_os_has_guard_madvise()) {
         if (!bw_os_guard(body, size)) memset(body, 0, size);
@@ -1094,22 +1138,35 @@ static void *bw_large_alloc_room(size_t size, size_t capacity, size_t alignment,
     bw_large_entry_t entry = {0, c.ext_base, c.ext_size, size, 0, c.node, false, c.lead_marker};
     bw_large_place(&entry, c.body, size, user_alignment, right);
     /* calloc needs zeros; the hardened profiles never hand out a freed
-     * block's bytes. */
-    if (!zeroed && (zero || BW_LARGE_QUARANTINE)) memset((void *)c.body, 0, end - c.body);
+     * block's bytes. Where they come from the extent's dirty range alone
+     * (not from pages a locked mapping kept under an mprotect guard),
+     * only that range is cleared. */
+    uintptr_t clear_from = c.body, clear_to = end;
+#if BW_LARGE_QUARANTINE
+    bool stale_is_dirty = c.kept && !c.loose;
+#else
+    bool stale_is_dirty = true;
+#endif
+    if (stale_is_dirty && c.dirty) {
+        if (c.dirty_lo > clear_from) clear_from = c.dirty_lo;
+        if (c.dirty_hi < clear_to) clear_to = c.dirty_hi;
+    }
+    if (!zeroed && (zero || BW_LARGE_QUARANTINE) && clear_from != 0 && clear_from < clear_to)
+        memset((void *)clear_from, 0, clear_to - clear_from);
     entry.canary = BW_CANARY ? bw_large_canary_draw() : 0;
     bw_large_canary_write(&entry);
 
     bw_lock(&bw_locks.large);
     if (!bw_table_reserve_one()) {
-        bw_extent_t x = {.base = c.ext_base,
-                         .size = c.ext_size,
-                         .node = c.node,
-                         .dirty = true,
-                         .lead_marker = c.lead_marker};
+        bw_extent_t x = {
+            .base = c.ext_base, .size = c.ext_size, .node = c.node, .lead_marker = c.lead_marker};
+        bw_dirty_whole(&x);
 #if BW_LARGE_QUARANTINE
         bw_extent_seal(&x, true);
 #endif
         c.dirty = x.dirty;
+        c.dirty_lo = x.dirty_lo;
+        c.dirty_hi = x.dirty_hi;
         c.kept = x.kept;
         bw_extent_unget(&c);
         bw_unlock(&bw_locks.large);
@@ -1228,9 +1285,9 @@ bool bw_large_free(void *ptr, size_t size, size_t alignment, const char *functio
     bw_extent_t x = {.base = entry.ext_base,
                      .size = entry.ext_size,
                      .node = entry.node,
-                     .dirty = true,
                      .lead_marker = entry.lead_marker,
                      .user = BW_LARGE_QUARANTINE ? user : 0};
+    bw_dirty_whole(&x);
 #if BW_LARGE_QUARANTINE
     bool keep = !bw_page_mode() && bw_kept_room(x.size); /* page mode keeps none */
     bw_unlock(&bw_locks.large);
@@ -1313,6 +1370,7 @@ static bool bw_large_grow_in_place(bw_large_entry_t *e, size_t size) {
         x.lead_marker = !x.kept || x.marked;
         x.base = new_end;
         x.size = x_end - new_end;
+        bw_extent_clip_dirty(&x);
         bw_free_put(x, false);
     } else {
         bw_extent_total--;

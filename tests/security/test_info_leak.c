@@ -148,6 +148,45 @@ static void test_large_freed_secret_never_handed_out(void **state) {
     }
 }
 
+/* Freed extents merge with their neighbours and are cut again at other
+ * offsets and lengths: a block carved across the secret's old pages, with
+ * never-used pages beside them, must still read zero there (the clearing
+ * follows where the freed bytes lie, large.c). Blocks of cycling sizes
+ * from 66 KiB to 1.5 MiB are made and freed until 8 of them overlapped the
+ * secret's pages, each checked word by word where it does. */
+static void do_large_reuse_mixed(void *arg) {
+    const struct leak *op = arg;
+    static const size_t sizes[] = {1536 << 10, 70000,         300000, 900000,
+                                   140000,     2 * 65536 + 8, 500000, 1 << 20};
+    size_t usable = malloc_usable_size(op->block);
+    fill_secret(op->block, usable);
+    free(op->block);
+    unsigned overlaps = 0;
+    for (size_t i = 0; i < 64 * (BW_LARGE_QUARANTINE + BW_LARGE_CACHE_ENTRIES) && overlaps < 8;
+         i++) {
+        size_t request = sizes[i % (sizeof sizes / sizeof sizes[0])];
+        char *p = malloc(request);
+        if (!p) _exit(2);
+        size_t got = malloc_usable_size(p);
+        if (holds_secret_at(p, got, op->block, usable)) _exit(3);
+        if (p < op->block + usable && op->block < p + got) overlaps++;
+        free(p);
+    }
+    if (overlaps == 0) _exit(4); /* the secret's pages were never handed out again */
+}
+
+static void test_large_freed_secret_never_handed_out_mixed_sizes(void **state) {
+    BW_SKIP_UNLESS(BW_LARGE_QUARANTINE);
+    static const size_t requests[] = {200000, MiB + 12345};
+    for (size_t i = 0; i < sizeof requests / sizeof requests[0]; i++) {
+        char *block = malloc(requests[i]);
+        assert_non_null(block);
+        struct leak op = {block, requests[i]};
+        bw_expect_no_report(do_large_reuse_mixed, &op);
+        free(block);
+    }
+}
+
 int main(void) {
     if (!bw_is_bulwark_loaded()) {
         fprintf(stderr, "test_info_leak: malloc is not bulwark's; refusing to test glibc\n");
@@ -163,6 +202,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_small_freed_secret_never_handed_out),
         cmocka_unit_test(test_large_freed_secret_never_handed_out),
+        cmocka_unit_test(test_large_freed_secret_never_handed_out_mixed_sizes),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
