@@ -1151,6 +1151,8 @@ static void *bw_large_alloc_room(size_t size, size_t capacity, size_t alignment,
         if (c.dirty_lo > clear_from) clear_from = c.dirty_lo;
         if (c.dirty_hi < clear_to) clear_to = c.dirty_hi;
     }
+    /* (clear_from != 0: a body never starts at address 0; clang-tidy's
+     * analyzer cannot tell.) */
     if (!zeroed && (zero || BW_LARGE_QUARANTINE) && clear_from != 0 && clear_from < clear_to)
         memset((void *)clear_from, 0, clear_to - clear_from);
     entry.canary = BW_CANARY ? bw_large_canary_draw() : 0;

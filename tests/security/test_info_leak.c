@@ -136,16 +136,23 @@ static void do_large_reuse(void *arg) {
     _exit(4);
 }
 
-static void test_large_freed_secret_never_handed_out(void **state) {
-    BW_SKIP_UNLESS(BW_LARGE_QUARANTINE);
-    static const size_t requests[] = {BW_TEST_SMALL_MAX + 1, 200000, MiB};
-    for (size_t i = 0; i < sizeof requests / sizeof requests[0]; i++) {
+/* For each request: a block of that size, which `reuse` fills with the
+ * secret and frees in a child, then tries to get back. */
+static void expect_secret_kept_from_reuse(void (*reuse)(void *), const size_t *requests,
+                                          size_t count) {
+    for (size_t i = 0; i < count; i++) {
         char *block = malloc(requests[i]);
         assert_non_null(block);
         struct leak op = {block, requests[i]};
-        bw_expect_no_report(do_large_reuse, &op);
+        bw_expect_no_report(reuse, &op);
         free(block);
     }
+}
+
+static void test_large_freed_secret_never_handed_out(void **state) {
+    BW_SKIP_UNLESS(BW_LARGE_QUARANTINE);
+    static const size_t requests[] = {BW_TEST_SMALL_MAX + 1, 200000, MiB};
+    expect_secret_kept_from_reuse(do_large_reuse, requests, sizeof requests / sizeof requests[0]);
 }
 
 /* Freed extents merge with their neighbours and are cut again at other
@@ -178,13 +185,8 @@ static void do_large_reuse_mixed(void *arg) {
 static void test_large_freed_secret_never_handed_out_mixed_sizes(void **state) {
     BW_SKIP_UNLESS(BW_LARGE_QUARANTINE);
     static const size_t requests[] = {200000, MiB + 12345};
-    for (size_t i = 0; i < sizeof requests / sizeof requests[0]; i++) {
-        char *block = malloc(requests[i]);
-        assert_non_null(block);
-        struct leak op = {block, requests[i]};
-        bw_expect_no_report(do_large_reuse_mixed, &op);
-        free(block);
-    }
+    expect_secret_kept_from_reuse(do_large_reuse_mixed, requests,
+                                  sizeof requests / sizeof requests[0]);
 }
 
 int main(void) {
