@@ -10,17 +10,7 @@
 
 . "$(dirname "$0")/common.inc"
 
-need_tool python3 python3
-# The real interpreter, not a version-manager shim (pyenv's is a shell script).
-if [ -z "${BULWARK_PYTHON:-}" ]; then
-    BULWARK_PYTHON=$(python3 -c 'import sys; print(sys.executable)')
-    export BULWARK_PYTHON
-fi
-if ! $BW_IN_WORKLOAD; then
-    # Where malloc is called from: the executable, or libpython in a shared build.
-    libpython=$(ldd "$BULWARK_PYTHON" 2>/dev/null | awk '/libpython/ { print $1; exit }')
-    BOUND_PROGRAMS=${libpython:-$(basename "$BULWARK_PYTHON")}
-fi
+bw_python_setup
 
 workload() {
     # Fixed hash seed: set and dict-of-set orders then cannot differ by chance.

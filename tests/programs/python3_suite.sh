@@ -19,12 +19,7 @@
 
 . "$(dirname "$0")/common.inc"
 
-need_tool python3 python3
-# The real interpreter, not a version-manager shim (pyenv's is a shell script).
-if [ -z "${BULWARK_PYTHON:-}" ]; then
-    BULWARK_PYTHON=$(python3 -c 'import sys; print(sys.executable)')
-    export BULWARK_PYTHON
-fi
+bw_python_setup
 if ! "$BULWARK_PYTHON" -c 'import test.test_json, test.test_unicode' >/dev/null 2>&1; then
     if [ "${CI:-}" = true ]; then
         echo "error: CPython's test suite is not installed although .ci/run installs libpython3.11-testsuite" >&2
@@ -32,11 +27,6 @@ if ! "$BULWARK_PYTHON" -c 'import test.test_json, test.test_unicode' >/dev/null 
     fi
     echo "skip: CPython's test suite is not installed (apt-get install libpython3.11-testsuite)"
     exit 77
-fi
-if ! $BW_IN_WORKLOAD; then
-    # Where malloc is called from: the executable, or libpython in a shared build.
-    libpython=$(ldd "$BULWARK_PYTHON" 2>/dev/null | awk '/libpython/ { print $1; exit }')
-    BOUND_PROGRAMS=${libpython:-$(basename "$BULWARK_PYTHON")}
 fi
 
 workload() {
