@@ -9,7 +9,8 @@
 #
 # Times are CPU seconds (user + system, GNU time) of the QUICK sizes of
 # run.sh's workload table; the table gives each variant's median relative
-# to default's median on the same workload, and the geometric mean. The
+# to default's median on the same workload, and the geometric mean. A
+# second table does the same for peak RSS (GNU time's %M, the same runs). The
 # instructions per malloc(32)+free pair come from callgrind
 # (bench/icount_pair.c), as tests/perf/icount.sh counts them.
 #
@@ -46,6 +47,7 @@ no-waf-check|the write-after-free check at reuse|BW_WAF_CHECK_MAX 0
 no-zero-on-free|zero-on-free (and so the write-after-free check)|BW_ZERO_ON_FREE 0,BW_WAF_CHECK_MAX 0
 no-canary|the canary at the end of each block|BW_CANARY 0
 no-ways|random placement among open slabs (entropy targets)|BW_ENTROPY_BITS_SMALL 0,BW_ENTROPY_BITS_LARGE 0
+entropy-8|two bits of the entropy targets (8 bits up to 256 bytes and 6 above, not 10 and 8: fewer ways open)|BW_ENTROPY_BITS_SMALL 8,BW_ENTROPY_BITS_LARGE 6
 no-slab-guard|the guard page at the end of each slab|BW_SLAB_GUARD 0
 no-link-encoding|random free-list order and encoded links|BW_RANDOM_FREELIST 0,BW_ENCODE_LINKS 0
 no-foreign|the foreign rings (another heap'"'"'s block a thread freed goes back to its owner when it leaves the quarantine)|BW_FOREIGN_SLOTS 0
@@ -99,7 +101,9 @@ for workload in $small_workloads; do
 done
 
 times="$out_dir/times.txt"
+startup="$out_dir/startup.txt"
 : >"$times"
+: >"$startup"
 # shellcheck disable=SC2086 # a list of name=path words
 set -- $libs
 count=$#
@@ -121,9 +125,15 @@ while [ "$rep" -le "$reps" ]; do
         for lib in "$@"; do
             name=${lib%%=*}
             # shellcheck disable=SC2086
-            t=$({ /usr/bin/time -f '%U %S' env LD_PRELOAD="${lib#*=}" build/bench/$argv >/dev/null; } 2>&1 | tail -n 1)
+            t=$({ /usr/bin/time -f '%U %S %M' env LD_PRELOAD="${lib#*=}" build/bench/$argv >/dev/null; } 2>&1 | tail -n 1)
             echo "$workload $name $t" >>"$times"
         done
+    done
+    # The floor under every run: a program that allocates next to nothing
+    # (true), started the same way.
+    for lib in $libs; do
+        t=$({ /usr/bin/time -f '%U %S %M' env LD_PRELOAD="${lib#*=}" true; } 2>&1 | tail -n 1)
+        echo "${lib%%=*} $t" >>"$startup"
     done
     say "repetition $rep of $reps done"
     rep=$((rep + 1))
@@ -146,14 +156,16 @@ fi
 
 result=bench/ABLATION.md
 [ "$base" = default ] || result=bench/ABLATION-$base.md
-python3 - "$times" "$icount" "$variants" "$(git rev-parse --short HEAD)" "$reps" "$base" >"$result" <<'EOF'
+python3 - "$times" "$icount" "$variants" "$(git rev-parse --short HEAD)" "$reps" "$base" "$startup" >"$result" <<'EOF'
 import math, statistics, sys, collections, datetime, os
-times, icount_file, variants, commit, reps, base = sys.argv[1:7]
+times, icount_file, variants, commit, reps, base, startup_file = sys.argv[1:8]
 cpu = collections.defaultdict(list)
+rss = collections.defaultdict(list)
 order = []
 for line in open(times):
-    workload, name, user, system = line.split()
+    workload, name, user, system, peak_kib = line.split()
     cpu[(workload, name)].append(float(user) + float(system))
+    rss[(workload, name)].append(int(peak_kib) / 1024)
     if name not in order:
         order.append(name)
 workloads = []
@@ -193,5 +205,25 @@ for n in names:
           f" | {geo:.2f} | {icount.get(n, '-')} |")
 print(f"\nMedian CPU seconds of {base} per workload: " +
       ", ".join(f"{w} {med[(w, base)]:.2f}" for w in workloads) + ".")
+rss_med = {k: statistics.median(v) for k, v in rss.items()}
+print(f"\n## Peak RSS\n\nThe same runs' peak resident set size (GNU time's %M), median relative to "
+      f"{base}'s median on the same workload: 0.80 means the mechanism costs {base} a fifth "
+      "of its peak RSS there.\n")
+print("| variant: off | " + " | ".join(workloads) + " | geomean |")
+print("|---|" + "---:|" * (len(workloads) + 1))
+for n in names:
+    ratios = [rss_med[(w, n)] / rss_med[(w, base)] for w in workloads]
+    geo = math.exp(sum(math.log(r) for r in ratios) / len(ratios))
+    print(f"| {n} | " + " | ".join(f"{r:.2f}" for r in ratios) + f" | {geo:.2f} |")
+print(f"\nMedian peak RSS (MiB) of {base} per workload: " +
+      ", ".join(f"{w} {rss_med[(w, base)]:.1f}" for w in workloads) + ".")
+startup = collections.defaultdict(list)
+for line in open(startup_file):
+    name, _, _, peak_kib = line.split()
+    startup[name].append(int(peak_kib) / 1024)
+print("\nThe floor under those figures: `true` (a program that allocates next to nothing), "
+      "started the same way, peaks at (median MiB) " +
+      ", ".join(f"{n} {statistics.median(startup[n]):.2f}" for n in names if n in startup) +
+      ". pairs, churn and falseshare hold little more than that.")
 EOF
 say "wrote $result"
