@@ -196,13 +196,15 @@ print(f"Each variant is {base} rebuilt with one mechanism off (a policy header t
       f"median on the same workload: 0.80 means the mechanism costs {base} 20% of its time "
       "there. The geometric mean is over the workloads. Instructions per malloc(32)+free pair "
       "are callgrind's (bench/icount_pair.c, as tests/perf/icount.sh counts them).\n")
+def ratios(medians, n):
+    # n's medians relative to the base's, per workload, then their geometric mean
+    rs = [medians[(w, n)] / medians[(w, base)] for w in workloads]
+    geo = math.exp(sum(math.log(r) for r in rs) / len(rs))
+    return " | ".join(f"{r:.2f}" for r in rs) + f" | {geo:.2f}"
 print("| variant: off | " + " | ".join(workloads) + " | geomean | instructions/pair |")
 print("|---|" + "---:|" * (len(workloads) + 2))
 for n in names:
-    ratios = [med[(w, n)] / med[(w, base)] for w in workloads]
-    geo = math.exp(sum(math.log(r) for r in ratios) / len(ratios))
-    print(f"| {n}: {what.get(n, '')} | " + " | ".join(f"{r:.2f}" for r in ratios) +
-          f" | {geo:.2f} | {icount.get(n, '-')} |")
+    print(f"| {n}: {what.get(n, '')} | {ratios(med, n)} | {icount.get(n, '-')} |")
 print(f"\nMedian CPU seconds of {base} per workload: " +
       ", ".join(f"{w} {med[(w, base)]:.2f}" for w in workloads) + ".")
 rss_med = {k: statistics.median(v) for k, v in rss.items()}
@@ -212,9 +214,7 @@ print(f"\n## Peak RSS\n\nThe same runs' peak resident set size (GNU time's %M), 
 print("| variant: off | " + " | ".join(workloads) + " | geomean |")
 print("|---|" + "---:|" * (len(workloads) + 1))
 for n in names:
-    ratios = [rss_med[(w, n)] / rss_med[(w, base)] for w in workloads]
-    geo = math.exp(sum(math.log(r) for r in ratios) / len(ratios))
-    print(f"| {n} | " + " | ".join(f"{r:.2f}" for r in ratios) + f" | {geo:.2f} |")
+    print(f"| {n} | {ratios(rss_med, n)} |")
 print(f"\nMedian peak RSS (MiB) of {base} per workload: " +
       ", ".join(f"{w} {rss_med[(w, base)]:.1f}" for w in workloads) + ".")
 startup = collections.defaultdict(list)
