@@ -15,8 +15,7 @@
 need_tool node nodejs
 # Debian's node links V8 in; a build with libnode.so binds malloc from there.
 if ! $BW_IN_WORKLOAD; then
-    libnode=$(ldd "$(command -v node)" 2>/dev/null | awk '/libnode/ { print $1; exit }')
-    BOUND_PROGRAMS=${libnode:-node}
+    BOUND_PROGRAMS=$(bw_malloc_caller "$(command -v node)" libnode)
 fi
 
 workload() {
